@@ -1,0 +1,309 @@
+//! The per-session state machine (DESIGN.md "State machine"). Pure: it takes
+//! the session's state, one input and the current time, changes the state and
+//! returns what the I/O shell must do next ([`Effects`]). It never performs
+//! I/O, reads a clock, draws random numbers or logs.
+//!
+//! Invariant kept here: a session holds one of its provider's restart slots
+//! exactly while it is `restarting` or `recovering`; every path into those
+//! states takes a slot from the [`ProviderGuard`](crate::policy::ProviderGuard) and every path out of them
+//! gives it back.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::policy::PolicyConfig;
+use crate::provider::Outcome;
+
+mod step;
+
+/// The states of DESIGN.md, with their contract names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    Unknown,
+    Healthy,
+    Suspect,
+    Desynced,
+    Restarting,
+    Recovering,
+    NotReady,
+    NeedsPairing,
+    Blocked,
+    Unreachable,
+    Escalated,
+    Paused,
+}
+
+impl State {
+    pub const ALL: [State; 12] = [
+        State::Unknown,
+        State::Healthy,
+        State::Suspect,
+        State::Desynced,
+        State::Restarting,
+        State::Recovering,
+        State::NotReady,
+        State::NeedsPairing,
+        State::Blocked,
+        State::Unreachable,
+        State::Escalated,
+        State::Paused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Unknown => "unknown",
+            State::Healthy => "healthy",
+            State::Suspect => "suspect",
+            State::Desynced => "desynced",
+            State::Restarting => "restarting",
+            State::Recovering => "recovering",
+            State::NotReady => "not_ready",
+            State::NeedsPairing => "needs_pairing",
+            State::Blocked => "blocked",
+            State::Unreachable => "unreachable",
+            State::Escalated => "escalated",
+            State::Paused => "paused",
+        }
+    }
+
+    /// States in which the session holds one of its provider's restart slots.
+    pub fn holds_restart_slot(self) -> bool {
+        matches!(self, State::Restarting | State::Recovering)
+    }
+
+    /// States that need a person (alerting uses this).
+    pub fn needs_human(self) -> bool {
+        matches!(
+            self,
+            State::Escalated | State::NeedsPairing | State::Blocked
+        )
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown state `{s}`"))
+    }
+}
+
+/// What the shell should do for this session next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Read the status; send a canary only if it is healthy.
+    Probe,
+    /// Like a probe, after a restart: its success heals the session.
+    Verify,
+    /// Call the provider's restart (WAHA restart, Green-API reboot).
+    Restart,
+    /// Read the status only, while restarting.
+    PollStatus,
+    /// A pause expires.
+    Resume,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Probe => "probe",
+            Action::Verify => "verify",
+            Action::Restart => "restart",
+            Action::PollStatus => "status",
+            Action::Resume => "resume",
+        }
+    }
+}
+
+/// The next scheduled step of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub at: Timestamp,
+    pub action: Action,
+}
+
+/// A status read while restarting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusRead {
+    /// The provider reports the session healthy (WAHA WORKING, Green-API authorized).
+    Working,
+    /// Anything else, classified.
+    Not(Outcome),
+}
+
+/// One input to the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// The result of a probe or a verification canary.
+    Probe(Outcome),
+    /// The result of the restart call itself.
+    RestartCalled(Result<(), String>),
+    /// A status read while restarting.
+    Status(StatusRead),
+    /// Operator pause or maintenance window; `until` None = until resumed.
+    Pause {
+        until: Option<Timestamp>,
+        reason: String,
+    },
+    Resume,
+    /// Operator asks for a restart now (bypasses backoff and budget, not the
+    /// concurrency limit).
+    OperatorRestart,
+}
+
+/// A recorded state change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: State,
+    pub to: State,
+    pub reason: String,
+}
+
+/// Final result of a restart attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemediationResult {
+    /// The verification canary was delivered.
+    Healed,
+    /// The restart call itself failed.
+    Failed,
+    /// The session did not report healthy within `restart_timeout`.
+    Timeout,
+    /// Healthy status, but the verification canary failed too.
+    NotHealed,
+    /// Stopped by a pause before it finished.
+    Interrupted,
+}
+
+impl RemediationResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemediationResult::Healed => "healed",
+            RemediationResult::Failed => "failed",
+            RemediationResult::Timeout => "timeout",
+            RemediationResult::NotHealed => "not_healed",
+            RemediationResult::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Remediation bookkeeping the shell must persist, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Remediation {
+    /// A restart will be attempted: write the intent before calling.
+    Begin { reason: String },
+    /// `dry_run`: a restart would have been attempted now.
+    DryRun { reason: String },
+    /// The restart call returned successfully.
+    Called,
+    /// The attempt ended.
+    Finished {
+        result: RemediationResult,
+        detail: String,
+    },
+}
+
+/// What one input changed and what the shell must do about it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub transitions: Vec<Transition>,
+    /// The next step; None only while paused without an expiry.
+    pub next: Option<Step>,
+    pub remediations: Vec<Remediation>,
+    /// First failure → healthy again after a restart.
+    pub recovered_after: Option<Duration>,
+    /// A desync (or send-failure streak) was newly confirmed.
+    pub desync_confirmed: bool,
+    /// An operator command that could not be carried out, and why.
+    pub rejected: Option<String>,
+    /// The input did not apply to the current state (a stale result or a
+    /// rejected command): nothing changed and the schedule stays as it was.
+    /// Otherwise `next` replaces the schedule.
+    pub ignored: bool,
+}
+
+/// Per-call context: time and the session's effective settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx<'a> {
+    pub now: Timestamp,
+    /// When the step that produced this input was due (anchors the next
+    /// periodic probe, so slow probes do not make the schedule drift).
+    pub due: Timestamp,
+    /// This session's canary interval with jitter already applied.
+    pub interval: Duration,
+    pub policy: &'a PolicyConfig,
+    /// Green-API `reboot_on_yellow_card`.
+    pub restart_on_yellow_card: bool,
+}
+
+/// The persisted state of one session's machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Machine {
+    pub state: State,
+    pub since: Timestamp,
+    /// Why the session is in this state (or what it waits for), for humans.
+    pub reason: String,
+    pub consecutive_failures: u32,
+    pub streak_has_desync: bool,
+    pub first_failure_at: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+    pub last_outcome: Option<Outcome>,
+    pub last_probe_at: Option<Timestamp>,
+    pub not_ready_since: Option<Timestamp>,
+    pub backoff_step: u32,
+    pub next_restart_at: Option<Timestamp>,
+    /// Start times of restarts that still count toward escalation.
+    pub restart_history: Vec<Timestamp>,
+    pub restart_started_at: Option<Timestamp>,
+    pub healthy_since: Option<Timestamp>,
+    pub paused_until: Option<Timestamp>,
+}
+
+impl Machine {
+    pub fn new(now: Timestamp) -> Self {
+        Machine {
+            state: State::Unknown,
+            since: now,
+            reason: "not probed yet".to_string(),
+            consecutive_failures: 0,
+            streak_has_desync: false,
+            first_failure_at: None,
+            last_success_at: None,
+            last_outcome: None,
+            last_probe_at: None,
+            not_ready_since: None,
+            backoff_step: 0,
+            next_restart_at: None,
+            restart_history: Vec::new(),
+            restart_started_at: None,
+            healthy_since: None,
+            paused_until: None,
+        }
+    }
+
+    /// The step to take after the daemon restarted with this persisted state.
+    /// A restart that was in flight is followed up, never repeated: its status
+    /// is polled and `restart_timeout` still counts from its original start.
+    pub fn resume_step(&self, now: Timestamp) -> Option<Step> {
+        let (at, action) = match self.state {
+            State::Restarting => (now, Action::PollStatus),
+            State::Recovering => (now, Action::Verify),
+            State::Paused => (self.paused_until?.max(now), Action::Resume),
+            _ => (now, Action::Probe),
+        };
+        Some(Step { at, action })
+    }
+}
+
+#[cfg(test)]
+mod tests;

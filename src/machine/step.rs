@@ -1,0 +1,653 @@
+//! The transition rules of [`Machine::step`]: one input in, the new state
+//! and its [`Effects`] out. Kept apart from the types so the table in
+//! DESIGN.md can be read against one file.
+
+use std::time::Duration;
+
+use super::{
+    Action, Ctx, Effects, Input, Machine, Remediation, RemediationResult, State, StatusRead, Step,
+    Transition,
+};
+use crate::clock::Timestamp;
+use crate::policy::{self, Decision, PolicyConfig, ProviderGuard};
+use crate::provider::{BlockKind, NotReadyKind, Outcome};
+
+impl Machine {
+    /// Feeds one input. See the transition table in DESIGN.md.
+    pub fn step(&mut self, input: Input, guard: &mut ProviderGuard, ctx: &Ctx<'_>) -> Effects {
+        let mut fx = Effects::default();
+        match input {
+            Input::Probe(outcome) => self.on_probe(outcome, guard, ctx, &mut fx),
+            Input::RestartCalled(result) => self.on_restart_called(result, guard, ctx, &mut fx),
+            Input::Status(read) => self.on_status(read, guard, ctx, &mut fx),
+            Input::Pause { until, reason } => {
+                self.interrupt_restart(&mut fx, "paused");
+                self.paused_until = until;
+                self.enter(State::Paused, reason, guard, ctx, &mut fx);
+                fx.next = until.map(|at| Step {
+                    at,
+                    action: Action::Resume,
+                });
+            }
+            Input::Resume => {
+                if self.state == State::Paused {
+                    self.paused_until = None;
+                    self.enter(State::Unknown, "resumed".to_string(), guard, ctx, &mut fx);
+                    fx.next = Some(Step {
+                        at: ctx.now,
+                        action: Action::Probe,
+                    });
+                } else {
+                    fx.rejected = Some(format!("not paused (state {})", self.state));
+                    fx.ignored = true;
+                }
+            }
+            Input::OperatorRestart => self.on_operator_restart(guard, ctx, &mut fx),
+        }
+        fx
+    }
+
+    fn on_probe(
+        &mut self,
+        outcome: Outcome,
+        guard: &mut ProviderGuard,
+        ctx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) {
+        // Results that arrive while no probe is expected are stale (the shell
+        // drops most of them; this is the second line of defence).
+        if matches!(self.state, State::Paused | State::Restarting) {
+            fx.ignored = true;
+            return;
+        }
+        self.apply_outcome(outcome, guard, ctx, fx);
+    }
+
+    fn apply_outcome(
+        &mut self,
+        outcome: Outcome,
+        guard: &mut ProviderGuard,
+        ctx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) {
+        let previous = self.last_outcome.replace(outcome);
+        self.last_probe_at = Some(ctx.now);
+        let verifying = self.state == State::Recovering;
+
+        match outcome {
+            Outcome::Delivered => self.on_delivered(guard, ctx, fx),
+            Outcome::Desync | Outcome::SendFailed | Outcome::Stuck => {
+                self.on_counting_failure(outcome, guard, ctx, fx)
+            }
+            Outcome::NotReady(kind) => {
+                if verifying {
+                    // The status fell back during verification: keep waiting
+                    // for it as part of the same restart attempt.
+                    self.enter(
+                        State::Restarting,
+                        format!("status fell back to {} during verification", kind.as_str()),
+                        guard,
+                        ctx,
+                        fx,
+                    );
+                    fx.next = Some(self.poll_step(ctx));
+                } else if self.state == State::Escalated {
+                    fx.next = Some(self.periodic(ctx));
+                } else {
+                    let previous_kind = match previous {
+                        Some(Outcome::NotReady(k)) if self.state == State::NotReady => Some(k),
+                        _ => None,
+                    };
+                    self.on_not_ready(kind, previous_kind, guard, ctx, fx);
+                }
+            }
+            Outcome::NeedsPairing => {
+                self.finish_restart(fx, RemediationResult::NotHealed, "session needs pairing");
+                self.enter(
+                    State::NeedsPairing,
+                    "provider says the session must be paired again (QR code / phone code)".into(),
+                    guard,
+                    ctx,
+                    fx,
+                );
+                fx.next = Some(self.periodic(ctx));
+            }
+            Outcome::Blocked(kind) => {
+                self.finish_restart(fx, RemediationResult::NotHealed, "session is blocked");
+                let why = match kind {
+                    BlockKind::Banned => "WhatsApp blocked the number",
+                    BlockKind::YellowCard => {
+                        "WhatsApp filters this number's messages (yellow card): canaries paused"
+                    }
+                };
+                if kind == BlockKind::YellowCard && ctx.restart_on_yellow_card {
+                    self.consider_restart(why.to_string(), State::Blocked, guard, ctx, fx);
+                } else {
+                    self.enter(State::Blocked, why.to_string(), guard, ctx, fx);
+                    fx.next = Some(self.periodic(ctx));
+                }
+            }
+            Outcome::RateLimited { retry_after } => {
+                let wait = retry_after.unwrap_or(Duration::ZERO).max(if verifying {
+                    ctx.policy.confirm_interval
+                } else {
+                    ctx.interval
+                });
+                let action = if verifying {
+                    Action::Verify
+                } else {
+                    Action::Probe
+                };
+                fx.next = Some(Step {
+                    at: ctx.now.plus(wait),
+                    action,
+                });
+            }
+            Outcome::Unreachable | Outcome::Timeout => {
+                self.finish_restart(
+                    fx,
+                    RemediationResult::NotHealed,
+                    "provider unreachable during verification",
+                );
+                self.enter(
+                    State::Unreachable,
+                    format!("probe failed: {}", outcome.as_str()),
+                    guard,
+                    ctx,
+                    fx,
+                );
+                fx.next = Some(self.periodic(ctx));
+            }
+            Outcome::AuthRejected
+            | Outcome::BadRequest
+            | Outcome::SessionMissing
+            | Outcome::QuotaExceeded
+            | Outcome::InstanceExpired => {
+                // Nothing a restart can fix; alerts come from the outcome.
+                if verifying {
+                    self.finish_restart(
+                        fx,
+                        RemediationResult::NotHealed,
+                        &format!("verification inconclusive: {}", outcome.as_str()),
+                    );
+                    self.enter(
+                        State::Unknown,
+                        format!("verification inconclusive: {}", outcome.as_str()),
+                        guard,
+                        ctx,
+                        fx,
+                    );
+                }
+                fx.next = Some(self.periodic(ctx));
+            }
+        }
+    }
+
+    fn on_delivered(&mut self, guard: &mut ProviderGuard, ctx: &Ctx<'_>, fx: &mut Effects) {
+        let now = ctx.now;
+        if self.state == State::Recovering {
+            let first = self
+                .first_failure_at
+                .or(self.restart_started_at)
+                .unwrap_or(now);
+            fx.recovered_after = Some(now.since(first));
+            self.finish_restart(
+                fx,
+                RemediationResult::Healed,
+                "verification canary delivered",
+            );
+            self.enter(
+                State::Healthy,
+                "verification canary delivered after restart".into(),
+                guard,
+                ctx,
+                fx,
+            );
+        } else if self.state != State::Healthy {
+            self.enter(State::Healthy, "canary delivered".into(), guard, ctx, fx);
+        }
+        self.consecutive_failures = 0;
+        self.streak_has_desync = false;
+        self.first_failure_at = None;
+        self.not_ready_since = None;
+        self.last_success_at = Some(now);
+        let healthy_since = *self.healthy_since.get_or_insert(now);
+        if now.since(healthy_since) >= ctx.policy.healthy_reset {
+            // Healthy long enough: earlier restarts no longer say anything.
+            self.backoff_step = 0;
+            self.next_restart_at = None;
+            self.restart_history.clear();
+        }
+        fx.next = Some(self.periodic(ctx));
+    }
+
+    fn on_counting_failure(
+        &mut self,
+        outcome: Outcome,
+        guard: &mut ProviderGuard,
+        ctx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.streak_has_desync |= outcome == Outcome::Desync;
+        self.first_failure_at.get_or_insert(ctx.now);
+        let threshold = if self.streak_has_desync {
+            ctx.policy.desync_confirmations
+        } else {
+            ctx.policy.send_failure_confirmations
+        };
+        let streak = format!(
+            "{} {}/{}",
+            outcome.as_str(),
+            self.consecutive_failures.min(threshold),
+            threshold
+        );
+        match self.state {
+            State::Escalated => {
+                fx.next = Some(self.periodic(ctx));
+            }
+            State::Recovering => {
+                self.finish_restart(
+                    fx,
+                    RemediationResult::NotHealed,
+                    &format!("verification canary failed: {}", outcome.as_str()),
+                );
+                self.consider_restart(
+                    format!(
+                        "verification canary failed after restart ({})",
+                        outcome.as_str()
+                    ),
+                    State::Desynced,
+                    guard,
+                    ctx,
+                    fx,
+                );
+            }
+            State::Desynced => {
+                self.consider_restart(
+                    format!("still failing ({})", outcome.as_str()),
+                    State::Desynced,
+                    guard,
+                    ctx,
+                    fx,
+                );
+            }
+            _ if self.consecutive_failures >= threshold => {
+                fx.desync_confirmed = true;
+                let what = if self.streak_has_desync {
+                    "desync confirmed"
+                } else {
+                    "send failures confirmed"
+                };
+                self.consider_restart(
+                    format!("{what} ({streak}) while the provider reports healthy"),
+                    State::Desynced,
+                    guard,
+                    ctx,
+                    fx,
+                );
+            }
+            _ => {
+                self.enter(
+                    State::Suspect,
+                    format!("canary failed ({streak})"),
+                    guard,
+                    ctx,
+                    fx,
+                );
+                fx.next = Some(Step {
+                    at: ctx.now.plus(ctx.policy.confirm_interval),
+                    action: Action::Probe,
+                });
+            }
+        }
+    }
+
+    fn on_not_ready(
+        &mut self,
+        kind: NotReadyKind,
+        previous_kind: Option<NotReadyKind>,
+        guard: &mut ProviderGuard,
+        ctx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) {
+        if previous_kind != Some(kind) || self.not_ready_since.is_none() {
+            self.not_ready_since = Some(ctx.now);
+        }
+        let since = self.not_ready_since.unwrap_or(ctx.now);
+        let status = kind.as_str().to_uppercase();
+        match kind {
+            NotReadyKind::Starting => {
+                let grace_ends = since.plus(ctx.policy.starting_grace);
+                if ctx.now >= grace_ends {
+                    self.consider_restart(
+                        format!(
+                            "STARTING for {}s, beyond starting_grace",
+                            ctx.now.since(since).as_secs()
+                        ),
+                        State::NotReady,
+                        guard,
+                        ctx,
+                        fx,
+                    );
+                } else {
+                    self.enter(
+                        State::NotReady,
+                        "provider reports STARTING".into(),
+                        guard,
+                        ctx,
+                        fx,
+                    );
+                    let next = self.periodic(ctx);
+                    fx.next = Some(Step {
+                        at: next.at.min(grace_ends),
+                        action: Action::Probe,
+                    });
+                }
+            }
+            NotReadyKind::Failed => {
+                self.consider_restart(
+                    "provider reports FAILED".into(),
+                    State::NotReady,
+                    guard,
+                    ctx,
+                    fx,
+                );
+            }
+            NotReadyKind::Stopped if ctx.policy.restart_stopped => {
+                self.consider_restart(
+                    "provider reports STOPPED and restart_stopped is on".into(),
+                    State::NotReady,
+                    guard,
+                    ctx,
+                    fx,
+                );
+            }
+            NotReadyKind::Stopped | NotReadyKind::Sleeping | NotReadyKind::Provisioning => {
+                let why = match kind {
+                    NotReadyKind::Stopped => {
+                        "provider reports STOPPED; left alone (restart_stopped is off)".to_string()
+                    }
+                    _ => format!("provider reports {status}; a restart cannot help"),
+                };
+                self.enter(State::NotReady, why, guard, ctx, fx);
+                fx.next = Some(self.periodic(ctx));
+            }
+        }
+    }
+
+    fn on_restart_called(
+        &mut self,
+        result: Result<(), String>,
+        guard: &mut ProviderGuard,
+        ctx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) {
+        if self.state != State::Restarting {
+            fx.ignored = true;
+            return;
+        }
+        match result {
+            Ok(()) => {
+                fx.remediations.push(Remediation::Called);
+                fx.next = Some(self.poll_step(ctx));
+            }
+            Err(detail) => {
+                fx.remediations.push(Remediation::Finished {
+                    result: RemediationResult::Failed,
+                    detail: detail.clone(),
+                });
+                self.restart_started_at = None;
+                self.consider_restart(
+                    format!("restart call failed: {detail}"),
+                    State::Desynced,
+                    guard,
+                    ctx,
+                    fx,
+                );
+            }
+        }
+    }
+
+    fn on_status(
+        &mut self,
+        read: StatusRead,
+        guard: &mut ProviderGuard,
+        ctx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) {
+        if self.state != State::Restarting {
+            fx.ignored = true;
+            return;
+        }
+        match read {
+            StatusRead::Working => {
+                self.enter(
+                    State::Recovering,
+                    "provider reports healthy after restart; verifying with a canary".into(),
+                    guard,
+                    ctx,
+                    fx,
+                );
+                fx.next = Some(Step {
+                    at: ctx.now,
+                    action: Action::Verify,
+                });
+            }
+            StatusRead::Not(outcome @ (Outcome::NeedsPairing | Outcome::Blocked(_))) => {
+                // The restart revealed that only a person can help: this is
+                // the ordinary probe path for these outcomes.
+                self.apply_outcome(outcome, guard, ctx, fx);
+            }
+            StatusRead::Not(outcome) => {
+                let started = self.restart_started_at.unwrap_or(ctx.now);
+                if ctx.now.since(started) >= ctx.policy.restart_timeout {
+                    self.last_outcome = Some(outcome);
+                    fx.remediations.push(Remediation::Finished {
+                        result: RemediationResult::Timeout,
+                        detail: format!("still {} after restart_timeout", outcome),
+                    });
+                    self.restart_started_at = None;
+                    self.consider_restart(
+                        format!(
+                            "not healthy within restart_timeout ({}s) after restart",
+                            ctx.policy.restart_timeout.as_secs()
+                        ),
+                        State::Desynced,
+                        guard,
+                        ctx,
+                        fx,
+                    );
+                } else {
+                    fx.next = Some(self.poll_step(ctx));
+                }
+            }
+        }
+    }
+
+    fn on_operator_restart(&mut self, guard: &mut ProviderGuard, ctx: &Ctx<'_>, fx: &mut Effects) {
+        let refusal = if self.state == State::Paused {
+            Some("session is paused; resume it first".to_string())
+        } else if self.state.holds_restart_slot() {
+            Some(format!("a restart is already in progress ({})", self.state))
+        } else if !guard.slot_free(ctx.policy) {
+            Some(format!(
+                "max_concurrent_restarts ({}) restarts of this provider are in flight",
+                ctx.policy.max_concurrent_restarts
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            fx.rejected = Some(why);
+            fx.ignored = true;
+            return;
+        }
+        guard.acquire_slot();
+        self.start_restart("operator".into(), ctx, fx);
+    }
+
+    /// Asks the policy for a restart; `waiting` is the state to show while
+    /// the policy says "not yet".
+    fn consider_restart(
+        &mut self,
+        why: String,
+        waiting: State,
+        guard: &mut ProviderGuard,
+        ctx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) {
+        let cfg = ctx.policy;
+        let now = ctx.now;
+        match policy::decide(&self.restart_history, self.next_restart_at, guard, cfg, now) {
+            Decision::Allow => {
+                self.book_restart(cfg, now);
+                // A failed attempt gives its slot back before the next one
+                // takes one, so the slot count stays exact.
+                if self.state.holds_restart_slot() {
+                    guard.release();
+                }
+                guard.acquire(cfg, now);
+                self.start_restart(why, ctx, fx);
+            }
+            Decision::DryRun => {
+                self.book_restart(cfg, now);
+                fx.remediations.push(Remediation::DryRun {
+                    reason: why.clone(),
+                });
+                self.enter(
+                    waiting,
+                    format!("dry run: would restart ({why})"),
+                    guard,
+                    ctx,
+                    fx,
+                );
+                fx.next = Some(self.periodic(ctx));
+            }
+            Decision::Wait { reason, until } => {
+                let recheck = until.unwrap_or_else(|| now.plus(cfg.confirm_interval));
+                let until_text = until.map(|u| format!(" until {u}")).unwrap_or_default();
+                self.enter(
+                    waiting,
+                    format!("{why}; restart waits: {}{until_text}", reason.as_str()),
+                    guard,
+                    ctx,
+                    fx,
+                );
+                fx.next = Some(Step {
+                    at: recheck.min(now.plus(ctx.interval)).max(now),
+                    action: Action::Probe,
+                });
+            }
+            Decision::Escalate => {
+                let n = policy::restarts_in_window(&self.restart_history, cfg, now);
+                self.enter(
+                    State::Escalated,
+                    format!(
+                        "{why}; {n} restarts within {}s did not keep it healthy: needs a human",
+                        cfg.restart_window.as_secs()
+                    ),
+                    guard,
+                    ctx,
+                    fx,
+                );
+                fx.next = Some(self.periodic(ctx));
+            }
+        }
+    }
+
+    /// Records a restart attempt in the session's history and backoff.
+    fn book_restart(&mut self, cfg: &PolicyConfig, now: Timestamp) {
+        let horizon = now.minus(cfg.restart_window);
+        self.restart_history.retain(|t| *t > horizon);
+        self.restart_history.push(now);
+        self.next_restart_at = Some(now.plus(policy::backoff(cfg, self.backoff_step)));
+        self.backoff_step = self.backoff_step.saturating_add(1);
+    }
+
+    /// Enters `restarting`; the caller has already taken the slot (so this
+    /// bypasses `enter`, which would account for it a second time).
+    fn start_restart(&mut self, why: String, ctx: &Ctx<'_>, fx: &mut Effects) {
+        self.restart_started_at = Some(ctx.now);
+        self.healthy_since = None;
+        self.not_ready_since = None;
+        fx.remediations.push(Remediation::Begin {
+            reason: why.clone(),
+        });
+        let from = self.state;
+        self.state = State::Restarting;
+        self.record(from, State::Restarting, why, ctx, fx);
+        fx.next = Some(Step {
+            at: ctx.now,
+            action: Action::Restart,
+        });
+    }
+
+    /// Ends a restart attempt in progress, if any, with `result`.
+    fn finish_restart(&mut self, fx: &mut Effects, result: RemediationResult, detail: &str) {
+        if self.state.holds_restart_slot() {
+            fx.remediations.push(Remediation::Finished {
+                result,
+                detail: detail.to_string(),
+            });
+            self.restart_started_at = None;
+        }
+    }
+
+    fn interrupt_restart(&mut self, fx: &mut Effects, why: &str) {
+        self.finish_restart(fx, RemediationResult::Interrupted, why);
+    }
+
+    /// Moves to `to`, keeping the restart-slot invariant and recording the
+    /// transition. Staying in the same state only refreshes the reason.
+    fn enter(
+        &mut self,
+        to: State,
+        reason: String,
+        guard: &mut ProviderGuard,
+        ctx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) {
+        let from = self.state;
+        if from.holds_restart_slot() && !to.holds_restart_slot() {
+            guard.release();
+        }
+        debug_assert!(
+            !to.holds_restart_slot() || from.holds_restart_slot(),
+            "entering {to} must go through start_restart"
+        );
+        if to != State::Healthy {
+            self.healthy_since = None;
+        }
+        if to != State::NotReady {
+            self.not_ready_since = None;
+        }
+        if from == to {
+            self.reason = reason;
+            return;
+        }
+        self.state = to;
+        self.record(from, to, reason, ctx, fx);
+    }
+
+    fn record(&mut self, from: State, to: State, reason: String, ctx: &Ctx<'_>, fx: &mut Effects) {
+        self.since = ctx.now;
+        self.reason = reason.clone();
+        fx.transitions.push(Transition { from, to, reason });
+    }
+
+    /// The next periodic probe, anchored on when this step was due.
+    fn periodic(&self, ctx: &Ctx<'_>) -> Step {
+        Step {
+            at: ctx.due.plus(ctx.interval).max(ctx.now),
+            action: Action::Probe,
+        }
+    }
+
+    fn poll_step(&self, ctx: &Ctx<'_>) -> Step {
+        Step {
+            at: ctx.now.plus(ctx.policy.restart_poll_interval),
+            action: Action::PollStatus,
+        }
+    }
+}
