@@ -363,7 +363,10 @@ impl Machine {
                     fx,
                 );
             }
-            NotReadyKind::Stopped | NotReadyKind::Sleeping | NotReadyKind::Provisioning => {
+            NotReadyKind::Stopped
+            | NotReadyKind::Sleeping
+            | NotReadyKind::Provisioning
+            | NotReadyKind::Unrecognised => {
                 let why = match kind {
                     NotReadyKind::Stopped => {
                         "provider reports STOPPED; left alone (restart_stopped is off)".to_string()

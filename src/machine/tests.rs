@@ -86,6 +86,7 @@ fn columns() -> Vec<(&'static str, Outcome)> {
         ("failed", NotReady(NotReadyKind::Failed)),
         ("sleeping", NotReady(NotReadyKind::Sleeping)),
         ("provisioning", NotReady(NotReadyKind::Provisioning)),
+        ("unrecognised", NotReady(NotReadyKind::Unrecognised)),
         ("needs_pairing", NeedsPairing),
         ("banned", Blocked(BlockKind::Banned)),
         ("yellow_card", Blocked(BlockKind::YellowCard)),
@@ -116,23 +117,23 @@ const PA: State = State::Paused;
 
 /// Expected next state for every (state, outcome) pair, default policy.
 /// Columns as in [`columns`]:
-/// deliv desync sfail stuck | start stop fail sleep prov | pair ban yellow |
+/// deliv desync sfail stuck | start stop fail sleep prov unrec | pair ban yellow |
 /// rate auth bad | unreach timeout | missing quota expired
 #[rustfmt::skip]
-fn table() -> Vec<(State, [State; 20])> {
+fn table() -> Vec<(State, [State; 21])> {
     vec![
-        (UN, [HE, SU, SU, SU,  NR, NR, RS, NR, NR,  NP, BL, BL,  UN, UN, UN,  UR, UR,  UN, UN, UN]),
-        (HE, [HE, SU, SU, SU,  NR, NR, RS, NR, NR,  NP, BL, BL,  HE, HE, HE,  UR, UR,  HE, HE, HE]),
-        (SU, [HE, SU, SU, SU,  NR, NR, RS, NR, NR,  NP, BL, BL,  SU, SU, SU,  UR, UR,  SU, SU, SU]),
-        (DE, [HE, RS, RS, RS,  NR, NR, RS, NR, NR,  NP, BL, BL,  DE, DE, DE,  UR, UR,  DE, DE, DE]),
-        (RS, [RS, RS, RS, RS,  RS, RS, RS, RS, RS,  RS, RS, RS,  RS, RS, RS,  RS, RS,  RS, RS, RS]),
-        (RC, [HE, DE, DE, DE,  RS, RS, RS, RS, RS,  NP, BL, BL,  RC, UN, UN,  UR, UR,  UN, UN, UN]),
-        (NR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR,  NP, BL, BL,  NR, NR, NR,  UR, UR,  NR, NR, NR]),
-        (NP, [HE, SU, SU, SU,  NR, NR, RS, NR, NR,  NP, BL, BL,  NP, NP, NP,  UR, UR,  NP, NP, NP]),
-        (BL, [HE, SU, SU, SU,  NR, NR, RS, NR, NR,  NP, BL, BL,  BL, BL, BL,  UR, UR,  BL, BL, BL]),
-        (UR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR,  NP, BL, BL,  UR, UR, UR,  UR, UR,  UR, UR, UR]),
-        (ES, [HE, ES, ES, ES,  ES, ES, ES, ES, ES,  NP, BL, BL,  ES, ES, ES,  UR, UR,  ES, ES, ES]),
-        (PA, [PA, PA, PA, PA,  PA, PA, PA, PA, PA,  PA, PA, PA,  PA, PA, PA,  PA, PA,  PA, PA, PA]),
+        (UN, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  UN, UN, UN,  UR, UR,  UN, UN, UN]),
+        (HE, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  HE, HE, HE,  UR, UR,  HE, HE, HE]),
+        (SU, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  SU, SU, SU,  UR, UR,  SU, SU, SU]),
+        (DE, [HE, RS, RS, RS,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  DE, DE, DE,  UR, UR,  DE, DE, DE]),
+        (RS, [RS, RS, RS, RS,  RS, RS, RS, RS, RS, RS,  RS, RS, RS,  RS, RS, RS,  RS, RS,  RS, RS, RS]),
+        (RC, [HE, DE, DE, DE,  RS, RS, RS, RS, RS, RS,  NP, BL, BL,  RC, UN, UN,  UR, UR,  UN, UN, UN]),
+        (NR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  NR, NR, NR,  UR, UR,  NR, NR, NR]),
+        (NP, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  NP, NP, NP,  UR, UR,  NP, NP, NP]),
+        (BL, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  BL, BL, BL,  UR, UR,  BL, BL, BL]),
+        (UR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  UR, UR, UR,  UR, UR,  UR, UR, UR]),
+        (ES, [HE, ES, ES, ES,  ES, ES, ES, ES, ES, ES,  NP, BL, BL,  ES, ES, ES,  UR, UR,  ES, ES, ES]),
+        (PA, [PA, PA, PA, PA,  PA, PA, PA, PA, PA, PA,  PA, PA, PA,  PA, PA, PA,  PA, PA,  PA, PA, PA]),
     ]
 }
 
@@ -140,7 +141,7 @@ fn table() -> Vec<(State, [State; 20])> {
 fn table_covers_every_state() {
     let states: Vec<State> = table().iter().map(|(s, _)| *s).collect();
     assert_eq!(states, State::ALL);
-    assert_eq!(columns().len(), 20);
+    assert_eq!(columns().len(), 21);
 }
 
 #[test]

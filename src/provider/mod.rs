@@ -2,6 +2,9 @@
 //! client maps its responses into ([`Outcome`]). Only modules below
 //! `provider::` know vendor JSON; everything above sees outcomes.
 
+pub mod http;
+pub mod waha;
+
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,15 +22,18 @@ pub enum NotReadyKind {
     Sleeping,
     /// Green-API `null` state: the instance is still being provisioned.
     Provisioning,
+    /// A status this version does not know: reported, never acted on.
+    Unrecognised,
 }
 
 impl NotReadyKind {
-    pub const ALL: [NotReadyKind; 5] = [
+    pub const ALL: [NotReadyKind; 6] = [
         NotReadyKind::Starting,
         NotReadyKind::Stopped,
         NotReadyKind::Failed,
         NotReadyKind::Sleeping,
         NotReadyKind::Provisioning,
+        NotReadyKind::Unrecognised,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +43,7 @@ impl NotReadyKind {
             NotReadyKind::Failed => "failed",
             NotReadyKind::Sleeping => "sleeping",
             NotReadyKind::Provisioning => "provisioning",
+            NotReadyKind::Unrecognised => "unrecognised",
         }
     }
 }
