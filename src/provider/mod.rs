@@ -261,3 +261,134 @@ mod tests {
         assert_eq!(counting, ["desync", "send_failed", "stuck"]);
     }
 }
+
+/// What one probe found, for the machine and the probe record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeReport {
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    /// Short, single-line, secret-free.
+    pub detail: String,
+    /// Whether a canary message was actually sent.
+    pub sent: bool,
+}
+
+impl ProbeReport {
+    fn from_failure(f: waha::Failure) -> Self {
+        ProbeReport {
+            outcome: f.outcome,
+            http_status: f.http_status,
+            detail: f.detail,
+            sent: false,
+        }
+    }
+}
+
+/// The canary to send in one probe.
+#[derive(Clone, Debug)]
+pub struct Canary<'a> {
+    /// None: the session's own chat.
+    pub chat: Option<&'a str>,
+    pub text: &'a str,
+    pub timeout: Duration,
+}
+
+/// A provider endpoint: a closed set, so matches stay exhaustive and no
+/// boxed async traits are needed.
+#[derive(Clone, Debug)]
+pub enum Provider {
+    Waha(waha::WahaClient),
+}
+
+impl Provider {
+    /// Names of every session the provider has.
+    pub async fn list_sessions(&self, timeout: Duration) -> Result<Vec<String>, ProbeReport> {
+        match self {
+            Provider::Waha(c) => c
+                .list_sessions(timeout)
+                .await
+                .map(|v| v.into_iter().map(|s| s.name).collect())
+                .map_err(ProbeReport::from_failure),
+        }
+    }
+
+    /// One probe: read the status, and send the canary only when healthy.
+    pub async fn probe(&self, session: &str, canary: &Canary<'_>) -> ProbeReport {
+        match self {
+            Provider::Waha(c) => {
+                let info = match c.session(session, canary.timeout).await {
+                    Ok(info) => info,
+                    Err(f) => return ProbeReport::from_failure(f),
+                };
+                if let Some(outcome) = info.not_working() {
+                    return ProbeReport {
+                        outcome,
+                        http_status: Some(200),
+                        detail: format!("status {}", info.status),
+                        sent: false,
+                    };
+                }
+                let Some(chat) = canary.chat.or(info.me.as_deref()) else {
+                    return ProbeReport {
+                        outcome: Outcome::BadRequest,
+                        http_status: Some(200),
+                        detail: "session reports no me.id to send a self canary to; set canary chat"
+                            .to_string(),
+                        sent: false,
+                    };
+                };
+                let r = c.send_text(session, chat, canary.text, canary.timeout).await;
+                ProbeReport {
+                    outcome: r.outcome,
+                    http_status: r.http_status,
+                    detail: r.detail,
+                    sent: true,
+                }
+            }
+        }
+    }
+
+    /// The status only (while restarting).
+    pub async fn status(&self, session: &str, timeout: Duration) -> (crate::machine::StatusRead, ProbeReport) {
+        use crate::machine::StatusRead;
+        match self {
+            Provider::Waha(c) => match c.session(session, timeout).await {
+                Ok(info) => {
+                    let read = match info.not_working() {
+                        None => StatusRead::Working,
+                        Some(o) => StatusRead::Not(o),
+                    };
+                    let outcome = match read {
+                        StatusRead::Working => Outcome::Delivered,
+                        StatusRead::Not(o) => o,
+                    };
+                    let report = ProbeReport {
+                        outcome,
+                        http_status: Some(200),
+                        detail: format!("status {}", info.status),
+                        sent: false,
+                    };
+                    (read, report)
+                }
+                Err(f) => {
+                    let report = ProbeReport::from_failure(f);
+                    (StatusRead::Not(report.outcome), report)
+                }
+            },
+        }
+    }
+
+    /// The provider's restart (WAHA restart). Ok = accepted.
+    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), String> {
+        match self {
+            Provider::Waha(c) => c.restart(session, timeout).await,
+        }
+    }
+
+    /// "restart" or "reboot", as the provider calls it.
+    pub fn restart_action(&self) -> &'static str {
+        match self {
+            Provider::Waha(_) => "restart",
+        }
+    }
+}
