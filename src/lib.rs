@@ -6,3 +6,4 @@ pub mod clock;
 pub mod machine;
 pub mod policy;
 pub mod provider;
+pub mod store;

@@ -1,0 +1,229 @@
+//! Queries on the history tables: `probes`, `transitions`, `remediations`.
+//!
+//! Each history row references its session (foreign key), so the daemon saves
+//! a session with [`Store::save_session`] before recording anything about it.
+//! "Recent" queries return newest first, ties broken by insertion order.
+
+use crate::clock::Timestamp;
+
+use super::records::{ProbeRow, RemediationRow, TransitionRow, cap_text, u64_to_i64};
+use super::{
+    NewRemediation, ProbeRecord, RemediationRecord, RemediationUpdate, Store, StoreError,
+    TransitionRecord, query_error,
+};
+
+macro_rules! remediation_columns {
+    () => {
+        "id, provider, session, started_at, action, reason, result, detail, \
+         finished_at, duration_ms, recovery_ms"
+    };
+}
+
+/// Lower bound for "no `since`": every stored timestamp is at or after it.
+fn since_or_min(since: Option<Timestamp>) -> i64 {
+    since.map_or(i64::MIN, Timestamp::as_millis)
+}
+
+impl Store {
+    /// Records one probe. `detail` is capped to
+    /// [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
+    pub async fn insert_probe(&self, p: &ProbeRecord) -> Result<(), StoreError> {
+        const OP: &str = "insert_probe";
+        self.check_writable(OP)?;
+        sqlx::query(
+            "INSERT INTO probes (provider, session, at, kind, outcome, http_status, latency_ms, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&p.provider)
+        .bind(&p.session)
+        .bind(p.at.as_millis())
+        .bind(&p.kind)
+        .bind(&p.outcome)
+        .bind(p.http_status.map(i64::from))
+        .bind(u64_to_i64(p.latency_ms))
+        .bind(cap_text(&p.detail))
+        .execute(&self.writer)
+        .await
+        .map_err(query_error(OP))?;
+        Ok(())
+    }
+
+    /// Records one state change. `reason` is capped to
+    /// [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
+    pub async fn insert_transition(&self, t: &TransitionRecord) -> Result<(), StoreError> {
+        const OP: &str = "insert_transition";
+        self.check_writable(OP)?;
+        sqlx::query(
+            "INSERT INTO transitions (provider, session, at, from_state, to_state, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.provider)
+        .bind(&t.session)
+        .bind(t.at.as_millis())
+        .bind(&t.from_state)
+        .bind(&t.to_state)
+        .bind(cap_text(&t.reason))
+        .execute(&self.writer)
+        .await
+        .map_err(query_error(OP))?;
+        Ok(())
+    }
+
+    /// Writes the intent to remediate before the provider is called, and
+    /// returns the row id for [`Store::update_remediation`]. Written first so
+    /// that a daemon killed mid-restart still finds the restart in
+    /// [`Store::remediations_since`] and does not restart early.
+    pub async fn begin_remediation(&self, r: &NewRemediation) -> Result<i64, StoreError> {
+        const OP: &str = "begin_remediation";
+        self.check_writable(OP)?;
+        sqlx::query_scalar(
+            "INSERT INTO remediations (provider, session, started_at, action, reason, result, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, '') RETURNING id",
+        )
+        .bind(&r.provider)
+        .bind(&r.session)
+        .bind(r.started_at.as_millis())
+        .bind(&r.action)
+        .bind(cap_text(&r.reason))
+        .bind(&r.result)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(query_error(OP))
+    }
+
+    /// Moves a remediation on (`pending` → `called` → `healed`, ...). A
+    /// `finished_at` sets `duration_ms = finished_at - started_at` (0 if the
+    /// wall clock stepped back); `None` fields keep their earlier values.
+    pub async fn update_remediation(
+        &self,
+        id: i64,
+        update: &RemediationUpdate,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "update_remediation";
+        self.check_writable(OP)?;
+        let finished_at = update.finished_at.map(Timestamp::as_millis);
+        let updated = sqlx::query(
+            "UPDATE remediations SET result = $2, detail = $3, \
+             finished_at = COALESCE($4, finished_at), \
+             duration_ms = CASE \
+                 WHEN $4 IS NULL THEN duration_ms \
+                 WHEN $4 >= started_at THEN $4 - started_at \
+                 ELSE 0 END, \
+             recovery_ms = COALESCE($5, recovery_ms) \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&update.result)
+        .bind(cap_text(&update.detail))
+        .bind(finished_at)
+        .bind(update.recovery_ms.map(u64_to_i64))
+        .execute(&self.writer)
+        .await
+        .map_err(query_error(OP))?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::UnknownRemediation { id });
+        }
+        Ok(())
+    }
+
+    /// Remediations of `provider` started at or after `since`, oldest first,
+    /// without `dry_run` rows (they never called the provider). Unfinished
+    /// rows are included: a restart whose outcome the daemon never saw still
+    /// counts. Used at start-up to restore restart budgets and backoff.
+    pub async fn remediations_since(
+        &self,
+        provider: &str,
+        since: Timestamp,
+    ) -> Result<Vec<RemediationRecord>, StoreError> {
+        sqlx::query_as::<_, RemediationRow>(concat!(
+            "SELECT ",
+            remediation_columns!(),
+            " FROM remediations WHERE provider = $1 AND started_at >= $2 AND result <> 'dry_run' \
+             ORDER BY started_at, id"
+        ))
+        .bind(provider)
+        .bind(since.as_millis())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query_error("remediations_since"))?
+        .into_iter()
+        .map(RemediationRow::into_record)
+        .collect()
+    }
+
+    /// Up to `limit` probes of one session at or after `since`, newest first.
+    pub async fn recent_probes(
+        &self,
+        provider: &str,
+        session: &str,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<ProbeRecord>, StoreError> {
+        sqlx::query_as::<_, ProbeRow>(
+            "SELECT id, provider, session, at, kind, outcome, http_status, latency_ms, detail \
+             FROM probes WHERE provider = $1 AND session = $2 AND at >= $3 \
+             ORDER BY at DESC, id DESC LIMIT $4",
+        )
+        .bind(provider)
+        .bind(session)
+        .bind(since_or_min(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query_error("recent_probes"))?
+        .into_iter()
+        .map(ProbeRow::into_record)
+        .collect()
+    }
+
+    /// Up to `limit` transitions of one session at or after `since`, newest first.
+    pub async fn recent_transitions(
+        &self,
+        provider: &str,
+        session: &str,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<TransitionRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, TransitionRow>(
+            "SELECT provider, session, at, from_state, to_state, reason \
+             FROM transitions WHERE provider = $1 AND session = $2 AND at >= $3 \
+             ORDER BY at DESC, id DESC LIMIT $4",
+        )
+        .bind(provider)
+        .bind(session)
+        .bind(since_or_min(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query_error("recent_transitions"))?;
+        Ok(rows.into_iter().map(TransitionRow::into_record).collect())
+    }
+
+    /// Up to `limit` remediations of one session started at or after `since`,
+    /// newest first (`dry_run` rows included: this is history, not budgets).
+    pub async fn recent_remediations(
+        &self,
+        provider: &str,
+        session: &str,
+        since: Option<Timestamp>,
+        limit: u32,
+    ) -> Result<Vec<RemediationRecord>, StoreError> {
+        sqlx::query_as::<_, RemediationRow>(concat!(
+            "SELECT ",
+            remediation_columns!(),
+            " FROM remediations WHERE provider = $1 AND session = $2 AND started_at >= $3 \
+             ORDER BY started_at DESC, id DESC LIMIT $4"
+        ))
+        .bind(provider)
+        .bind(session)
+        .bind(since_or_min(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query_error("recent_remediations"))?
+        .into_iter()
+        .map(RemediationRow::into_record)
+        .collect()
+    }
+}

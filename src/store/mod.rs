@@ -1,0 +1,351 @@
+//! The SQLite store: the only module that knows SQL.
+//!
+//! It owns the database file (opening it in WAL mode, running the embedded
+//! migrations in `migrations/`), every query, and retention of old probes. It
+//! persists what the daemon needs to resume after a restart (session state,
+//! backoff deadlines, restart history, in-flight remediations) and the history
+//! the operator reads (probes, transitions, remediations).
+//!
+//! What it must not do: interpret the records. States, outcomes and results
+//! are snake_case strings the daemon hands in; the state machine and the
+//! restart policy live elsewhere and the store neither validates nor derives
+//! them (the one derived value is a remediation's `duration_ms`). It never
+//! receives secrets, and it caps free text ([`MAX_TEXT_CHARS`]) so a provider's
+//! error page cannot bloat the file. It does not read the clock: every
+//! timestamp is an argument.
+//!
+//! Connections: writes go through a pool of one connection, so writers in this
+//! process queue in the pool (fair, async) instead of spinning in SQLite's busy
+//! handler; reads use a separate pool of read-only connections, which WAL lets
+//! run beside the writer. `busy_timeout` covers other processes (the operator
+//! CLI, a `sqlite3` shell).
+//!
+//! Portability: queries use `$N` placeholders, `ON CONFLICT .. DO UPDATE`,
+//! `RETURNING` and no SQLite-only functions, so a PostgreSQL backend can reuse
+//! them; only [`Store::open`]/[`Store::open_read_only`] and the migrations are
+//! SQLite-specific.
+
+mod history;
+mod records;
+mod sessions;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use records::{
+    MAX_TEXT_CHARS, NewRemediation, ProbeRecord, RemediationRecord, RemediationUpdate,
+    SessionRecord, TransitionRecord,
+};
+
+use crate::clock::Timestamp;
+
+/// Migrations embedded at build time from `migrations/`.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// How long a connection waits for another process's write lock before the
+/// query fails with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a query waits for a pooled connection. Bounded so that a stuck
+/// database surfaces as errors (and a failing `/readyz`) instead of hung tasks.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read connections; the daemon's reads are small and the API is low-traffic.
+const READ_CONNECTIONS: u32 = 4;
+
+/// Probes deleted per statement by [`Store::prune_probes`]. Each batch is one
+/// short write transaction (milliseconds), so probes and state saves of the
+/// running daemon are never held up for long by a large retention sweep.
+pub const PRUNE_BATCH: u64 = 1000;
+
+/// Pause between prune batches: gives writers in other processes, which poll
+/// through SQLite's busy handler, a window to take the lock.
+const PRUNE_PAUSE: Duration = Duration::from_millis(5);
+
+/// An infrastructure failure of the store. (A failed probe is data, stored as
+/// a record; this is for the database itself.)
+///
+/// The underlying error's text is part of each message (and not also exposed
+/// as `source()`), so logging the error with `%` or printing an error chain
+/// shows the cause exactly once.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database's directory could not be created.
+    #[error("cannot create database directory {}: {error}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// SQLite could not open the file (permissions, not a database, ...).
+    #[error("cannot open database {}: {error}", path.display())]
+    Open { path: PathBuf, error: sqlx::Error },
+    /// The file [`Store::open_read_only`] was given does not exist.
+    #[error("database {} does not exist", path.display())]
+    Missing { path: PathBuf },
+    /// The file exists but was never initialised by the daemon.
+    #[error("database {} has no wa-watchdog schema (the daemon creates it on its first start)", path.display())]
+    NoSchema { path: PathBuf },
+    /// A read-only open found a schema older than this binary's.
+    #[error(
+        "database {} lacks schema migration {missing} that this binary needs: restart the daemon to migrate it",
+        path.display()
+    )]
+    SchemaOutdated { path: PathBuf, missing: i64 },
+    /// Running the embedded migrations failed (or the database was migrated by a
+    /// newer or different build).
+    #[error("cannot migrate database {}: {error}", path.display())]
+    Migrate { path: PathBuf, error: MigrateError },
+    /// A query failed; `op` names the store operation.
+    #[error("store {op} failed: {error}")]
+    Query {
+        op: &'static str,
+        error: sqlx::Error,
+    },
+    /// A write was attempted on a store opened with [`Store::open_read_only`].
+    #[error("store {op} refused: the database is open read-only")]
+    ReadOnly { op: &'static str },
+    /// A stored value cannot be turned back into a record.
+    #[error("corrupt row {row}: {detail}")]
+    Corrupt { row: String, detail: String },
+    /// [`Store::update_remediation`] was given an id that is not in the table.
+    #[error("store update_remediation failed: no remediation with id {id}")]
+    UnknownRemediation { id: i64 },
+}
+
+/// Maps a sqlx error of operation `op` into [`StoreError::Query`].
+fn query_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| StoreError::Query { op, error }
+}
+
+/// Handle to the database. Cheap to clone (the pools are shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// One connection: every write of this process goes through it.
+    writer: SqlitePool,
+    /// Read-only connections; the same pool as `writer` when `read_only`.
+    reader: SqlitePool,
+    read_only: bool,
+}
+
+impl Store {
+    /// Opens (creating the file and its parent directory if missing) the
+    /// database at `path` for the daemon, and runs the embedded migrations.
+    ///
+    /// Settings: WAL journal (readers never block the writer),
+    /// `synchronous=NORMAL` (durable across process crashes; a power cut can
+    /// lose the last commits, never corrupt the file), `busy_timeout` 5 s,
+    /// foreign keys on.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|error| StoreError::CreateDir {
+                    path: dir.to_owned(),
+                    error,
+                })?;
+        }
+        create_private(path).await?;
+
+        let open_error = |error| StoreError::Open {
+            path: path.to_owned(),
+            error,
+        };
+        let write_options = connect_options(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(write_options)
+            .await
+            .map_err(open_error)?;
+        if let Err(error) = MIGRATOR.run(&writer).await {
+            writer.close().await;
+            return Err(StoreError::Migrate {
+                path: path.to_owned(),
+                error,
+            });
+        }
+        // Opened after the writer has switched the file to WAL (a persistent
+        // setting), so readers need not, and cannot, set it themselves.
+        let reader = match read_pool(path).await {
+            Ok(reader) => reader,
+            Err(error) => {
+                writer.close().await;
+                return Err(open_error(error));
+            }
+        };
+        Ok(Store {
+            writer,
+            reader,
+            read_only: false,
+        })
+    }
+
+    /// Opens an existing database read-only, for the operator CLI while the
+    /// daemon runs. Runs no migrations; fails with a message naming the path
+    /// if the file does not exist, was never initialised, or lacks a migration
+    /// this binary expects. Every write method then returns
+    /// [`StoreError::ReadOnly`] (and SQLite would refuse it anyway).
+    pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        match tokio::fs::metadata(path).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing {
+                    path: path.to_owned(),
+                });
+            }
+            // Anything else (a directory, no permission) SQLite reports
+            // below, with the path.
+            _ => {}
+        }
+        let reader = read_pool(path).await.map_err(|error| StoreError::Open {
+            path: path.to_owned(),
+            error,
+        })?;
+        if let Err(e) = check_schema(&reader, path).await {
+            reader.close().await;
+            return Err(e);
+        }
+        Ok(Store {
+            writer: reader.clone(),
+            reader,
+            read_only: true,
+        })
+    }
+
+    /// Closes every connection, waiting for queries in flight. Later calls fail.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Checks that the database answers (for `/readyz`). Uses the write
+    /// connection, since that is the one the daemon cannot work without.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.writer)
+            .await
+            .map_err(query_error("ping"))?;
+        Ok(())
+    }
+
+    /// Deletes probes older than `before` (`at < before`) and returns how many
+    /// went. Works in batches of [`PRUNE_BATCH`], oldest first, so a sweep of
+    /// millions of rows never holds the write lock for long, and an
+    /// interrupted sweep has still removed the oldest.
+    pub async fn prune_probes(&self, before: Timestamp) -> Result<u64, StoreError> {
+        const OP: &str = "prune_probes";
+        self.check_writable(OP)?;
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM probes WHERE id IN \
+                 (SELECT id FROM probes WHERE at < $1 ORDER BY at LIMIT $2)",
+            )
+            .bind(before.as_millis())
+            .bind(records::u64_to_i64(PRUNE_BATCH))
+            .execute(&self.writer)
+            .await
+            .map_err(query_error(OP))?
+            .rows_affected();
+            total += deleted;
+            if deleted < PRUNE_BATCH {
+                return Ok(total);
+            }
+            tokio::time::sleep(PRUNE_PAUSE).await;
+        }
+    }
+
+    fn check_writable(&self, op: &'static str) -> Result<(), StoreError> {
+        if self.read_only {
+            Err(StoreError::ReadOnly { op })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Options shared by every connection.
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+}
+
+/// A pool of read-only connections. Connects eagerly so that a missing or
+/// unreadable file fails here, with the path, not on the first query.
+async fn read_pool(path: &Path) -> Result<SqlitePool, sqlx::Error> {
+    SqlitePoolOptions::new()
+        .max_connections(READ_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(connect_options(path).read_only(true))
+        .await
+}
+
+/// Creates the database file with mode 0600 if it does not exist yet. The
+/// database holds chat ids (phone numbers); SQLite gives its -wal and -shm
+/// files the database's mode, so this covers them too. (Under systemd the
+/// state directory is private anyway; this protects other setups.)
+async fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    match options.open(path).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError::Open {
+            path: path.to_owned(),
+            error: sqlx::Error::Io(error),
+        }),
+    }
+}
+
+/// Fails unless every embedded migration has been applied to the database
+/// behind `pool` (read-only: it cannot migrate, and queries against an older
+/// schema would fail with confusing "no such column" errors).
+async fn check_schema(pool: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+    let open_error = |error| StoreError::Open {
+        path: path.to_owned(),
+        error,
+    };
+    // sqlite_master is SQLite's catalogue; this function is SQLite-specific
+    // like the rest of opening.
+    let has_table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(open_error)?;
+    if has_table.is_none() {
+        return Err(StoreError::NoSchema {
+            path: path.to_owned(),
+        });
+    }
+    let applied: HashSet<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_all(pool)
+            .await
+            .map_err(open_error)?
+            .into_iter()
+            .collect();
+    match MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .find(|m| !applied.contains(&m.version))
+    {
+        Some(m) => Err(StoreError::SchemaOutdated {
+            path: path.to_owned(),
+            missing: m.version,
+        }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,160 @@
+//! Queries on `sessions`: one row per (provider, session), the state the
+//! daemon resumes from.
+
+use crate::clock::Timestamp;
+
+use super::records::{SessionRow, cap_text};
+use super::{SessionRecord, Store, StoreError, query_error};
+
+/// The columns of `sessions`, in [`SessionRow`]'s order. A macro so it can be
+/// spliced into literal SQL with `concat!` (sqlx only takes `'static` SQL).
+macro_rules! session_columns {
+    () => {
+        "provider, session, state, since, state_reason, consecutive_failures, \
+         streak_has_desync, first_failure_at, last_success_at, last_outcome, \
+         last_probe_at, next_probe_at, not_ready_since, backoff_step, next_restart_at, \
+         restart_history, restart_started_at, healthy_since, paused_until, chat_id, \
+         retired_at, updated_at"
+    };
+}
+
+impl Store {
+    /// Inserts or replaces the record of `(rec.provider, rec.session)`.
+    /// Saving makes the session active: `retired_at` is cleared whatever
+    /// `rec.retired_at` says (use [`Store::retire_session`] to retire).
+    /// `state_reason` is capped to [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
+    pub async fn save_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
+        const OP: &str = "save_session";
+        self.check_writable(OP)?;
+        let history = serde_json::to_string(&rec.restart_history).map_err(|e| {
+            // Serialising a Vec of integers cannot fail; keep the path total anyway.
+            StoreError::Corrupt {
+                row: format!("sessions ({}, {})", rec.provider, rec.session),
+                detail: format!("restart_history does not serialise: {e}"),
+            }
+        })?;
+        sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18, $19, $20, NULL, $21) \
+             ON CONFLICT (provider, session) DO UPDATE SET \
+             state = excluded.state, since = excluded.since, \
+             state_reason = excluded.state_reason, \
+             consecutive_failures = excluded.consecutive_failures, \
+             streak_has_desync = excluded.streak_has_desync, \
+             first_failure_at = excluded.first_failure_at, \
+             last_success_at = excluded.last_success_at, \
+             last_outcome = excluded.last_outcome, \
+             last_probe_at = excluded.last_probe_at, \
+             next_probe_at = excluded.next_probe_at, \
+             not_ready_since = excluded.not_ready_since, \
+             backoff_step = excluded.backoff_step, \
+             next_restart_at = excluded.next_restart_at, \
+             restart_history = excluded.restart_history, \
+             restart_started_at = excluded.restart_started_at, \
+             healthy_since = excluded.healthy_since, \
+             paused_until = excluded.paused_until, \
+             chat_id = excluded.chat_id, \
+             retired_at = NULL, \
+             updated_at = excluded.updated_at"
+        ))
+        .bind(&rec.provider)
+        .bind(&rec.session)
+        .bind(&rec.state)
+        .bind(rec.since.as_millis())
+        .bind(cap_text(&rec.state_reason))
+        .bind(i64::from(rec.consecutive_failures))
+        .bind(rec.streak_has_desync)
+        .bind(rec.first_failure_at.map(Timestamp::as_millis))
+        .bind(rec.last_success_at.map(Timestamp::as_millis))
+        .bind(rec.last_outcome.as_deref())
+        .bind(rec.last_probe_at.map(Timestamp::as_millis))
+        .bind(rec.next_probe_at.map(Timestamp::as_millis))
+        .bind(rec.not_ready_since.map(Timestamp::as_millis))
+        .bind(i64::from(rec.backoff_step))
+        .bind(rec.next_restart_at.map(Timestamp::as_millis))
+        .bind(history)
+        .bind(rec.restart_started_at.map(Timestamp::as_millis))
+        .bind(rec.healthy_since.map(Timestamp::as_millis))
+        .bind(rec.paused_until.map(Timestamp::as_millis))
+        .bind(rec.chat_id.as_deref())
+        .bind(rec.updated_at.as_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(query_error(OP))?;
+        Ok(())
+    }
+
+    /// The sessions the daemon tracks (not retired), ordered by provider and
+    /// session: what it resumes from at start-up.
+    pub async fn load_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        self.list_sessions(false).await
+    }
+
+    /// All sessions ordered by provider and session; retired ones only if
+    /// `include_retired`.
+    pub async fn list_sessions(
+        &self,
+        include_retired: bool,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        sqlx::query_as::<_, SessionRow>(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE ($1 OR retired_at IS NULL) ORDER BY provider, session"
+        ))
+        .bind(include_retired)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query_error("list_sessions"))?
+        .into_iter()
+        .map(SessionRow::into_record)
+        .collect()
+    }
+
+    /// One session, retired or not.
+    pub async fn session(
+        &self,
+        provider: &str,
+        session: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sqlx::query_as::<_, SessionRow>(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE provider = $1 AND session = $2"
+        ))
+        .bind(provider)
+        .bind(session)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(query_error("session"))?
+        .map(SessionRow::into_record)
+        .transpose()
+    }
+
+    /// Marks a session as no longer tracked (gone from the config or from the
+    /// provider's list): sets `retired_at` and `updated_at` to `at`. Its row
+    /// and all its history stay, for the operator and so that saving it again
+    /// later resumes it. Retiring an unknown or already retired session
+    /// changes nothing (the first retirement time is kept).
+    pub async fn retire_session(
+        &self,
+        provider: &str,
+        session: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "retire_session";
+        self.check_writable(OP)?;
+        sqlx::query(
+            "UPDATE sessions SET retired_at = $3, updated_at = $3 \
+             WHERE provider = $1 AND session = $2 AND retired_at IS NULL",
+        )
+        .bind(provider)
+        .bind(session)
+        .bind(at.as_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(query_error(OP))?;
+        Ok(())
+    }
+}
