@@ -332,12 +332,15 @@ impl Provider {
                     return ProbeReport {
                         outcome: Outcome::BadRequest,
                         http_status: Some(200),
-                        detail: "session reports no me.id to send a self canary to; set canary chat"
-                            .to_string(),
+                        detail:
+                            "session reports no me.id to send a self canary to; set canary chat"
+                                .to_string(),
                         sent: false,
                     };
                 };
-                let r = c.send_text(session, chat, canary.text, canary.timeout).await;
+                let r = c
+                    .send_text(session, chat, canary.text, canary.timeout)
+                    .await;
                 ProbeReport {
                     outcome: r.outcome,
                     http_status: r.http_status,
@@ -349,7 +352,11 @@ impl Provider {
     }
 
     /// The status only (while restarting).
-    pub async fn status(&self, session: &str, timeout: Duration) -> (crate::machine::StatusRead, ProbeReport) {
+    pub async fn status(
+        &self,
+        session: &str,
+        timeout: Duration,
+    ) -> (crate::machine::StatusRead, ProbeReport) {
         use crate::machine::StatusRead;
         match self {
             Provider::Waha(c) => match c.session(session, timeout).await {
