@@ -3,5 +3,6 @@
 //! See ARCHITECTURE.md for the code map, the data flow and the invariants.
 
 pub mod clock;
+pub mod config;
 pub mod policy;
 pub mod provider;
