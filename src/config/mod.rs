@@ -1,0 +1,444 @@
+//! Configuration: the TOML schema (DESIGN.md "Contracts → Config"), defaults,
+//! per-provider merging of `[canary]` and `[policy]`, semantic validation and
+//! secret resolution. It turns one file into a resolved [`Config`] that the
+//! rest of the daemon consumes without re-checking anything, and renders that
+//! config back for `check-config` with secrets redacted.
+//!
+//! This module is the only one that knows TOML. It must not do anything but
+//! read: no network, no database, no process-environment writes; the only
+//! files it opens are the config file and `_file` secrets. It never prints,
+//! logs or puts into an error a secret's value (see [`Secret`]).
+//!
+//! Keys are user-facing and stable. Unknown keys are errors with
+//! `file:line:column`; everything else is checked after parsing, and the
+//! error names the key path (`provider "waha-main": policy.max_restarts`).
+
+mod raw;
+mod render;
+mod resolve;
+mod secret;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::policy::PolicyConfig;
+use raw::RawConfig;
+use resolve::Resolver;
+
+pub use render::render_redacted;
+pub use secret::{Secret, SecretSource};
+
+/// Default `daemon.database` (systemd `StateDirectory=wa-watchdog`).
+pub const DEFAULT_DATABASE: &str = "/var/lib/wa-watchdog/wa-watchdog.db";
+/// Default `provider.max_concurrent_probes`.
+pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 4;
+/// Upper bound for `max_concurrent_probes`: one gateway server, not a fleet;
+/// also keeps the value far below what a semaphore accepts.
+pub const MAX_CONCURRENT_PROBES_LIMIT: usize = 1024;
+/// Default `provider.connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `alertmanager.resend_interval`.
+pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
+/// No duration in the config may exceed this (ten years): a larger one is a
+/// typo, and adding it to an `Instant` could overflow and panic.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// The placeholder in `canary.text` replaced by each probe's nonce.
+pub const NONCE_PLACEHOLDER: &str = "{nonce}";
+
+/// The resolved configuration: every default filled in, every secret read,
+/// every value checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    /// In file order; names are unique.
+    pub providers: Vec<ProviderConfig>,
+    /// Direct push to Alertmanager; off when the table is absent.
+    pub alertmanager: Option<AlertmanagerConfig>,
+    /// The file this came from, as given (used in messages and for reload).
+    pub path: PathBuf,
+    /// Things that work but deserve a look (inline secrets, cleartext HTTP,
+    /// ...). Each was also logged with `tracing::warn!`; they are kept here so
+    /// `check-config` can print them before logging is set up.
+    pub warnings: Vec<String>,
+}
+
+/// `[daemon]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DaemonConfig {
+    /// SQLite file; a relative path in the file is resolved against the
+    /// config file's directory.
+    pub database: PathBuf,
+    /// Address of /metrics, /healthz, /readyz, /api/v1 and /webhooks.
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+    /// How often a WAHA server's session list is re-read (`sessions = ["*"]`).
+    pub discovery_interval: Duration,
+    /// Probes older than this are pruned from the store.
+    pub retention: Duration,
+    /// Bearer token for `POST /api/v1/...`; `None` turns those endpoints off.
+    pub admin_token: Option<Secret>,
+    /// Extension: how long in-flight probes may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            database: PathBuf::from(DEFAULT_DATABASE),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9797)),
+            log_format: LogFormat::Text,
+            discovery_interval: Duration::from_secs(60),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            admin_token: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `daemon.log_format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (journald adds the timestamp).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// `provider.kind`: which gateway API the provider speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// A WAHA server: many sessions, listed or discovered.
+    Waha,
+    /// One Green-API instance: one session, named after `id_instance`.
+    GreenApi,
+}
+
+impl ProviderKind {
+    /// The config spelling (`"waha"`, `"green-api"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Waha => "waha",
+            ProviderKind::GreenApi => "green-api",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `[[provider]]`: an API endpoint with its credentials, its sessions and
+/// its resolved canary and policy settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderConfig {
+    /// Unique, `[A-Za-z0-9_.-]{1,64}` and not `.`/`..`: it becomes a metric
+    /// label and a URL path segment.
+    pub name: String,
+    pub kind: ProviderKind,
+    /// `http://` or `https://` base URL without a trailing `/`, query,
+    /// fragment or credentials.
+    pub url: String,
+    /// WAHA only: the `X-Api-Key`; `None` for servers run with `WAHA_NO_API_KEY`.
+    pub api_key: Option<Secret>,
+    /// Green-API only (always `Some` there): the instance id, digits.
+    pub id_instance: Option<String>,
+    /// Green-API only (always `Some` there): the `apiTokenInstance`.
+    pub api_token: Option<Secret>,
+    /// Which sessions to watch. Green-API: `Named([id_instance])`.
+    pub sessions: SessionSelector,
+    /// `[[provider.session]]` overrides; names are unique.
+    pub session_overrides: Vec<SessionOverride>,
+    /// `[canary]` merged with `[provider.canary]`.
+    pub canary: CanaryConfig,
+    /// `[policy]` merged with `[provider.policy]`.
+    pub policy: PolicyConfig,
+    /// Extension: probes of this provider in flight at once (1..=1024).
+    pub max_concurrent_probes: usize,
+    /// Extension: TCP/TLS connect deadline for this provider's requests.
+    pub connect_timeout: Duration,
+    /// Extension, Green-API only: whether a `yellowCard` state may be answered
+    /// with `reboot` (off: a yellow card wants rest, not restarts).
+    pub reboot_on_yellow_card: bool,
+}
+
+impl ProviderConfig {
+    /// The `[[provider.session]]` override for `session`, if any.
+    pub fn session_override(&self, session: &str) -> Option<&SessionOverride> {
+        self.session_overrides.iter().find(|o| o.name == session)
+    }
+
+    /// Canary interval for `session`: its override, else the provider's.
+    pub fn interval_for(&self, session: &str) -> Duration {
+        self.session_override(session)
+            .and_then(|o| o.interval)
+            .unwrap_or(self.canary.interval)
+    }
+
+    /// Canary target for `session`: its override, else the provider's.
+    pub fn chat_for(&self, session: &str) -> ChatTarget {
+        self.session_override(session)
+            .and_then(|o| o.chat.clone())
+            .unwrap_or_else(|| self.canary.chat.clone())
+    }
+
+    /// Whether `session` is to be probed: selected by `sessions` and not
+    /// turned off by an override with `enabled = false`.
+    pub fn is_enabled(&self, session: &str) -> bool {
+        self.sessions.includes(session) && self.session_override(session).is_none_or(|o| o.enabled)
+    }
+}
+
+/// `provider.sessions`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionSelector {
+    /// `["*"]`: every session the server lists (re-read every `discovery_interval`).
+    All,
+    /// Exactly these sessions, in file order, without duplicates.
+    Named(Vec<String>),
+}
+
+impl SessionSelector {
+    /// Whether `session` is selected.
+    pub fn includes(&self, session: &str) -> bool {
+        match self {
+            SessionSelector::All => true,
+            SessionSelector::Named(names) => names.iter().any(|n| n == session),
+        }
+    }
+}
+
+/// One `[[provider.session]]`: settings for one session that differ from the
+/// provider's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionOverride {
+    pub name: String,
+    /// Canary target instead of `canary.chat`.
+    pub chat: Option<ChatTarget>,
+    /// Canary interval instead of `canary.interval`.
+    pub interval: Option<Duration>,
+    /// `false`: the session is not probed (default `true`).
+    pub enabled: bool,
+}
+
+/// The resolved `[canary]` settings of one provider.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanaryConfig {
+    /// Time between canaries of one session.
+    pub interval: Duration,
+    /// Each interval is randomised by ± this fraction (0..=0.5).
+    pub jitter: f64,
+    /// Deadline of one probe's HTTP requests.
+    pub timeout: Duration,
+    /// How long a canary may take to be confirmed sent before it is `Stuck`.
+    pub ack_timeout: Duration,
+    /// Message text; `{nonce}` is replaced by each probe's nonce.
+    pub text: String,
+    /// Where canaries go.
+    pub chat: ChatTarget,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        CanaryConfig {
+            interval: Duration::from_secs(300),
+            jitter: 0.1,
+            timeout: Duration::from_secs(20),
+            ack_timeout: Duration::from_secs(120),
+            text: "wa-watchdog canary {nonce}".to_string(),
+            chat: ChatTarget::SelfChat,
+        }
+    }
+}
+
+impl CanaryConfig {
+    /// The canary text for one probe: `text` with every `{nonce}` replaced.
+    pub fn render_text(&self, nonce: &str) -> String {
+        self.text.replace(NONCE_PLACEHOLDER, nonce)
+    }
+}
+
+/// A canary's destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatTarget {
+    /// `"self"`: the session's own chat (WAHA `me.id`, Green-API the wid).
+    SelfChat,
+    /// A chat id such as `5511999990001@c.us` or `...@g.us`.
+    Id(String),
+}
+
+impl ChatTarget {
+    /// Parses the config spelling: `"self"` or `local@domain` without
+    /// whitespace. `None` if it is neither.
+    pub fn parse(s: &str) -> Option<ChatTarget> {
+        if s == "self" {
+            return Some(ChatTarget::SelfChat);
+        }
+        let (local, domain) = s.split_once('@')?;
+        let ok = !local.is_empty()
+            && !domain.is_empty()
+            && !domain.contains('@')
+            && s.len() <= 256
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        ok.then(|| ChatTarget::Id(s.to_string()))
+    }
+
+    /// The config spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ChatTarget::SelfChat => "self",
+            ChatTarget::Id(id) => id,
+        }
+    }
+}
+
+impl fmt::Display for ChatTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[alertmanager]`: direct push of alerts to Alertmanager's v2 API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertmanagerConfig {
+    /// Base URL without a trailing `/`.
+    pub url: String,
+    /// Extension: how often firing alerts are re-sent (Alertmanager forgets
+    /// an alert whose `endsAt` passes).
+    pub resend_interval: Duration,
+}
+
+/// Line and column (1-based, columns in characters) of a TOML error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Why a config could not be loaded. The message always starts with the file
+/// path; map every variant to exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read (missing, permissions, not UTF-8).
+    #[error("{}: cannot read config file: {error}", .path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong type.
+    #[error("{}{}: {message}", .path.display(), location_suffix(.location))]
+    Parse {
+        path: PathBuf,
+        location: Option<Location>,
+        message: String,
+    },
+    /// Parsed, but a value is not acceptable; `message` names the key path.
+    #[error("{}: {message}", .path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+fn location_suffix(location: &Option<Location>) -> String {
+    match location {
+        Some(l) => format!(":{}:{}", l.line, l.column),
+        None => String::new(),
+    }
+}
+
+impl Config {
+    /// Reads and resolves the file at `path`, taking secrets from the process
+    /// environment and `$CREDENTIALS_DIRECTORY`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, &process_env)
+    }
+
+    /// Like [`Config::load`] with `env` as the environment lookup.
+    pub fn load_with_env(
+        path: impl AsRef<Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Config::from_toml_str(&text, path, env)
+    }
+
+    /// Resolves config `text` as if read from `path` (relative paths in it are
+    /// resolved against `path`'s directory). `env` looks up environment
+    /// variables, `CREDENTIALS_DIRECTORY` included, so tests need not touch
+    /// the process environment.
+    pub fn from_toml_str(
+        text: &str,
+        path: impl AsRef<Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            location: e.span().map(|span| location(text, span.start)),
+            message: e.message().trim_end().to_string(),
+        })?;
+        let credentials_dir = env("CREDENTIALS_DIRECTORY")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
+        let mut resolver = Resolver {
+            path,
+            config_dir: path.parent().unwrap_or(Path::new("")),
+            credentials_dir: credentials_dir.as_deref(),
+            env,
+            warnings: Vec::new(),
+        };
+        resolver
+            .config(raw)
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })
+    }
+
+    /// The provider named `name`.
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+}
+
+/// The real environment. A variable that is not valid UTF-8 counts as unset
+/// (no key or token is anything but ASCII).
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Line and column of byte `offset` in `text`.
+fn location(text: &str, offset: usize) -> Location {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Location {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+    }
+}
