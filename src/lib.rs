@@ -5,3 +5,4 @@
 pub mod clock;
 pub mod policy;
 pub mod provider;
+pub mod sim;
