@@ -9,9 +9,10 @@
 //! Owns: the WAHA routes, the session status machine of the simulator, the
 //! call log. Does not own: anything of the daemon (it only sees HTTP).
 //!
-//! Code map: `state` (pure data and rules, time as an argument), `bodies`
-//! (exact response bytes), `control` ([`SimControl`] and its `/_sim/...` HTTP
-//! routes), this file (options, server, request dispatch).
+//! Code map: `state` (pure data and rules, time as an argument), `fault`
+//! (injectable faults), `bodies` and `messages` (exact response bytes),
+//! `request` (decoding, auth), `control` ([`SimControl`] and its `/_sim/...`
+//! HTTP routes), this file (options, server, routing).
 //!
 //! Why one hand-written dispatcher instead of axum routes: WAHA answers
 //! unknown paths and wrong methods with NestJS bodies, bad JSON with its own
@@ -23,10 +24,14 @@
 
 mod bodies;
 mod control;
+mod fault;
+mod messages;
+mod request;
 mod state;
 
 pub use control::{SessionSnapshot, SimControl, StateSnapshot};
-pub use state::{ControlError, Engine, Fault, SentMessage, Status};
+pub use fault::Fault;
+pub use state::{ControlError, Engine, SentMessage, Status};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,17 +39,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Request, State as AxumState};
-use axum::http::{StatusCode, header, request::Parts};
+use axum::http::StatusCode;
 use axum::response::Response;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use self::bodies::FailedRequest;
+use self::request::{Body, Incoming, authorized, is_protected, session_hint};
 use self::state::{SendDecision, State};
 use crate::clock::{Clock, Timestamp};
-use crate::sim::{CallRecord, OrderedJson, empty_response, json_response, lock, query_pairs};
+use crate::sim::{CallRecord, OrderedJson, empty_response, json_response, lock};
 
 /// Largest request body read (real WAHA allows large media bodies; the
 /// simulator only needs JSON for text).
@@ -52,9 +56,6 @@ const MAX_BODY: usize = 1024 * 1024;
 
 /// How often real WAHA re-checks the status while a send waits for WORKING.
 const NOT_WORKING_POLL: Duration = Duration::from_millis(500);
-
-/// `{}`: the request body Express gives a handler when none was parsed.
-static EMPTY_OBJECT: OrderedJson = OrderedJson::Object(Vec::new());
 
 /// How the simulated server behaves. `Default` gives a test-friendly server:
 /// no auth, no sessions, system clock, GOWS, instant replies, sessions ready
@@ -243,142 +244,6 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(dispatch).with_state(shared)
 }
 
-/// The parsed request body, as Express's JSON parser would leave it.
-enum Body {
-    /// Empty, or not `application/json`: the handler sees `{}`.
-    Absent,
-    Json(OrderedJson),
-    /// Unparseable JSON: 400 from the body parser.
-    Invalid(String),
-}
-
-/// One request, decoded once.
-struct Incoming {
-    method: String,
-    /// Path as sent, without query.
-    path: String,
-    /// Path and query as sent (`req.url` / `originalUrl`).
-    url: String,
-    query: Vec<(String, String)>,
-    header_key: Option<String>,
-    body: Body,
-}
-
-impl Incoming {
-    fn new(parts: &Parts, bytes: &Bytes) -> Incoming {
-        let is_json = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|ct| {
-                let mime = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
-        let body = if bytes.is_empty() || !is_json {
-            Body::Absent
-        } else {
-            match serde_json::from_slice::<OrderedJson>(bytes) {
-                // The body parser's strict mode takes only objects and arrays.
-                Ok(v @ (OrderedJson::Object(_) | OrderedJson::Array(_))) => Body::Json(v),
-                Ok(_) => Body::Invalid("only objects and arrays are accepted".to_owned()),
-                Err(e) => Body::Invalid(e.to_string()),
-            }
-        };
-        Incoming {
-            method: parts.method.as_str().to_owned(),
-            path: parts.uri.path().to_owned(),
-            url: parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
-            query: parts.uri.query().map(query_pairs).unwrap_or_default(),
-            header_key: parts
-                .headers
-                .get("x-api-key")
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            body,
-        }
-    }
-
-    fn query_value(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body a handler sees (`{}` unless JSON was sent).
-    fn json(&self) -> &OrderedJson {
-        match &self.body {
-            Body::Json(v) => v,
-            Body::Absent | Body::Invalid(_) => &EMPTY_OBJECT,
-        }
-    }
-
-    /// Path segments; a trailing slash is ignored (Express is not strict).
-    fn segments(&self) -> Vec<&str> {
-        let trimmed = self.path.trim_end_matches('/');
-        trimmed.split('/').skip(1).collect()
-    }
-
-    fn failed<'a>(&'a self, engine: Engine, now: Timestamp) -> FailedRequest<'a> {
-        FailedRequest {
-            url: &self.url,
-            method: &self.method,
-            body: self.json(),
-            engine,
-            now,
-        }
-    }
-}
-
-/// The session a request is about, for the call log and per-session latency.
-fn session_hint(method: &str, segs: &[&str], body: &OrderedJson) -> Option<String> {
-    let from_body = |key: &str| {
-        body.get(key)
-            .and_then(OrderedJson::as_str)
-            .map(str::to_owned)
-    };
-    match (method, segs) {
-        ("POST", ["api", "sendText"]) => from_body("session"),
-        ("POST", ["api", "sessions", "start" | "stop" | "logout"]) => from_body("name"),
-        (_, ["api", "sessions", s, ..]) => Some((*s).to_owned()),
-        _ => None,
-    }
-}
-
-/// Routes behind the API key (Nest applies the middleware to these prefixes).
-fn is_protected(path: &str) -> bool {
-    ["/api", "/health", "/ws"].iter().any(|p| {
-        path == *p
-            || path
-                .strip_prefix(p)
-                .is_some_and(|rest| rest.starts_with('/'))
-    })
-}
-
-fn authorized(settings: &Settings, inc: &Incoming) -> bool {
-    let Some(expected) = &settings.api_key else {
-        return true;
-    };
-    let given = inc
-        .header_key
-        .as_deref()
-        .or_else(|| inc.query_value("x-api-key"));
-    given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()))
-}
-
-/// WAHA compares keys in constant time; so do we, to behave the same.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn dispatch(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     if control::is_control_path(parts.uri.path()) {
@@ -408,7 +273,7 @@ async fn dispatch(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Re
     if down {
         return bodies::proxy_error(StatusCode::SERVICE_UNAVAILABLE);
     }
-    if is_protected(&inc.path) && !authorized(&shared.settings, &inc) {
+    if is_protected(&inc.path) && !authorized(shared.settings.api_key.as_deref(), &inc) {
         return bodies::unauthorized();
     }
     route(&shared, &inc, &segs).await
@@ -659,7 +524,7 @@ async fn send_text(shared: &Shared, inc: &Incoming) -> Response {
         SendDecision::RateLimited { retry_after_secs } => bodies::rate_limited(retry_after_secs),
         SendDecision::Desync => bodies::desync(&inc.failed(engine, now)),
         SendDecision::Sent { me_id } => {
-            let (resp, id) = bodies::sent(&bodies::Sent {
+            let (resp, id) = messages::sent(&messages::Sent {
                 engine,
                 session: name,
                 me_id: &me_id,
