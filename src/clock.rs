@@ -182,10 +182,7 @@ mod tests {
         assert_eq!(t.minus(Duration::from_secs(2)).as_millis(), -1_000);
         assert_eq!(t.since(Timestamp(2_000)), Duration::ZERO);
         assert_eq!(Timestamp(2_500).since(t), Duration::from_millis(1_500));
-        assert_eq!(
-            Timestamp(i64::MAX).plus(Duration::from_secs(1)).as_millis(),
-            i64::MAX
-        );
+        assert_eq!(Timestamp(i64::MAX).plus(Duration::from_secs(1)).as_millis(), i64::MAX);
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
     }
 

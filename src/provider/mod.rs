@@ -65,9 +65,7 @@ pub enum Outcome {
     NotReady(NotReadyKind),
     NeedsPairing,
     Blocked(BlockKind),
-    RateLimited {
-        retry_after: Option<Duration>,
-    },
+    RateLimited { retry_after: Option<Duration> },
     AuthRejected,
     BadRequest,
     Unreachable,
@@ -171,9 +169,7 @@ impl FromStr for Outcome {
                 _ => Outcome::Blocked(BlockKind::Banned),
             },
             "rate_limited" => Outcome::RateLimited {
-                retry_after: arg
-                    .and_then(|a| a.parse::<u64>().ok())
-                    .map(Duration::from_millis),
+                retry_after: arg.and_then(|a| a.parse::<u64>().ok()).map(Duration::from_millis),
             },
             "auth_rejected" => Outcome::AuthRejected,
             "bad_request" => Outcome::BadRequest,
