@@ -7,4 +7,5 @@ pub mod config;
 pub mod machine;
 pub mod policy;
 pub mod provider;
+pub mod sim;
 pub mod store;
