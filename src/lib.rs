@@ -2,10 +2,16 @@
 //!
 //! See ARCHITECTURE.md for the code map, the data flow and the invariants.
 
+pub mod app;
 pub mod clock;
 pub mod config;
+pub mod demo;
+pub mod events;
 pub mod machine;
+pub mod metrics;
 pub mod policy;
 pub mod provider;
+pub mod scheduler;
 pub mod sim;
 pub mod store;
+pub mod telemetry;

@@ -487,7 +487,7 @@ impl Machine {
             return;
         }
         guard.acquire_slot();
-        self.start_restart("operator".into(), ctx, fx);
+        self.start_restart("operator".into(), "operator".into(), ctx, fx);
     }
 
     /// Asks the policy for a restart; `waiting` is the state to show while
@@ -505,13 +505,20 @@ impl Machine {
         match policy::decide(&self.restart_history, self.next_restart_at, guard, cfg, now) {
             Decision::Allow => {
                 self.book_restart(cfg, now);
-                // A failed attempt gives its slot back before the next one
-                // takes one, so the slot count stays exact.
-                if self.state.holds_restart_slot() {
-                    guard.release();
+                // Pass through the waiting state so the record shows why
+                // (desync confirmed) apart from what was done (restart); this
+                // also gives back the slot of a failed attempt before the next
+                // one takes one, so the slot count stays exact.
+                if self.state != waiting {
+                    self.enter(waiting, why.clone(), guard, ctx, fx);
                 }
                 guard.acquire(cfg, now);
-                self.start_restart(why, ctx, fx);
+                let attempt = policy::restarts_in_window(&self.restart_history, cfg, now);
+                let transition = format!(
+                    "restart {attempt} of at most {} within restart_window",
+                    cfg.max_restarts
+                );
+                self.start_restart(transition, why, ctx, fx);
             }
             Decision::DryRun => {
                 self.book_restart(cfg, now);
@@ -570,16 +577,14 @@ impl Machine {
 
     /// Enters `restarting`; the caller has already taken the slot (so this
     /// bypasses `enter`, which would account for it a second time).
-    fn start_restart(&mut self, why: String, ctx: &Ctx<'_>, fx: &mut Effects) {
+    fn start_restart(&mut self, transition: String, why: String, ctx: &Ctx<'_>, fx: &mut Effects) {
         self.restart_started_at = Some(ctx.now);
         self.healthy_since = None;
         self.not_ready_since = None;
-        fx.remediations.push(Remediation::Begin {
-            reason: why.clone(),
-        });
+        fx.remediations.push(Remediation::Begin { reason: why });
         let from = self.state;
         self.state = State::Restarting;
-        self.record(from, State::Restarting, why, ctx, fx);
+        self.record(from, State::Restarting, transition, ctx, fx);
         fx.next = Some(Step {
             at: ctx.now,
             action: Action::Restart,

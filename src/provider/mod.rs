@@ -399,3 +399,21 @@ impl Provider {
         }
     }
 }
+
+impl Provider {
+    /// The client for one configured provider.
+    pub fn from_config(cfg: &crate::config::ProviderConfig) -> Result<Provider, String> {
+        use crate::config::ProviderKind;
+        match cfg.kind {
+            ProviderKind::Waha => Ok(Provider::Waha(waha::WahaClient::new(
+                &cfg.url,
+                cfg.api_key.as_ref().map(|k| k.expose()),
+                cfg.connect_timeout,
+                &cfg.policy.desync_signatures,
+            )?)),
+            ProviderKind::GreenApi => {
+                Err("the green-api provider kind is not supported yet".to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Applying what jobs found: probe records, machine inputs and the machine's
+//! effects (persist, report, reschedule), discovery results, and the outage
+//! rule.
+
+use std::collections::BTreeSet;
+
+use super::{JobDone, Output, Scheduler, SessionRt};
+use crate::clock::Timestamp;
+use crate::events::Event;
+use crate::machine::{Action, Ctx, Effects, Input, Machine, Remediation, RemediationResult};
+use crate::metrics::RestartResult;
+use crate::policy;
+use crate::provider::ProbeReport;
+use crate::store::{NewRemediation, ProbeRecord, RemediationUpdate, TransitionRecord};
+
+impl Scheduler {
+    /// Applies one finished job.
+    pub(super) async fn finish(&mut self, done: JobDone) {
+        let JobDone {
+            key,
+            started,
+            finished,
+            latency,
+            output,
+        } = done;
+        let p = key.provider;
+        let Some(name) = key.session.clone() else {
+            match output {
+                Output::Discovered(result) => self.on_discovered(p, result).await,
+                Output::Pruned(result) => {
+                    self.prune_in_flight = false;
+                    self.next_prune = finished.plus(super::PRUNE_EVERY);
+                    match result {
+                        Ok(n) if n > 0 => tracing::info!(rows = n, "pruned old probe records"),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "pruning old probe records failed"),
+                    }
+                }
+                other => tracing::error!(?other, "internal: session job without a session"),
+            }
+            return;
+        };
+
+        let current = {
+            let pr = &mut self.providers[p];
+            let Some(s) = pr.sessions.get_mut(&name) else {
+                return; // retired while the job ran
+            };
+            s.in_flight = false;
+            if key.action != Some(Action::Restart) {
+                pr.probes_in_flight = pr.probes_in_flight.saturating_sub(1);
+            }
+            let current = s.seq == key.seq;
+            if !current && s.deferred {
+                // The schedule was replaced while this ran; run the new one now
+                // that the session is free.
+                s.deferred = false;
+                let step = s.next;
+                self.schedule(p, &name, step);
+            }
+            current
+        };
+
+        let action = key.action.unwrap_or(Action::Probe);
+        let input = match output {
+            Output::Probe(report) => {
+                self.record_probe(p, &name, action, &report, started, latency)
+                    .await;
+                Input::Probe(report.outcome)
+            }
+            Output::Status(read, report) => {
+                self.record_probe(p, &name, action, &report, started, latency)
+                    .await;
+                Input::Status(read)
+            }
+            Output::Restart(result) => Input::RestartCalled(result),
+            other => {
+                tracing::error!(?other, "internal: unexpected output for a session job");
+                return;
+            }
+        };
+        if !current {
+            return;
+        }
+        let retire = matches!(
+            input,
+            Input::Probe(crate::provider::Outcome::SessionMissing)
+        ) && self.providers[p]
+            .sessions
+            .get(&name)
+            .is_some_and(|s| s.discovered);
+        if retire {
+            self.retire(p, &name, "the provider no longer has this session")
+                .await;
+            return;
+        }
+        self.apply_input(p, &name, input, key.due).await;
+    }
+
+    async fn record_probe(
+        &mut self,
+        p: usize,
+        name: &str,
+        action: Action,
+        report: &ProbeReport,
+        at: Timestamp,
+        latency: std::time::Duration,
+    ) {
+        let provider = self.providers[p].cfg.name.clone();
+        let kind = action.as_str();
+        let rec = ProbeRecord {
+            provider: provider.clone(),
+            session: name.to_string(),
+            at,
+            kind: kind.to_string(),
+            outcome: report.outcome.to_stored(),
+            http_status: report.http_status,
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            detail: report.detail.clone(),
+        };
+        if let Err(e) = self.store.insert_probe(&rec).await {
+            tracing::error!(%provider, session = name, error = %e, "cannot record probe");
+        }
+        if action != Action::PollStatus {
+            self.metrics
+                .observe_probe(&provider, report.outcome.as_str(), latency);
+        }
+        tracing::debug!(
+            %provider, session = name, kind, outcome = %report.outcome,
+            detail = %report.detail, latency_ms = rec.latency_ms, "probe"
+        );
+        let _ = self.events.send(Event::Probe {
+            at,
+            provider,
+            session: name.to_string(),
+            action,
+            outcome: report.outcome,
+            detail: report.detail.clone(),
+            latency,
+        });
+    }
+
+    /// Feeds one input to a session's machine and carries out the effects.
+    pub(super) async fn apply_input(
+        &mut self,
+        p: usize,
+        name: &str,
+        input: Input,
+        due: Timestamp,
+    ) -> Effects {
+        let now = self.clock.now();
+        self.update_outage(p, now);
+        let interval = {
+            let pr = &self.providers[p];
+            (pr.cfg.interval_for(name), pr.cfg.canary.jitter)
+        };
+        let interval = self.jittered(interval.0, interval.1);
+        let pr = &mut self.providers[p];
+        let Some(s) = pr.sessions.get_mut(name) else {
+            return Effects {
+                ignored: true,
+                rejected: Some("no such session".into()),
+                ..Effects::default()
+            };
+        };
+        let ctx = Ctx {
+            now,
+            due,
+            interval,
+            policy: &pr.cfg.policy,
+            restart_on_yellow_card: pr.cfg.reboot_on_yellow_card,
+        };
+        let fx = s.machine.step(input, &mut pr.guard, &ctx);
+        if fx.ignored {
+            return fx;
+        }
+        let provider = pr.cfg.name.clone();
+        let action = pr.client.restart_action();
+
+        for r in &fx.remediations {
+            self.record_remediation(p, name, &provider, action, r, &fx, now)
+                .await;
+        }
+        if fx.desync_confirmed {
+            self.metrics.desync_detected(&provider);
+        }
+        for t in &fx.transitions {
+            tracing::info!(
+                provider = %provider,
+                session = name,
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                reason = %t.reason,
+                "state change"
+            );
+            let rec = TransitionRecord {
+                provider: provider.clone(),
+                session: name.to_string(),
+                at: now,
+                from_state: t.from.as_str().to_string(),
+                to_state: t.to.as_str().to_string(),
+                reason: t.reason.clone(),
+            };
+            if let Err(e) = self.store.insert_transition(&rec).await {
+                tracing::error!(%provider, session = name, error = %e, "cannot record transition");
+            }
+            let _ = self.events.send(Event::Transition {
+                at: now,
+                provider: provider.clone(),
+                session: name.to_string(),
+                from: t.from,
+                to: t.to,
+                reason: t.reason.clone(),
+            });
+        }
+        self.schedule(p, name, fx.next);
+        self.save(p, name).await;
+        fx
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_remediation(
+        &mut self,
+        p: usize,
+        name: &str,
+        provider: &str,
+        action: &str,
+        r: &Remediation,
+        fx: &Effects,
+        now: Timestamp,
+    ) {
+        let (stage, detail) = match r {
+            Remediation::Begin { reason } | Remediation::DryRun { reason } => {
+                let dry = matches!(r, Remediation::DryRun { .. });
+                let rec = NewRemediation {
+                    provider: provider.to_string(),
+                    session: name.to_string(),
+                    started_at: now,
+                    action: action.to_string(),
+                    reason: reason.clone(),
+                    result: if dry { "dry_run" } else { "pending" }.to_string(),
+                };
+                match self.store.begin_remediation(&rec).await {
+                    Ok(id) if !dry => self.set_remediation_id(p, name, Some(id)),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(%provider, session = name, error = %e, "cannot record restart intent")
+                    }
+                }
+                if dry {
+                    self.metrics
+                        .restart_result(provider, RestartResult::Skipped);
+                    tracing::warn!(%provider, session = name, %reason, "dry run: would {action}");
+                } else {
+                    tracing::warn!(%provider, session = name, %reason, "{action} begins");
+                }
+                (if dry { "dry_run" } else { "begin" }, reason.clone())
+            }
+            Remediation::Called => {
+                self.update_remediation(p, name, "called", String::new(), None, None)
+                    .await;
+                ("called", String::new())
+            }
+            Remediation::Finished { result, detail } => {
+                let recovery = (*result == RemediationResult::Healed)
+                    .then_some(fx.recovered_after)
+                    .flatten();
+                self.update_remediation(
+                    p,
+                    name,
+                    result.as_str(),
+                    detail.clone(),
+                    Some(now),
+                    recovery.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                )
+                .await;
+                self.set_remediation_id(p, name, None);
+                match result {
+                    RemediationResult::Healed => {
+                        self.metrics.restart_result(provider, RestartResult::Ok);
+                        if let Some(d) = recovery {
+                            self.metrics.recovered(provider, d);
+                        }
+                    }
+                    RemediationResult::Interrupted => {}
+                    _ => self.metrics.restart_result(provider, RestartResult::Failed),
+                }
+                tracing::info!(%provider, session = name, result = result.as_str(), %detail, "{action} ended");
+                (result.as_str(), detail.clone())
+            }
+        };
+        let _ = self.events.send(Event::Remediation {
+            at: now,
+            provider: provider.to_string(),
+            session: name.to_string(),
+            stage: stage.to_string(),
+            detail,
+        });
+    }
+
+    fn set_remediation_id(&mut self, p: usize, name: &str, id: Option<i64>) {
+        if let Some(s) = self.providers[p].sessions.get_mut(name) {
+            s.remediation_id = id;
+        }
+    }
+
+    async fn update_remediation(
+        &mut self,
+        p: usize,
+        name: &str,
+        result: &str,
+        detail: String,
+        finished_at: Option<Timestamp>,
+        recovery_ms: Option<u64>,
+    ) {
+        let Some(id) = self.providers[p]
+            .sessions
+            .get(name)
+            .and_then(|s| s.remediation_id)
+        else {
+            return;
+        };
+        let update = RemediationUpdate {
+            result: result.to_string(),
+            detail,
+            finished_at,
+            recovery_ms,
+        };
+        if let Err(e) = self.store.update_remediation(id, &update).await {
+            tracing::error!(session = name, error = %e, "cannot record restart result");
+        }
+    }
+
+    /// Writes a session's row and its metrics.
+    pub(super) async fn save(&mut self, p: usize, name: &str) {
+        let now = self.clock.now();
+        let pr = &self.providers[p];
+        let Some(s) = pr.sessions.get(name) else {
+            return;
+        };
+        let rec = super::persist::record(&pr.cfg.name, name, s, now);
+        self.metrics.set_session(
+            &pr.cfg.name,
+            name,
+            s.machine.state.as_str(),
+            s.machine.consecutive_failures,
+            s.machine.last_success_at,
+        );
+        if let Err(e) = self.store.save_session(&rec).await {
+            tracing::error!(provider = %pr.cfg.name, session = name, error = %e, "cannot save session");
+        }
+    }
+
+    /// The outage rule over this provider's sessions (paused ones do not count).
+    fn update_outage(&mut self, p: usize, now: Timestamp) {
+        let pr = &mut self.providers[p];
+        let watched = pr
+            .sessions
+            .values()
+            .filter(|s| s.machine.state != crate::machine::State::Paused);
+        let (mut total, mut failing) = (0usize, 0usize);
+        for s in watched {
+            total += 1;
+            if s.machine.state == crate::machine::State::Unreachable {
+                failing += 1;
+            }
+        }
+        let outage = policy::outage(failing, total, &pr.cfg.policy);
+        pr.guard.in_outage = outage;
+        if outage != pr.outage {
+            pr.outage = outage;
+            if outage {
+                tracing::warn!(provider = %pr.cfg.name, failing, total, "provider in outage: restarts suspended");
+            } else {
+                tracing::info!(provider = %pr.cfg.name, "provider outage over");
+            }
+            self.metrics.set_provider(&pr.cfg.name, pr.up, outage);
+            let _ = self.events.send(Event::ProviderHealth {
+                at: now,
+                provider: pr.cfg.name.clone(),
+                up: pr.up,
+                outage,
+            });
+        }
+    }
+
+    /// Reconciles a provider's session list with what is watched.
+    async fn on_discovered(&mut self, p: usize, result: Result<Vec<String>, ProbeReport>) {
+        let now = self.clock.now();
+        let interval = self.discovery_interval;
+        let pr = &mut self.providers[p];
+        pr.discovery_in_flight = false;
+        pr.next_discovery = Some(now.plus(interval));
+        let up = result.is_ok();
+        if up != pr.up {
+            pr.up = up;
+            self.metrics.set_provider(&pr.cfg.name, up, pr.outage);
+            let _ = self.events.send(Event::ProviderHealth {
+                at: now,
+                provider: pr.cfg.name.clone(),
+                up,
+                outage: pr.outage,
+            });
+        }
+        let names = match result {
+            Ok(names) => names,
+            Err(report) => {
+                tracing::warn!(
+                    provider = %pr.cfg.name,
+                    outcome = %report.outcome,
+                    detail = %report.detail,
+                    "cannot read the session list"
+                );
+                return;
+            }
+        };
+        let listed: BTreeSet<String> = names.into_iter().filter(|n| pr.cfg.is_enabled(n)).collect();
+        let gone: Vec<String> = pr
+            .sessions
+            .iter()
+            .filter(|(n, s)| s.discovered && !listed.contains(*n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let new: Vec<String> = listed
+            .into_iter()
+            .filter(|n| !pr.sessions.contains_key(n))
+            .collect();
+        for name in gone {
+            self.retire(p, &name, "the provider no longer lists this session")
+                .await;
+        }
+        for name in new {
+            self.add(p, &name, true).await;
+        }
+    }
+
+    /// Starts watching a session.
+    pub(super) async fn add(&mut self, p: usize, name: &str, discovered: bool) {
+        let now = self.clock.now();
+        let interval = self.providers[p].cfg.interval_for(name);
+        let first = self.first_probe_at(now, interval);
+        let pr = &mut self.providers[p];
+        pr.sessions.insert(
+            name.to_string(),
+            SessionRt {
+                machine: Machine::new(now),
+                next: None,
+                seq: 0,
+                in_flight: false,
+                deferred: false,
+                discovered,
+                remediation_id: None,
+            },
+        );
+        let provider = pr.cfg.name.clone();
+        tracing::info!(%provider, session = name, "watching session");
+        self.schedule(
+            p,
+            name,
+            Some(crate::machine::Step {
+                at: first,
+                action: Action::Probe,
+            }),
+        );
+        self.save(p, name).await;
+        let _ = self.events.send(Event::SessionAdded {
+            at: now,
+            provider,
+            session: name.to_string(),
+        });
+    }
+
+    /// Stops watching a session; its history stays in the store.
+    pub(super) async fn retire(&mut self, p: usize, name: &str, reason: &str) {
+        let now = self.clock.now();
+        let pr = &mut self.providers[p];
+        let Some(s) = pr.sessions.remove(name) else {
+            return;
+        };
+        if s.machine.state.holds_restart_slot() {
+            pr.guard.release();
+        }
+        if s.in_flight && s.next.map(|st| st.action) != Some(Action::Restart) {
+            pr.probes_in_flight = pr.probes_in_flight.saturating_sub(1);
+        }
+        let provider = pr.cfg.name.clone();
+        if let Some(id) = s.remediation_id {
+            let update = RemediationUpdate {
+                result: RemediationResult::Interrupted.as_str().to_string(),
+                detail: reason.to_string(),
+                finished_at: Some(now),
+                recovery_ms: None,
+            };
+            if let Err(e) = self.store.update_remediation(id, &update).await {
+                tracing::error!(%provider, session = name, error = %e, "cannot close restart record");
+            }
+        }
+        if let Err(e) = self.store.retire_session(&provider, name, now).await {
+            tracing::error!(%provider, session = name, error = %e, "cannot retire session");
+        }
+        self.metrics.retire_session(&provider, name);
+        tracing::info!(%provider, session = name, reason, "session retired");
+        let _ = self.events.send(Event::SessionRetired {
+            at: now,
+            provider,
+            session: name.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+}

@@ -1,0 +1,636 @@
+//! The scheduler: owns every watched session, decides when each one is due,
+//! runs the due steps with bounded concurrency per provider, feeds their
+//! results to the pure machine and carries out what it answers (persist,
+//! report, schedule the next step).
+//!
+//! Shape (STYLE.md "a background loop around a public single step"):
+//! [`Scheduler::tick`] runs everything due now until quiet, which is what
+//! tests drive with a manual clock; [`Scheduler::run`] is the daemon's loop
+//! around the same pieces. Every job is owned by a `JoinSet` of this struct:
+//! nothing is detached.
+//!
+//! Invariants:
+//! - a session has at most one job in flight, and a job's result is applied
+//!   only if the session's schedule has not been replaced since (`seq`);
+//! - the schedule anchors periodic probes on their due time, so slow probes
+//!   do not make it drift;
+//! - everything the machine decides is written to the store before the next
+//!   I/O that depends on it (the intent of a restart before the call).
+
+mod apply;
+mod jobs;
+mod persist;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+
+use crate::clock::{Clock, Timestamp};
+use crate::config::{ChatTarget, Config, ProviderConfig, SessionSelector};
+use crate::events::Event;
+use crate::machine::{Action, Input, Machine, Step};
+use crate::metrics::Metrics;
+use crate::policy::ProviderGuard;
+use crate::provider::Provider;
+use crate::store::Store;
+
+pub use jobs::{JobDone, JobKey, Output, Work};
+
+/// How often the loop wakes even when nothing is due, so that `/healthz`
+/// and systemd's watchdog can tell it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often old probes are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// First probes of many sessions are spread over at most this long.
+const INITIAL_SPREAD_MAX: Duration = Duration::from_secs(30);
+
+/// Last time the scheduler loop went round (system clock, unix ms); read by
+/// `/healthz` and the systemd watchdog.
+#[derive(Clone, Debug, Default)]
+pub struct Heartbeat(Arc<AtomicI64>);
+
+impl Heartbeat {
+    pub fn beat(&self) {
+        self.0
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::SeqCst);
+    }
+
+    /// Time since the last beat; None if it never beat.
+    pub fn age(&self) -> Option<Duration> {
+        let last = self.0.load(Ordering::SeqCst);
+        (last != 0).then(|| {
+            let now = chrono::Utc::now().timestamp_millis();
+            Duration::from_millis(u64::try_from(now - last).unwrap_or(0))
+        })
+    }
+}
+
+/// A request from outside the loop (HTTP API, operator CLI).
+#[derive(Debug)]
+pub enum Command {
+    Pause {
+        provider: String,
+        session: String,
+        until: Option<Timestamp>,
+        reason: String,
+    },
+    Resume {
+        provider: String,
+        session: String,
+    },
+    Restart {
+        provider: String,
+        session: String,
+    },
+}
+
+/// One watched session.
+#[derive(Debug)]
+struct SessionRt {
+    machine: Machine,
+    /// The current schedule; None while paused without expiry.
+    next: Option<Step>,
+    /// Bumped whenever `next` is replaced; jobs carry the value they ran for.
+    seq: u64,
+    in_flight: bool,
+    /// A due entry was popped while a job was in flight: re-queue on completion.
+    deferred: bool,
+    /// Found by discovery (retired when the provider no longer lists it).
+    discovered: bool,
+    /// The open remediation row, while a restart is in progress.
+    remediation_id: Option<i64>,
+}
+
+/// One provider with its sessions.
+struct ProviderRt {
+    cfg: ProviderConfig,
+    client: Provider,
+    guard: ProviderGuard,
+    sessions: BTreeMap<String, SessionRt>,
+    /// Due probes waiting for a concurrency slot, oldest first.
+    ready: VecDeque<(String, u64)>,
+    probes_in_flight: usize,
+    next_discovery: Option<Timestamp>,
+    discovery_in_flight: bool,
+    up: bool,
+    outage: bool,
+}
+
+/// A heap entry: session `session` of provider `provider` is due at `at`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at: Timestamp,
+    provider: usize,
+    session: String,
+    seq: u64,
+}
+
+pub struct Scheduler {
+    clock: Clock,
+    store: Store,
+    metrics: Arc<Metrics>,
+    providers: Vec<ProviderRt>,
+    heap: BinaryHeap<Reverse<Due>>,
+    jobs: JoinSet<JobDone>,
+    /// Which job task belongs to which provider/session, to recover from a
+    /// job that panicked.
+    job_owner: HashMap<tokio::task::Id, (usize, Option<String>)>,
+    rng: StdRng,
+    events: broadcast::Sender<Event>,
+    heartbeat: Heartbeat,
+    discovery_interval: Duration,
+    retention: Duration,
+    next_prune: Timestamp,
+    prune_in_flight: bool,
+}
+
+/// How the scheduler is built: the parts that differ between production,
+/// the demo and tests.
+pub struct Parts {
+    pub clock: Clock,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Seed for jitter and nonces; None = from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Scheduler {
+    /// Builds the scheduler from the config and restores every session's
+    /// state from the store, so that a daemon restart never restarts a
+    /// session early.
+    pub async fn build(config: &Config, parts: Parts) -> anyhow::Result<Scheduler> {
+        let Parts {
+            clock,
+            store,
+            metrics,
+            seed,
+        } = parts;
+        let now = clock.now();
+        let mut providers = Vec::with_capacity(config.providers.len());
+        for pc in &config.providers {
+            let client = Provider::from_config(pc)
+                .map_err(|e| anyhow::anyhow!("provider \"{}\": {e}", pc.name))?;
+            providers.push(ProviderRt {
+                cfg: pc.clone(),
+                client,
+                guard: ProviderGuard::default(),
+                sessions: BTreeMap::new(),
+                ready: VecDeque::new(),
+                probes_in_flight: 0,
+                next_discovery: matches!(pc.sessions, SessionSelector::All).then_some(now),
+                discovery_in_flight: false,
+                up: true,
+                outage: false,
+            });
+        }
+        let (events, _) = broadcast::channel(4096);
+        let rng = match seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_os_rng(),
+        };
+        let mut s = Scheduler {
+            clock,
+            store,
+            metrics,
+            providers,
+            heap: BinaryHeap::new(),
+            jobs: JoinSet::new(),
+            job_owner: HashMap::new(),
+            rng,
+            events,
+            heartbeat: Heartbeat::default(),
+            discovery_interval: config.daemon.discovery_interval,
+            retention: config.daemon.retention,
+            next_prune: now,
+            prune_in_flight: false,
+        };
+        s.restore().await?;
+        s.heartbeat.beat();
+        Ok(s)
+    }
+
+    /// A receiver of everything that happens from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat.clone()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// `(provider, session, state)` of every watched session.
+    pub fn sessions(&self) -> Vec<(String, String, crate::machine::State)> {
+        self.providers
+            .iter()
+            .flat_map(|p| {
+                p.sessions
+                    .iter()
+                    .map(|(name, s)| (p.cfg.name.clone(), name.clone(), s.machine.state))
+            })
+            .collect()
+    }
+
+    /// The machine of one session (for tests and the API).
+    pub fn machine(&self, provider: &str, session: &str) -> Option<&Machine> {
+        self.providers
+            .iter()
+            .find(|p| p.cfg.name == provider)?
+            .sessions
+            .get(session)
+            .map(|s| &s.machine)
+    }
+
+    /// The next step of one session.
+    pub fn next_step(&self, provider: &str, session: &str) -> Option<Step> {
+        self.providers
+            .iter()
+            .find(|p| p.cfg.name == provider)?
+            .sessions
+            .get(session)?
+            .next
+    }
+
+    /// Counts of sessions per state, for a one-line summary.
+    pub fn summary(&self) -> BTreeMap<crate::machine::State, usize> {
+        let mut counts = BTreeMap::new();
+        for p in &self.providers {
+            for s in p.sessions.values() {
+                *counts.entry(s.machine.state).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// When the next thing is due, if anything is scheduled.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        let heap = self.heap.peek().map(|Reverse(d)| d.at);
+        let discovery = self
+            .providers
+            .iter()
+            .filter(|p| !p.discovery_in_flight)
+            .filter_map(|p| p.next_discovery)
+            .min();
+        let prune = (!self.prune_in_flight).then_some(self.next_prune);
+        [heap, discovery, prune].into_iter().flatten().min()
+    }
+
+    /// Runs everything that is due now, and everything that becomes due now
+    /// as a consequence, until nothing is in flight. The single step of the
+    /// loop, for tests that drive a manual clock.
+    pub async fn tick(&mut self) {
+        loop {
+            self.start_due().await;
+            match self.jobs.join_next_with_id().await {
+                None => break,
+                Some(done) => self.on_joined(done).await,
+            }
+        }
+        self.heartbeat.beat();
+    }
+
+    /// Moves a manual clock forward in steps of at most `step`, running
+    /// everything due along the way (tests and benchmarks).
+    pub async fn advance(&mut self, by: Duration, step: Duration) {
+        let end = self.clock.now().plus(by);
+        loop {
+            self.tick().await;
+            let now = self.clock.now();
+            if now >= end {
+                break;
+            }
+            let next = self
+                .next_due()
+                .unwrap_or(end)
+                .min(now.plus(step))
+                .min(end)
+                .max(now.plus(Duration::from_millis(1)));
+            self.clock.set(next);
+        }
+    }
+
+    /// The daemon's loop: runs until `shutdown` resolves, then lets in-flight
+    /// jobs finish within `grace` and applies their results.
+    pub async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut commands: tokio::sync::mpsc::Receiver<(
+            Command,
+            tokio::sync::oneshot::Sender<Result<(), String>>,
+        )>,
+        grace: Duration,
+        on_beat: impl Fn(&Scheduler),
+    ) {
+        tokio::pin!(shutdown);
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut commands_open = true;
+        loop {
+            self.start_due().await;
+            let wake = self.next_due();
+            let clock = self.clock.clone();
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                cmd = commands.recv(), if commands_open => match cmd {
+                    Some((cmd, reply)) => {
+                        let result = self.command(cmd).await;
+                        let _ = reply.send(result);
+                    }
+                    None => commands_open = false,
+                },
+                Some(done) = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
+                    self.on_joined(done).await;
+                }
+                _ = async {
+                    match wake {
+                        Some(at) => clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+                _ = beat.tick() => {
+                    self.heartbeat.beat();
+                    on_beat(self);
+                }
+            }
+        }
+        self.drain(grace).await;
+    }
+
+    /// Waits up to `grace` for jobs in flight and applies their results;
+    /// aborts the rest.
+    async fn drain(&mut self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.jobs.is_empty() {
+            match tokio::time::timeout_at(deadline, self.jobs.join_next_with_id()).await {
+                Ok(Some(done)) => self.on_joined(done).await,
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        jobs = self.jobs.len(),
+                        "shutdown grace passed; abandoning jobs still in flight"
+                    );
+                    self.jobs.shutdown().await;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Carries out an operator command.
+    pub async fn command(&mut self, cmd: Command) -> Result<(), String> {
+        let (provider, session, input) = match cmd {
+            Command::Pause {
+                provider,
+                session,
+                until,
+                reason,
+            } => (provider, session, Input::Pause { until, reason }),
+            Command::Resume { provider, session } => (provider, session, Input::Resume),
+            Command::Restart { provider, session } => (provider, session, Input::OperatorRestart),
+        };
+        let p = self
+            .providers
+            .iter()
+            .position(|p| p.cfg.name == provider)
+            .ok_or_else(|| format!("no provider named \"{provider}\""))?;
+        if !self.providers[p].sessions.contains_key(&session) {
+            return Err(format!(
+                "provider \"{provider}\" has no session \"{session}\""
+            ));
+        }
+        let now = self.clock.now();
+        let fx = self.apply_input(p, &session, input, now).await;
+        match fx.rejected {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// Pops everything due and starts the jobs that may start.
+    async fn start_due(&mut self) {
+        let now = self.clock.now();
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if top.at > now {
+                break;
+            }
+            let Some(Reverse(due)) = self.heap.pop() else {
+                break;
+            };
+            let Some(s) = self.providers[due.provider].sessions.get_mut(&due.session) else {
+                continue;
+            };
+            if s.seq != due.seq {
+                continue; // replaced since
+            }
+            if s.in_flight {
+                s.deferred = true;
+                continue;
+            }
+            let action = s.next.map(|st| st.action).unwrap_or(Action::Probe);
+            match action {
+                Action::Resume => {
+                    self.apply_input(due.provider, &due.session, Input::Resume, due.at)
+                        .await;
+                }
+                Action::Restart => self.spawn_session_job(due.provider, &due.session, due.at),
+                Action::Probe | Action::Verify | Action::PollStatus => {
+                    self.providers[due.provider]
+                        .ready
+                        .push_back((due.session, due.seq));
+                }
+            }
+        }
+        for p in 0..self.providers.len() {
+            while self.providers[p].probes_in_flight < self.providers[p].cfg.max_concurrent_probes {
+                let Some((name, seq)) = self.providers[p].ready.pop_front() else {
+                    break;
+                };
+                let Some(s) = self.providers[p].sessions.get(&name) else {
+                    continue;
+                };
+                if s.seq != seq || s.in_flight {
+                    continue;
+                }
+                let due = s.next.map(|st| st.at).unwrap_or(now);
+                self.spawn_session_job(p, &name, due);
+            }
+            let pr = &self.providers[p];
+            if !pr.discovery_in_flight && pr.next_discovery.is_some_and(|at| at <= now) {
+                self.spawn_discovery(p, now);
+            }
+        }
+        if !self.prune_in_flight && self.next_prune <= now {
+            self.prune_in_flight = true;
+            let key = JobKey {
+                provider: 0,
+                session: None,
+                seq: 0,
+                action: None,
+                due: now,
+            };
+            let work = Work::Prune {
+                before: now.minus(self.retention),
+            };
+            self.spawn(key, work, None);
+        }
+    }
+
+    fn spawn(&mut self, key: JobKey, work: Work, provider: Option<Provider>) {
+        let owner = (key.provider, key.session.clone());
+        let handle = self.jobs.spawn(jobs::run(
+            key,
+            work,
+            provider,
+            self.store.clone(),
+            self.clock.clone(),
+        ));
+        self.job_owner.insert(handle.id(), owner);
+    }
+
+    fn spawn_session_job(&mut self, p: usize, name: &str, due: Timestamp) {
+        let nonce = format!("{:08x}", self.rng.random::<u32>());
+        let pr = &mut self.providers[p];
+        let Some(s) = pr.sessions.get_mut(name) else {
+            return;
+        };
+        let Some(step) = s.next else { return };
+        let timeout = pr.cfg.canary.timeout;
+        let work = match step.action {
+            Action::Probe | Action::Verify => Work::Probe {
+                chat: match pr.cfg.chat_for(name) {
+                    ChatTarget::SelfChat => None,
+                    ChatTarget::Id(id) => Some(id),
+                },
+                text: pr.cfg.canary.render_text(&nonce),
+                timeout,
+            },
+            Action::PollStatus => Work::Status { timeout },
+            // WAHA answers a restart only after stopping (~3 s): give the call
+            // more room than a probe.
+            Action::Restart => Work::Restart {
+                timeout: timeout.max(Duration::from_secs(30)),
+            },
+            Action::Resume => return,
+        };
+        s.in_flight = true;
+        if step.action != Action::Restart {
+            pr.probes_in_flight += 1;
+        }
+        let key = JobKey {
+            provider: p,
+            session: Some(name.to_string()),
+            seq: s.seq,
+            action: Some(step.action),
+            due,
+        };
+        let client = pr.client.clone();
+        self.spawn(key, work, Some(client));
+    }
+
+    fn spawn_discovery(&mut self, p: usize, now: Timestamp) {
+        let pr = &mut self.providers[p];
+        pr.discovery_in_flight = true;
+        let key = JobKey {
+            provider: p,
+            session: None,
+            seq: 0,
+            action: None,
+            due: now,
+        };
+        let work = Work::Discover {
+            timeout: pr.cfg.canary.timeout,
+        };
+        let client = pr.client.clone();
+        self.spawn(key, work, Some(client));
+    }
+
+    async fn on_joined(
+        &mut self,
+        joined: Result<(tokio::task::Id, JobDone), tokio::task::JoinError>,
+    ) {
+        match joined {
+            Ok((id, done)) => {
+                self.job_owner.remove(&id);
+                self.finish(done).await;
+            }
+            Err(e) => {
+                // A job panicked (a bug): free its session and try again later
+                // instead of leaving the session stuck in flight forever.
+                let owner = self.job_owner.remove(&e.id());
+                tracing::error!(error = %e, "a scheduler job failed");
+                if let Some((p, session)) = owner {
+                    self.recover_failed_job(p, session);
+                }
+            }
+        }
+    }
+
+    fn recover_failed_job(&mut self, p: usize, session: Option<String>) {
+        let now = self.clock.now();
+        let retry = now.plus(Duration::from_secs(30));
+        let Some(name) = session else {
+            if let Some(pr) = self.providers.get_mut(p) {
+                pr.discovery_in_flight = false;
+                pr.next_discovery = pr.next_discovery.map(|_| retry);
+            }
+            self.prune_in_flight = false;
+            return;
+        };
+        let Some(pr) = self.providers.get_mut(p) else {
+            return;
+        };
+        let Some(s) = pr.sessions.get_mut(&name) else {
+            return;
+        };
+        if s.in_flight {
+            s.in_flight = false;
+            pr.probes_in_flight = pr.probes_in_flight.saturating_sub(1);
+        }
+        let step = s.next.map(|st| Step { at: retry, ..st });
+        self.schedule(p, &name, step);
+    }
+
+    /// Replaces a session's schedule.
+    fn schedule(&mut self, p: usize, name: &str, step: Option<Step>) {
+        let Some(s) = self.providers[p].sessions.get_mut(name) else {
+            return;
+        };
+        s.seq += 1;
+        s.next = step;
+        if let Some(step) = step {
+            self.heap.push(Reverse(Due {
+                at: step.at,
+                provider: p,
+                session: name.to_string(),
+                seq: s.seq,
+            }));
+        }
+    }
+
+    /// `base` randomised by ± `jitter`.
+    fn jittered(&mut self, base: Duration, jitter: f64) -> Duration {
+        if jitter <= 0.0 {
+            return base;
+        }
+        let f = 1.0 + jitter * self.rng.random_range(-1.0..=1.0);
+        base.mul_f64(f.max(0.0))
+    }
+
+    /// When a newly watched session gets its first probe: spread over the
+    /// first part of its interval so many sessions do not all start at once.
+    fn first_probe_at(&mut self, now: Timestamp, interval: Duration) -> Timestamp {
+        let spread = interval.min(INITIAL_SPREAD_MAX);
+        now.plus(spread.mul_f64(self.rng.random_range(0.0..1.0)))
+    }
+}

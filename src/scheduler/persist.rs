@@ -1,0 +1,208 @@
+//! Converting between a session's machine and its store record, and
+//! restoring every session when the daemon starts: states, counters, backoff
+//! deadlines and restart budgets come back exactly, so a daemon restart
+//! never restarts a session early and never repeats a restart in flight.
+
+use std::collections::HashSet;
+
+use super::{Scheduler, SessionRt};
+use crate::clock::Timestamp;
+use crate::config::SessionSelector;
+use crate::machine::{Action, Machine, State, Step};
+use crate::provider::Outcome;
+use crate::store::{RemediationUpdate, SessionRecord};
+
+/// The store record of a session.
+pub(super) fn record(
+    provider: &str,
+    session: &str,
+    s: &SessionRt,
+    now: Timestamp,
+) -> SessionRecord {
+    let m = &s.machine;
+    SessionRecord {
+        provider: provider.to_string(),
+        session: session.to_string(),
+        state: m.state.as_str().to_string(),
+        since: m.since,
+        state_reason: m.reason.clone(),
+        consecutive_failures: m.consecutive_failures,
+        streak_has_desync: m.streak_has_desync,
+        first_failure_at: m.first_failure_at,
+        last_success_at: m.last_success_at,
+        last_outcome: m.last_outcome.map(|o| o.to_stored()),
+        last_probe_at: m.last_probe_at,
+        next_probe_at: s.next.map(|st| st.at),
+        not_ready_since: m.not_ready_since,
+        backoff_step: m.backoff_step,
+        next_restart_at: m.next_restart_at,
+        restart_history: m.restart_history.clone(),
+        restart_started_at: m.restart_started_at,
+        healthy_since: m.healthy_since,
+        paused_until: m.paused_until,
+        chat_id: None,
+        retired_at: None,
+        updated_at: now,
+    }
+}
+
+/// The machine a store record describes. A record this version cannot read
+/// (a state or outcome name it does not know) is an error naming the field.
+pub(super) fn machine(rec: &SessionRecord) -> Result<Machine, String> {
+    let state: State = rec.state.parse().map_err(|e| format!("state: {e}"))?;
+    let last_outcome = match &rec.last_outcome {
+        Some(o) => Some(
+            o.parse::<Outcome>()
+                .map_err(|e| format!("last_outcome: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(Machine {
+        state,
+        since: rec.since,
+        reason: rec.state_reason.clone(),
+        consecutive_failures: rec.consecutive_failures,
+        streak_has_desync: rec.streak_has_desync,
+        first_failure_at: rec.first_failure_at,
+        last_success_at: rec.last_success_at,
+        last_outcome,
+        last_probe_at: rec.last_probe_at,
+        not_ready_since: rec.not_ready_since,
+        backoff_step: rec.backoff_step,
+        next_restart_at: rec.next_restart_at,
+        restart_history: rec.restart_history.clone(),
+        restart_started_at: rec.restart_started_at,
+        healthy_since: rec.healthy_since,
+        paused_until: rec.paused_until,
+    })
+}
+
+impl Scheduler {
+    /// Loads every session of every configured provider from the store.
+    pub(super) async fn restore(&mut self) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let records = self.store.load_sessions().await?;
+        for p in 0..self.providers.len() {
+            let name = self.providers[p].cfg.name.clone();
+            let mut seen = HashSet::new();
+            for rec in records.iter().filter(|r| r.provider == name) {
+                seen.insert(rec.session.clone());
+                if !self.providers[p].cfg.is_enabled(&rec.session) {
+                    self.retire_record(&name, &rec.session, now).await;
+                    continue;
+                }
+                self.restore_session(p, rec, now).await;
+            }
+            // Sessions named in the config that the store does not know yet.
+            if let SessionSelector::Named(names) = self.providers[p].cfg.sessions.clone() {
+                for n in names {
+                    if !seen.contains(&n) && self.providers[p].cfg.is_enabled(&n) {
+                        self.add(p, &n, false).await;
+                    }
+                }
+            }
+            // Restart budget and concurrency as they were.
+            let cfg = self.providers[p].cfg.policy.clone();
+            let since = now.minus(cfg.restart_budget_window);
+            let recent = self.store.remediations_since(&name, since).await?;
+            let pr = &mut self.providers[p];
+            pr.guard.recent_restarts = recent
+                .iter()
+                .filter(|r| r.result != "dry_run")
+                .map(|r| r.started_at)
+                .collect();
+            pr.guard.in_flight = pr
+                .sessions
+                .values()
+                .filter(|s| s.machine.state.holds_restart_slot())
+                .count()
+                .try_into()
+                .unwrap_or(u32::MAX);
+            self.metrics.set_provider(&name, true, false);
+        }
+        Ok(())
+    }
+
+    async fn restore_session(&mut self, p: usize, rec: &SessionRecord, now: Timestamp) {
+        let provider = self.providers[p].cfg.name.clone();
+        let machine = match machine(rec) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(
+                    %provider, session = %rec.session, error = %e,
+                    "stored state unreadable; starting this session afresh"
+                );
+                Machine::new(now)
+            }
+        };
+        // A restart that was in flight keeps its open remediation row; any
+        // other open row belongs to an attempt that can no longer finish.
+        let open = match self
+            .store
+            .recent_remediations(&provider, &rec.session, None, 1)
+            .await
+        {
+            Ok(rows) => rows
+                .into_iter()
+                .next()
+                .filter(|r| r.result == "pending" || r.result == "called"),
+            Err(e) => {
+                tracing::error!(%provider, session = %rec.session, error = %e, "cannot read restart records");
+                None
+            }
+        };
+        let mut remediation_id = None;
+        if let Some(row) = open {
+            if machine.state.holds_restart_slot() {
+                remediation_id = Some(row.id);
+            } else {
+                let update = RemediationUpdate {
+                    result: "interrupted".to_string(),
+                    detail: "the daemon stopped during this attempt".to_string(),
+                    finished_at: Some(now),
+                    recovery_ms: None,
+                };
+                if let Err(e) = self.store.update_remediation(row.id, &update).await {
+                    tracing::error!(%provider, session = %rec.session, error = %e, "cannot close restart record");
+                }
+            }
+        }
+        let interval = self.providers[p].cfg.interval_for(&rec.session);
+        let step = match machine.resume_step(now) {
+            Some(Step {
+                action: Action::Probe,
+                ..
+            }) => Some(Step {
+                at: self.first_probe_at(now, interval),
+                action: Action::Probe,
+            }),
+            other => other,
+        };
+        let discovered = matches!(self.providers[p].cfg.sessions, SessionSelector::All);
+        tracing::info!(
+            %provider, session = %rec.session, state = machine.state.as_str(),
+            "restored session"
+        );
+        self.providers[p].sessions.insert(
+            rec.session.clone(),
+            SessionRt {
+                machine,
+                next: None,
+                seq: 0,
+                in_flight: false,
+                deferred: false,
+                discovered,
+                remediation_id,
+            },
+        );
+        self.schedule(p, &rec.session, step);
+        self.save(p, &rec.session).await;
+    }
+
+    async fn retire_record(&mut self, provider: &str, session: &str, now: Timestamp) {
+        tracing::info!(%provider, session, "session no longer configured; retired");
+        if let Err(e) = self.store.retire_session(provider, session, now).await {
+            tracing::error!(%provider, session, error = %e, "cannot retire session");
+        }
+    }
+}
