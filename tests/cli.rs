@@ -1,0 +1,202 @@
+//! The binary itself: exit codes, `check-config` against the fixtures, and
+//! `run` against the simulator — stopped by SIGTERM and SIGINT, with its logs
+//! grepped for the API key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wa_watchdog::clock::Clock;
+use wa_watchdog::sim::waha::{self, Fault, WahaSimOptions};
+use wa_watchdog::store::Store;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wa-watchdog");
+const KEY: &str = "cli-waha-key-SEKRET-55aa";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config")
+}
+
+fn wa(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .expect("run wa-watchdog")
+}
+
+#[test]
+fn check_config_prints_the_resolved_config_without_secrets() {
+    let out = wa(&[
+        "check-config",
+        "--config",
+        &fixtures().join("valid-full.toml").to_string_lossy(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("name = \"waha-main\""), "{stdout}");
+    assert!(stdout.contains("<redacted"), "{stdout}");
+    for secret in ["waha-api-key", "green-api-token"] {
+        let value =
+            std::fs::read_to_string(fixtures().join("secrets").join(secret)).expect("secret");
+        assert!(!value.trim().is_empty());
+        assert!(!stdout.contains(value.trim()), "secret {secret} printed");
+    }
+}
+
+#[test]
+fn check_config_exits_2_naming_the_problem_for_every_invalid_fixture() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(fixtures()).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !name.starts_with("invalid-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{name} has no `# expect:` line"));
+        let out = wa(&["check-config", "--config", &path.to_string_lossy()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(expect),
+            "{name}: expected `{expect}` in `{stderr}`"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} invalid fixtures");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    assert_eq!(wa(&["no-such-command"]).status.code(), Some(2));
+    assert_eq!(wa(&["run", "--bogus"]).status.code(), Some(2));
+    assert_eq!(wa(&["--help"]).status.code(), Some(0));
+    let missing = wa(&["check-config", "--config", "/nonexistent/wa.toml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/wa.toml"));
+    let run_missing = wa(&["run", "--config", "/nonexistent/wa.toml"]);
+    assert_eq!(run_missing.status.code(), Some(2));
+}
+
+/// Waits (real time, bounded) until `pred` holds on the database.
+async fn wait_for_db(
+    db: &Path,
+    what: &str,
+    mut pred: impl FnMut(&[wa_watchdog::store::SessionRecord]) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        if db.exists()
+            && let Ok(store) = Store::open_read_only(db).await
+        {
+            let rows = store.list_sessions(false).await.unwrap_or_default();
+            store.close().await;
+            if pred(&rows) {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn run_daemon_until_signal(signal: &str) {
+    let sim = waha::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        WahaSimOptions {
+            api_key: Some(KEY.to_string()),
+            sessions: vec!["s1".into(), "s2".into()],
+            clock: Clock::system(),
+            restart_working_after: Duration::from_millis(300),
+            ..WahaSimOptions::default()
+        },
+    )
+    .await
+    .expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("wd.db");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ndatabase = {db:?}\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n\
+             [canary]\ninterval = \"300ms\"\njitter = 0.0\ntimeout = \"2s\"\n\
+             [policy]\nconfirm_interval = \"100ms\"\nrestart_poll_interval = \"100ms\"\n\
+             [[provider]]\nname = \"waha\"\nkind = \"waha\"\nurl = \"{}\"\napi_key_env = \"CLI_TEST_WAHA_KEY\"\n",
+            sim.url()
+        ),
+    )
+    .expect("config");
+    let child = Command::new(BIN)
+        .args(["run", "--config", &config.to_string_lossy()])
+        .env("CLI_TEST_WAHA_KEY", KEY)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn daemon");
+
+    wait_for_db(&db, "both sessions healthy", |rows| {
+        rows.len() == 2 && rows.iter().all(|r| r.state == "healthy")
+    })
+    .await;
+    // A desync is caught and healed by the real binary too.
+    sim.control().inject("s2", Fault::Desync).expect("desync");
+    wait_for_db(&db, "s2 restarted and healthy again", |rows| {
+        rows.iter()
+            .any(|r| r.session == "s2" && r.state == "healthy" && !r.restart_history.is_empty())
+    })
+    .await;
+
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let logs = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "exit after {signal}: {logs}");
+    assert!(started.elapsed() < Duration::from_secs(10), "slow shutdown");
+    assert!(
+        logs.contains("received; shutting down"),
+        "{}",
+        &logs[logs.len().saturating_sub(2000)..]
+    );
+    assert!(logs.contains("closing the database"));
+    assert!(logs.contains("state change"));
+    assert!(!logs.contains(KEY), "the API key is in the logs");
+    assert_eq!(sim.control().restart_count("s2"), 1);
+    assert_eq!(sim.control().restart_count("s1"), 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_cleanly_on_sigterm_and_never_logs_the_api_key() {
+    run_daemon_until_signal("-TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_cleanly_on_sigint() {
+    run_daemon_until_signal("-INT").await;
+}
