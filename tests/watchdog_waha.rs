@@ -565,3 +565,92 @@ async fn the_api_key_never_reaches_the_database() {
     assert!(hay.contains("s1"), "sanity: the database has content");
     assert!(!hay.contains(API_KEY), "the API key is in the database");
 }
+
+#[tokio::test]
+async fn probes_of_one_provider_are_bounded_by_max_concurrent_probes() {
+    let names: Vec<String> = (1..=40).map(|i| format!("s{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut settings = Settings::default();
+    settings
+        .provider("max_concurrent_probes", "3")
+        .canary("timeout", "\"5s\"");
+    let mut h = Harness::start(&refs, &settings).await;
+    // Every request takes a while, so probes that could overlap do.
+    h.ctl.set_global_latency(Duration::from_millis(20));
+    h.run_for(secs(6)).await;
+    for n in &refs {
+        assert_eq!(h.state(n), State::Healthy, "{n}");
+    }
+    let max = h.ctl.max_concurrent_requests();
+    assert!(
+        max >= 2,
+        "probes never overlapped ({max}); the test proves nothing"
+    );
+    assert!(
+        max <= 3,
+        "{max} requests at once with max_concurrent_probes = 3"
+    );
+}
+
+#[tokio::test]
+async fn canary_intervals_are_jittered_within_the_configured_bounds() {
+    let mut settings = Settings::default();
+    settings
+        .canary("interval", "\"10s\"")
+        .canary("jitter", "0.2");
+    let mut h = Harness::start(&["s1"], &settings).await;
+    h.run_for(secs(400)).await;
+    let at: Vec<_> = h
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            Event::Probe { at, .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
+    let gaps: Vec<f64> = at
+        .windows(2)
+        .map(|w| w[1].since(w[0]).as_secs_f64())
+        .collect();
+    assert!(gaps.len() > 20, "{gaps:?}");
+    for g in &gaps {
+        assert!(
+            (7.9..=12.1).contains(g),
+            "gap {g}s outside 10s ± 20 % (+ scheduling step)"
+        );
+    }
+    let distinct: std::collections::BTreeSet<i64> =
+        gaps.iter().map(|g| (g * 10.0) as i64).collect();
+    assert!(distinct.len() > 5, "no jitter: {gaps:?}");
+}
+
+#[tokio::test]
+async fn old_probe_records_are_pruned_after_the_retention() {
+    let mut settings = Settings::default();
+    settings
+        .canary("interval", "\"1m\"")
+        .daemon("retention", "\"1h\"");
+    let mut h = Harness::start(&["s1"], &settings).await;
+    let start = h.now();
+    h.run_for(secs(3 * 3600 + 120)).await;
+    let probes = h
+        .store
+        .recent_probes(PROVIDER, "s1", None, 10_000)
+        .await
+        .expect("probes");
+    assert!(!probes.is_empty());
+    let oldest = probes.iter().map(|p| p.at).min().expect("oldest");
+    // Pruned hourly: nothing older than retention + one prune period survives.
+    assert!(
+        oldest > h.now().minus(secs(2 * 3600 + 60)),
+        "oldest {oldest} kept"
+    );
+    assert!(oldest > start.plus(secs(3600)), "the first hour was pruned");
+    // Transitions are history, not probes: they stay.
+    let transitions = h
+        .store
+        .recent_transitions(PROVIDER, "s1", None, 10)
+        .await
+        .expect("transitions");
+    assert!(!transitions.is_empty());
+}

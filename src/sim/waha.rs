@@ -35,6 +35,7 @@ pub use state::{ControlError, Engine, SentMessage, Status};
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -125,6 +126,27 @@ struct Shared {
     clock: Clock,
     settings: Settings,
     started: Timestamp,
+    /// WAHA requests being answered now, and the most ever at once (tests
+    /// check the daemon's per-provider concurrency bound with it).
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// Counts one request in flight for as long as it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Shared {
@@ -147,6 +169,8 @@ impl Shared {
                 not_working_delay: opts.not_working_delay,
             },
             started: now,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         }))
     }
 }
@@ -252,6 +276,7 @@ async fn dispatch(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Re
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return bodies::payload_too_large();
     };
+    let _in_flight = InFlight::enter(&shared);
     let inc = Incoming::new(&parts, &bytes);
     let segs = inc.segments();
     let session = session_hint(&inc.method, &segs, inc.json());

@@ -192,6 +192,13 @@ impl SimControl {
             .count()
     }
 
+    /// The most WAHA requests ever answered at the same time.
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.shared
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Forgets the call log; returns how many records were dropped.
     pub fn clear_calls(&self) -> usize {
         std::mem::take(&mut lock(&self.shared.state).calls).len()
