@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod machine;
+pub mod metrics;
 pub mod policy;
 pub mod provider;
 pub mod store;
