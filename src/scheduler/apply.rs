@@ -123,7 +123,7 @@ impl Scheduler {
         }
         if action != Action::PollStatus {
             self.metrics
-                .observe_probe(&provider, report.outcome.as_str(), latency);
+                .observe_probe(&provider, &report.outcome, latency);
         }
         tracing::debug!(
             %provider, session = name, kind, outcome = %report.outcome,
@@ -342,7 +342,7 @@ impl Scheduler {
         self.metrics.set_session(
             &pr.cfg.name,
             name,
-            s.machine.state.as_str(),
+            s.machine.state,
             s.machine.consecutive_failures,
             s.machine.last_success_at,
         );

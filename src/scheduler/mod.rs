@@ -211,8 +211,11 @@ impl Scheduler {
             next_prune: now,
             prune_in_flight: false,
         };
+        for p in &s.providers {
+            s.metrics.add_provider(&p.cfg.name);
+        }
         s.restore().await?;
-        s.heartbeat.beat();
+        s.beat();
         Ok(s)
     }
 
@@ -296,7 +299,13 @@ impl Scheduler {
                 Some(done) => self.on_joined(done).await,
             }
         }
+        self.beat();
+    }
+
+    /// Records that the loop is alive (for `/healthz`, systemd and metrics).
+    fn beat(&self) {
         self.heartbeat.beat();
+        self.metrics.scheduler_ticked(self.clock.now());
     }
 
     /// Moves a manual clock forward to `now + by`, in steps of `step`, running
@@ -361,7 +370,7 @@ impl Scheduler {
                     }
                 } => {}
                 _ = beat.tick() => {
-                    self.heartbeat.beat();
+                    self.beat();
                     on_beat(self);
                 }
             }
