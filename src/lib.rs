@@ -6,4 +6,5 @@ pub mod clock;
 pub mod machine;
 pub mod policy;
 pub mod provider;
+pub mod sim;
 pub mod store;
