@@ -2,6 +2,7 @@
 //! client maps its responses into ([`Outcome`]). Only modules below
 //! `provider::` know vendor JSON; everything above sees outcomes.
 
+pub mod green_api;
 pub mod http;
 pub mod waha;
 

@@ -5,9 +5,10 @@
 //! the vendor's recorded status codes and bodies, plus a control surface (Rust
 //! handle and `/_sim/...` HTTP routes) to inject faults and read a call log.
 //! This module holds the vendor-neutral helpers; vendor behaviour lives in its
-//! own submodule ([`waha`]). Simulators never touch the daemon's state: they
+//! own submodule ([`waha`], [`green_api`]). Simulators never touch the daemon's state: they
 //! only see HTTP requests.
 
+pub mod green_api;
 pub mod waha;
 
 use std::fmt;

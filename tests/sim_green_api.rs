@@ -1,0 +1,1386 @@
+//! The Green-API client against the Green-API simulator over loopback: every
+//! classification row, the vendor's retries, the queue, reboots, states,
+//! auth failures, pacing, and that the token never shows.
+//!
+//! Simulated time is a manual [`Clock`]; the only real-time waits are retry
+//! delays of a few milliseconds and, where a test is about timeouts or
+//! pacing, injected latencies of at most a few hundred milliseconds.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wa_watchdog::clock::{Clock, Timestamp};
+use wa_watchdog::provider::green_api::{
+    AckWait, Call, GreenApiClient, InstanceState, RULES, RetryPolicy,
+};
+use wa_watchdog::provider::{BlockKind, Canary, NotReadyKind, Outcome};
+use wa_watchdog::sim::green_api::{
+    ApiMethod, BodyForm, Canned, Fault, GreenSim, GreenSimControl, GreenSimOptions, MessageStatus,
+    QueueMode, SendWhenNotReady, SimInstance, SimState, start,
+};
+
+const TOKEN: &str = "tok3n-SEKRET-9f8e7d";
+const ID: &str = "1101000001";
+const WID: &str = "79001234567@c.us";
+const CHAT: &str = "79001234568@c.us";
+const T0: i64 = 1_764_000_000_000; // 2025-11-24, unix ms
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Env {
+    sim: GreenSim,
+    ctl: GreenSimControl,
+    clock: Clock,
+    client: GreenApiClient,
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        delay_502: Duration::from_millis(5),
+        retries_502: 3,
+        retries_499: 1,
+    }
+}
+
+async fn env_with(adjust: impl FnOnce(GreenSimOptions) -> GreenSimOptions) -> Env {
+    let clock = Clock::manual(Timestamp(T0));
+    let opts = adjust(GreenSimOptions::new(
+        clock.clone(),
+        vec![SimInstance::new(ID, TOKEN, WID)],
+    ));
+    let sim = start("127.0.0.1:0".parse().expect("addr"), opts)
+        .await
+        .expect("start simulator");
+    let client = GreenApiClient::new(&sim.url(), ID, TOKEN, Duration::from_secs(2))
+        .expect("client")
+        // The manual clock does not move while requests fly: pacing is
+        // tested on its own (below, and under tokio's paused clock).
+        .with_min_interval(Duration::ZERO)
+        .with_retry_policy(fast_retries());
+    Env {
+        ctl: sim.control(),
+        sim,
+        clock,
+        client,
+    }
+}
+
+async fn env() -> Env {
+    env_with(|o| o).await
+}
+
+/// Asserts that nothing derived from a result shows the token.
+fn assert_no_token(what: &str, debug: &str) {
+    let lower = debug.to_lowercase();
+    assert!(
+        !lower.contains(&TOKEN.to_lowercase()) && !lower.contains("sekret"),
+        "{what} shows the token: {debug}"
+    );
+}
+
+/// One client call reduced to (outcome, rule, status, detail); `None`
+/// outcome = a successful read.
+#[derive(Debug)]
+struct Seen {
+    outcome: Option<Outcome>,
+    rule: &'static str,
+    status: Option<u16>,
+    detail: String,
+}
+
+async fn perform(client: &GreenApiClient, call: Call) -> Seen {
+    let debug;
+    let seen = match call {
+        Call::Send => {
+            let r = client
+                .send_message(CHAT, "wa-watchdog canary 1", TIMEOUT)
+                .await;
+            debug = format!("{r:?}");
+            Seen {
+                outcome: (r.outcome != Outcome::Delivered).then_some(r.outcome),
+                rule: r.rule,
+                status: r.http_status,
+                detail: r.detail,
+            }
+        }
+        Call::State => {
+            let r = client.state(TIMEOUT).await;
+            debug = format!("{r:?}");
+            seen_of(r, "state read")
+        }
+        Call::Settings => {
+            let r = client.wid(TIMEOUT).await;
+            debug = format!("{r:?}");
+            seen_of(r, "settings read")
+        }
+        Call::Queue => {
+            let r = client.queue_contains("3EB0C767D097B7C7C030", TIMEOUT).await;
+            debug = format!("{r:?}");
+            seen_of(r, "queue read")
+        }
+        Call::Reboot => {
+            let r = client.reboot(TIMEOUT).await;
+            debug = format!("{r:?}");
+            seen_of(r, "reboot accepted")
+        }
+    };
+    assert_no_token(&format!("{call:?}"), &debug);
+    assert_no_token("detail", &seen.detail);
+    assert!(!seen.detail.contains("http://"), "no URL: {}", seen.detail);
+    seen
+}
+
+fn seen_of<T>(
+    r: Result<T, wa_watchdog::provider::green_api::Failure>,
+    ok_rule: &'static str,
+) -> Seen {
+    match r {
+        Ok(_) => Seen {
+            outcome: None,
+            rule: ok_rule,
+            status: Some(200),
+            detail: String::new(),
+        },
+        Err(f) => Seen {
+            outcome: Some(f.outcome),
+            rule: f.rule,
+            status: f.http_status,
+            detail: f.detail,
+        },
+    }
+}
+
+fn api(call: Call) -> ApiMethod {
+    match call {
+        Call::State => ApiMethod::GetStateInstance,
+        Call::Settings => ApiMethod::GetSettings,
+        Call::Send => ApiMethod::SendMessage,
+        Call::Queue => ApiMethod::ShowMessagesQueue,
+        Call::Reboot => ApiMethod::Reboot,
+    }
+}
+
+/// How a case makes the simulator answer.
+#[derive(Clone, Debug)]
+enum Setup {
+    /// The simulator's own reply.
+    Normal,
+    /// A documented reply, in this body form.
+    Canned(Canned, BodyForm),
+    /// Any reply, `times` times.
+    Custom(u16, &'static str, BodyForm, u32),
+    /// A documented reply, `times` times (retried rows).
+    Repeated(Canned, u32),
+}
+
+/// (call, setup, expected rule, expected outcome); `None` = success.
+fn sim_cases() -> Vec<(Call, Setup, &'static str, Option<Outcome>)> {
+    use Outcome::*;
+    let starting = Some(NotReady(NotReadyKind::Starting));
+    let mut v = vec![
+        (Call::State, Setup::Normal, "state read", None),
+        (Call::Settings, Setup::Normal, "settings read", None),
+        (Call::Send, Setup::Normal, "message queued", None),
+        (Call::Queue, Setup::Normal, "queue read", None),
+        (Call::Reboot, Setup::Normal, "reboot accepted", None),
+        (
+            Call::Send,
+            Setup::Canned(Canned::CodeInBody401, BodyForm::Raw),
+            "401 in the body",
+            Some(AuthRejected),
+        ),
+        (
+            Call::Queue,
+            Setup::Canned(Canned::Refusal, BodyForm::Raw),
+            "refusal: starting",
+            starting,
+        ),
+        (
+            Call::Queue,
+            Setup::Custom(
+                200,
+                r#"{"status":false,"reason":"instance account not authorized"}"#,
+                BodyForm::Raw,
+                1,
+            ),
+            "refusal: not authorized",
+            Some(NeedsPairing),
+        ),
+        (
+            Call::Reboot,
+            Setup::Canned(Canned::RebootFalse, BodyForm::Raw),
+            "reboot refused",
+            Some(SendFailed),
+        ),
+        (
+            Call::State,
+            Setup::Custom(200, r#"{"statusInstance":"online"}"#, BodyForm::Raw, 1),
+            "unexpected 2xx body",
+            Some(SendFailed),
+        ),
+        (
+            Call::Send,
+            Setup::Canned(Canned::Unauthorized, BodyForm::Plain),
+            "token rejected (401)",
+            Some(AuthRejected),
+        ),
+        (
+            Call::State,
+            Setup::Canned(Canned::Forbidden, BodyForm::Plain),
+            "instance rejected (403)",
+            Some(AuthRejected),
+        ),
+        (
+            Call::Send,
+            Setup::Canned(Canned::WrongVerb, BodyForm::Plain),
+            "wrong verb (404)",
+            Some(BadRequest),
+        ),
+        (
+            Call::State,
+            Setup::Canned(Canned::TooManyRequests, BodyForm::Plain),
+            "rate limited (429)",
+            Some(RateLimited { retry_after: None }),
+        ),
+        (
+            Call::Send,
+            Setup::Canned(Canned::Quota, BodyForm::Raw),
+            "quota exceeded (466)",
+            Some(QuotaExceeded),
+        ),
+        (
+            Call::Send,
+            Setup::Canned(Canned::QuotaWebhookSpelling, BodyForm::Raw),
+            "quota exceeded (466)",
+            Some(QuotaExceeded),
+        ),
+        (
+            Call::Send,
+            Setup::Repeated(Canned::ClientClosedRequest, 2),
+            "client closed request (499)",
+            Some(Timeout),
+        ),
+        (
+            Call::Send,
+            Setup::Custom(409, "Conflict", BodyForm::Plain, 1),
+            "other 4xx",
+            Some(BadRequest),
+        ),
+        (
+            Call::State,
+            Setup::Repeated(Canned::BadGateway, 4),
+            "bad gateway (502)",
+            Some(Unreachable),
+        ),
+        (
+            Call::Send,
+            Setup::Canned(Canned::ServiceUnavailable, BodyForm::Plain),
+            "unavailable (503/504)",
+            Some(Unreachable),
+        ),
+        (
+            Call::Queue,
+            Setup::Canned(Canned::GatewayTimeout, BodyForm::Plain),
+            "unavailable (503/504)",
+            Some(Unreachable),
+        ),
+        (
+            Call::Send,
+            Setup::Canned(Canned::ServerError, BodyForm::Plain),
+            "server error on send",
+            Some(SendFailed),
+        ),
+        (
+            Call::State,
+            Setup::Canned(Canned::ServerError, BodyForm::Json),
+            "server error on read",
+            Some(Unreachable),
+        ),
+        (
+            Call::Send,
+            Setup::Custom(302, "", BodyForm::Plain, 1),
+            "unexpected status",
+            Some(SendFailed),
+        ),
+    ];
+    // Every 400 row, in both body forms.
+    let rows_400 = [
+        (
+            Call::Send,
+            Canned::StartingOrNotAuthorized,
+            "starting or not authorized",
+            starting,
+        ),
+        (Call::Send, Canned::Starting, "instance starting", starting),
+        (
+            Call::Send,
+            Canned::ChatLimit2021,
+            "chat limit used up (2021)",
+            Some(QuotaExceeded),
+        ),
+        (
+            Call::State,
+            Canned::Expired,
+            "instance expired",
+            Some(InstanceExpired),
+        ),
+        (
+            Call::Settings,
+            Canned::Deleted,
+            "instance deleted",
+            Some(InstanceExpired),
+        ),
+        (
+            Call::Send,
+            Canned::NotAuthorized,
+            "instance not authorized",
+            Some(NeedsPairing),
+        ),
+        (
+            Call::Send,
+            Canned::BadRequestData,
+            "bad request data",
+            Some(BadRequest),
+        ),
+        (
+            Call::Send,
+            Canned::ValidationFailed,
+            "validation failed",
+            Some(BadRequest),
+        ),
+        (
+            Call::Send,
+            Canned::BadRequest,
+            "validation failed",
+            Some(BadRequest),
+        ),
+        (
+            Call::Send,
+            Canned::ChatIdFormat,
+            "field validation",
+            Some(BadRequest),
+        ),
+        (
+            Call::Send,
+            Canned::FieldRequired,
+            "field validation",
+            Some(BadRequest),
+        ),
+        (
+            Call::Send,
+            Canned::FieldNotAllowed,
+            "field validation",
+            Some(BadRequest),
+        ),
+        (
+            Call::Send,
+            Canned::FieldEmpty,
+            "field validation",
+            Some(BadRequest),
+        ),
+        (
+            Call::Send,
+            Canned::MessageTooLong,
+            "field validation",
+            Some(BadRequest),
+        ),
+        (
+            Call::Send,
+            Canned::MessageIdTooShort,
+            "field validation",
+            Some(BadRequest),
+        ),
+        (
+            Call::Send,
+            Canned::UnexpectedToken,
+            "malformed JSON",
+            Some(BadRequest),
+        ),
+    ];
+    for (call, canned, rule, outcome) in rows_400 {
+        for form in [BodyForm::Plain, BodyForm::Json] {
+            v.push((call, Setup::Canned(canned, form), rule, outcome));
+        }
+    }
+    for form in [BodyForm::Plain, BodyForm::Json] {
+        v.push((
+            Call::Send,
+            Setup::Custom(400, "a text nobody documented", form, 1),
+            "other 400",
+            Some(BadRequest),
+        ));
+    }
+    v
+}
+
+#[tokio::test]
+async fn every_row_against_the_simulator() {
+    let e = env().await;
+    for (call, setup, rule, outcome) in sim_cases() {
+        let method = Some(api(call));
+        match &setup {
+            Setup::Normal => {}
+            Setup::Canned(c, form) => e
+                .ctl
+                .inject(ID, method, 1, Fault::canned(*c, *form))
+                .expect("inject"),
+            Setup::Custom(status, body, form, times) => e
+                .ctl
+                .inject(ID, method, *times, Fault::new(*status, body, *form))
+                .expect("inject"),
+            Setup::Repeated(c, times) => e
+                .ctl
+                .inject(ID, method, *times, Fault::canned(*c, BodyForm::Plain))
+                .expect("inject"),
+        }
+        let seen = perform(&e.client, call).await;
+        assert_eq!(seen.rule, rule, "{call:?} {setup:?}: {seen:?}");
+        assert_eq!(seen.outcome, outcome, "{call:?} {setup:?}: {seen:?}");
+        if outcome.is_some() {
+            assert!(!seen.detail.is_empty(), "{call:?} {setup:?}");
+            assert!(seen.status.is_some(), "{call:?} {setup:?}");
+        }
+        assert_eq!(
+            e.ctl.instance(ID).expect("instance").faults_pending,
+            0,
+            "{call:?} {setup:?}: every injected reply was consumed"
+        );
+        // Undo what the normal replies changed.
+        e.ctl.set_state(ID, SimState::Authorized).expect("state");
+    }
+    // The rows reached through the simulator are every row of the table.
+    let covered: BTreeSet<&str> = sim_cases().iter().map(|c| c.2).collect();
+    for r in RULES {
+        assert!(
+            covered.contains(r.name),
+            "row `{}` has no simulator case",
+            r.name
+        );
+    }
+    // And the call log never saw the watchdog's forbidden methods.
+    for forbidden in ["logout", "setSettings", "clearMessagesQueue"] {
+        assert_eq!(e.ctl.count(forbidden), 0, "{forbidden}");
+    }
+    e.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limit_carries_retry_after() {
+    let e = env().await;
+    e.ctl
+        .inject(
+            ID,
+            Some(ApiMethod::GetStateInstance),
+            1,
+            Fault::canned(Canned::TooManyRequests, BodyForm::Plain).with_retry_after(7),
+        )
+        .expect("inject");
+    let f = e.client.state(TIMEOUT).await.expect_err("429");
+    assert_eq!(
+        f.outcome,
+        Outcome::RateLimited {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
+    assert_eq!(f.rule, "rate limited (429)");
+    assert_eq!(f.http_status, Some(429));
+}
+
+#[tokio::test]
+async fn a_502_is_retried_exactly_three_times_then_unreachable() {
+    let e = env().await;
+    e.ctl
+        .inject(
+            ID,
+            Some(ApiMethod::GetStateInstance),
+            10,
+            Fault::canned(Canned::BadGateway, BodyForm::Plain),
+        )
+        .expect("inject");
+    let f = e.client.state(TIMEOUT).await.expect_err("502");
+    assert_eq!(f.outcome, Outcome::Unreachable);
+    assert_eq!(f.http_status, Some(502));
+    assert_eq!(e.ctl.count("getStateInstance"), 4, "1 try + 3 retries");
+    assert_eq!(e.client.attempts_made(), 4);
+    assert_eq!(e.ctl.instance(ID).expect("instance").faults_pending, 6);
+
+    // On a send too, and nothing is queued.
+    e.ctl.clear_faults(ID).expect("clear");
+    e.ctl
+        .inject(
+            ID,
+            Some(ApiMethod::SendMessage),
+            4,
+            Fault::canned(Canned::BadGateway, BodyForm::Json),
+        )
+        .expect("inject");
+    let r = e.client.send_message(CHAT, "canary", TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::Unreachable);
+    assert_eq!(r.message_id, None);
+    assert_eq!(e.ctl.count("sendMessage"), 4);
+    assert!(e.ctl.messages(ID).expect("messages").is_empty());
+}
+
+#[tokio::test]
+async fn a_502_then_200_succeeds() {
+    let e = env().await;
+    e.ctl
+        .inject(
+            ID,
+            Some(ApiMethod::GetStateInstance),
+            1,
+            Fault::canned(Canned::BadGateway, BodyForm::Plain),
+        )
+        .expect("inject");
+    assert_eq!(
+        e.client.state(TIMEOUT).await.expect("state"),
+        InstanceState::Authorized
+    );
+    assert_eq!(e.ctl.count("getStateInstance"), 2);
+
+    // Three 502s still leave the fourth try.
+    e.ctl
+        .inject(
+            ID,
+            Some(ApiMethod::SendMessage),
+            3,
+            Fault::canned(Canned::BadGateway, BodyForm::Plain),
+        )
+        .expect("inject");
+    let r = e.client.send_message(CHAT, "canary", TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::Delivered, "{r:?}");
+    assert!(r.message_id.is_some());
+    assert_eq!(e.ctl.count("sendMessage"), 4);
+}
+
+#[tokio::test]
+async fn retries_follow_the_policy() {
+    let e = env().await;
+    let client = e.client.clone().with_retry_policy(RetryPolicy {
+        delay_502: Duration::from_millis(1),
+        retries_502: 0,
+        retries_499: 0,
+    });
+    e.ctl
+        .inject(
+            ID,
+            None,
+            1,
+            Fault::canned(Canned::BadGateway, BodyForm::Plain),
+        )
+        .expect("inject");
+    assert_eq!(
+        client.state(TIMEOUT).await.expect_err("502").outcome,
+        Outcome::Unreachable
+    );
+    e.ctl
+        .inject(
+            ID,
+            None,
+            1,
+            Fault::canned(Canned::ClientClosedRequest, BodyForm::Plain),
+        )
+        .expect("inject");
+    assert_eq!(
+        client
+            .queue_contains("X", TIMEOUT)
+            .await
+            .expect_err("499")
+            .outcome,
+        Outcome::Timeout
+    );
+    assert_eq!(e.ctl.count("getStateInstance"), 1);
+    assert_eq!(e.ctl.count("showMessagesQueue"), 1);
+}
+
+#[tokio::test]
+async fn a_499_is_retried_once_then_timeout() {
+    let e = env().await;
+    e.ctl
+        .inject(
+            ID,
+            Some(ApiMethod::SendMessage),
+            5,
+            Fault::canned(Canned::ClientClosedRequest, BodyForm::Plain),
+        )
+        .expect("inject");
+    let r = e.client.send_message(CHAT, "canary", TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::Timeout);
+    assert_eq!(r.http_status, Some(499));
+    assert_eq!(e.ctl.count("sendMessage"), 2, "1 try + 1 retry");
+}
+
+#[tokio::test]
+async fn the_499_retry_waits_twice_as_long() {
+    let e = env().await;
+    // Normal replies take 300 ms; the request timeout is 200 ms; the 499
+    // comes at once. Only a retry with the doubled timeout (400 ms) succeeds.
+    e.ctl
+        .set_latency(ID, Some(ApiMethod::SendMessage), Duration::from_millis(300))
+        .expect("latency");
+    e.ctl
+        .inject(
+            ID,
+            Some(ApiMethod::SendMessage),
+            1,
+            Fault::canned(Canned::ClientClosedRequest, BodyForm::Plain).with_delay(Duration::ZERO),
+        )
+        .expect("inject");
+    let timeout = Duration::from_millis(200);
+    let r = e.client.send_message(CHAT, "canary", timeout).await;
+    assert_eq!(r.outcome, Outcome::Delivered, "{r:?}");
+    assert_eq!(e.ctl.count("sendMessage"), 2);
+
+    // Without the 499 the same request times out on our side: no retry.
+    let r = e.client.send_message(CHAT, "canary", timeout).await;
+    assert_eq!(r.outcome, Outcome::Timeout, "{r:?}");
+    assert_eq!(r.rule, "transport");
+    assert_eq!(r.http_status, None);
+    assert_no_token("transport timeout", &format!("{r:?}"));
+    assert_eq!(e.ctl.count("sendMessage"), 3);
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_is_unreachable_without_showing_the_token() {
+    // Bind and drop a listener: the port is then closed.
+    let addr = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let client = GreenApiClient::new(&format!("http://{addr}"), ID, TOKEN, Duration::from_secs(1))
+        .expect("client")
+        .with_min_interval(Duration::ZERO);
+    let f = client.state(TIMEOUT).await.expect_err("refused");
+    assert_eq!(f.outcome, Outcome::Unreachable);
+    assert_eq!(f.rule, "transport");
+    assert_no_token("refused", &format!("{f:?} {f}"));
+    let r = client.send_message(CHAT, "canary", TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::Unreachable);
+    assert_no_token("refused send", &format!("{r:?}"));
+    let f = client.reboot(TIMEOUT).await.expect_err("refused");
+    assert_no_token("refused reboot", &format!("{f:?}"));
+}
+
+#[tokio::test]
+async fn the_queue_drains_after_queue_drain_after() {
+    let e = env_with(|mut o| {
+        o.queue_drain_after = Duration::from_secs(3);
+        o
+    })
+    .await;
+    let r = e.client.send_message(CHAT, "canary", TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::Delivered);
+    let id = r.message_id.expect("idMessage");
+    assert_eq!(id.len(), 20);
+    assert!(e.client.queue_contains(&id, TIMEOUT).await.expect("queue"));
+    assert!(
+        !e.client
+            .queue_contains("OTHER", TIMEOUT)
+            .await
+            .expect("queue")
+    );
+    e.clock.advance(Duration::from_millis(2_999));
+    assert!(e.client.queue_contains(&id, TIMEOUT).await.expect("queue"));
+    e.clock.advance(Duration::from_millis(1));
+    assert!(!e.client.queue_contains(&id, TIMEOUT).await.expect("queue"));
+    let m = &e.ctl.messages(ID).expect("messages")[0];
+    assert_eq!(m.status, MessageStatus::Sent);
+    assert_eq!(m.chat_id, CHAT);
+
+    // confirm_dequeued sees it leave.
+    let sent_at = e.clock.now();
+    let id = e
+        .client
+        .send_message(CHAT, "canary 2", TIMEOUT)
+        .await
+        .message_id
+        .expect("id");
+    e.clock.advance(Duration::from_secs(3));
+    let ack = AckWait {
+        ack_timeout: Duration::from_secs(120),
+        poll_interval: Duration::from_secs(5),
+    };
+    assert_eq!(
+        e.client
+            .confirm_dequeued(&id, sent_at, &e.clock, ack, TIMEOUT)
+            .await
+            .expect("confirm"),
+        Outcome::Delivered
+    );
+}
+
+#[tokio::test]
+async fn messages_wait_in_the_queue_while_the_instance_is_not_authorized() {
+    let e = env().await;
+    e.ctl.set_state(ID, SimState::NotAuthorized).expect("state");
+    let id = e
+        .client
+        .send_message(CHAT, "canary", TIMEOUT)
+        .await
+        .message_id
+        .expect("queued with 200 by default");
+    e.clock.advance(Duration::from_secs(60));
+    assert!(e.client.queue_contains(&id, TIMEOUT).await.expect("queue"));
+    e.ctl.set_state(ID, SimState::Authorized).expect("state");
+    assert!(!e.client.queue_contains(&id, TIMEOUT).await.expect("queue"));
+}
+
+#[tokio::test]
+async fn a_queue_that_never_drains_stays_and_the_canary_is_stuck() {
+    let e = env().await;
+    e.ctl
+        .set_queue_mode(ID, QueueMode::NeverDrains)
+        .expect("mode");
+    let sent_at = e.clock.now();
+    let id = e
+        .client
+        .send_message(CHAT, "canary", TIMEOUT)
+        .await
+        .message_id
+        .expect("id");
+    e.clock.advance(Duration::from_secs(3_600));
+    assert!(e.client.queue_contains(&id, TIMEOUT).await.expect("queue"));
+    let ack = AckWait {
+        ack_timeout: Duration::from_secs(120),
+        poll_interval: Duration::from_secs(5),
+    };
+    assert_eq!(
+        e.client
+            .confirm_dequeued(&id, sent_at, &e.clock, ack, TIMEOUT)
+            .await
+            .expect("confirm"),
+        Outcome::Stuck
+    );
+    let queue_body: Value = reqwest::get(format!(
+        "{}/waInstance{ID}/showMessagesQueue/{TOKEN}",
+        e.sim.url()
+    ))
+    .await
+    .expect("get")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(
+        queue_body,
+        json!([{
+            "messageID": id,
+            "type": "sendMessage",
+            "body": {"chatId": CHAT, "message": "canary"},
+        }])
+    );
+}
+
+#[tokio::test]
+async fn a_yellow_card_drop_is_accepted_and_vanishes() {
+    let e = env().await;
+    e.ctl
+        .set_queue_mode(ID, QueueMode::SilentDrop)
+        .expect("mode");
+    let r = e.client.send_message(CHAT, "canary", TIMEOUT).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Delivered,
+        "200 + idMessage as documented"
+    );
+    let id = r.message_id.expect("id");
+    assert!(!e.client.queue_contains(&id, TIMEOUT).await.expect("queue"));
+    let m = &e.ctl.messages(ID).expect("messages")[0];
+    assert_eq!(m.status, MessageStatus::Dropped);
+}
+
+#[tokio::test]
+async fn a_reboot_starts_then_returns_to_the_previous_state() {
+    let e = env_with(|mut o| {
+        o.reboot_starting_for = Duration::from_secs(90);
+        o
+    })
+    .await;
+    e.client.reboot(TIMEOUT).await.expect("reboot");
+    assert_eq!(
+        e.client.state(TIMEOUT).await.expect("state"),
+        InstanceState::Starting
+    );
+    e.clock.advance(Duration::from_secs(89));
+    assert_eq!(
+        e.client.state(TIMEOUT).await.expect("state"),
+        InstanceState::Starting
+    );
+    e.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        e.client.state(TIMEOUT).await.expect("state"),
+        InstanceState::Authorized
+    );
+
+    // The previous state, whatever it was.
+    e.ctl.set_state(ID, SimState::SleepMode).expect("state");
+    e.client.reboot(TIMEOUT).await.expect("reboot");
+    assert_eq!(e.ctl.state(ID).expect("state"), SimState::Starting);
+    e.clock.advance(Duration::from_secs(90));
+    assert_eq!(
+        e.client.state(TIMEOUT).await.expect("state"),
+        InstanceState::SleepMode
+    );
+    assert_eq!(e.ctl.count("reboot"), 2);
+}
+
+#[tokio::test]
+async fn every_state_value_reads_back_including_null() {
+    let e = env().await;
+    let expected = [
+        (SimState::Authorized, InstanceState::Authorized, None),
+        (
+            SimState::NotAuthorized,
+            InstanceState::NotAuthorized,
+            Some(Outcome::NeedsPairing),
+        ),
+        (
+            SimState::Blocked,
+            InstanceState::Blocked,
+            Some(Outcome::Blocked(BlockKind::Banned)),
+        ),
+        (
+            SimState::YellowCard,
+            InstanceState::YellowCard,
+            Some(Outcome::Blocked(BlockKind::YellowCard)),
+        ),
+        (
+            SimState::SleepMode,
+            InstanceState::SleepMode,
+            Some(Outcome::NotReady(NotReadyKind::Sleeping)),
+        ),
+        (
+            SimState::Starting,
+            InstanceState::Starting,
+            Some(Outcome::NotReady(NotReadyKind::Starting)),
+        ),
+        (
+            SimState::Provisioning,
+            InstanceState::Provisioning,
+            Some(Outcome::NotReady(NotReadyKind::Provisioning)),
+        ),
+    ];
+    assert_eq!(expected.len(), SimState::ALL.len());
+    for (sim_state, state, outcome) in expected {
+        e.ctl.set_state(ID, sim_state).expect("set");
+        let read = e.client.state(TIMEOUT).await.expect("state");
+        assert_eq!(read, state);
+        assert_eq!(read.outcome(), outcome, "{state:?}");
+    }
+    // The wire form of the null state really is JSON null.
+    e.ctl.set_state(ID, SimState::Provisioning).expect("set");
+    let raw = reqwest::get(format!(
+        "{}/waInstance{ID}/getStateInstance/{TOKEN}",
+        e.sim.url()
+    ))
+    .await
+    .expect("get")
+    .text()
+    .await
+    .expect("text");
+    assert_eq!(raw, "null");
+}
+
+#[tokio::test]
+async fn the_wid_is_the_default_canary_target() {
+    // Drain at once so the probe needs no clock movement.
+    let e = env_with(|mut o| {
+        o.queue_drain_after = Duration::ZERO;
+        o
+    })
+    .await;
+    assert_eq!(e.client.wid(TIMEOUT).await.expect("wid"), WID);
+    let canary = Canary {
+        chat: None,
+        text: "wa-watchdog canary n1",
+        timeout: TIMEOUT,
+    };
+    let ack = AckWait {
+        ack_timeout: Duration::from_secs(120),
+        poll_interval: Duration::from_secs(5),
+    };
+    let report = e.client.probe(&canary, &e.clock, ack).await;
+    assert_eq!(report.outcome, Outcome::Delivered, "{report:?}");
+    assert!(report.sent);
+    assert!(
+        report.detail.contains("left the queue"),
+        "{}",
+        report.detail
+    );
+    let m = &e.ctl.messages(ID).expect("messages")[0];
+    assert_eq!(m.chat_id, WID);
+    assert_eq!(m.text, "wa-watchdog canary n1");
+    assert_eq!(m.status, MessageStatus::Sent);
+}
+
+#[tokio::test]
+async fn the_probe_reads_the_state_first_and_waits_for_the_queue() {
+    let e = env().await;
+    let ack = AckWait {
+        ack_timeout: Duration::ZERO,
+        poll_interval: Duration::from_secs(5),
+    };
+    let canary = Canary {
+        chat: Some(CHAT),
+        text: "canary",
+        timeout: TIMEOUT,
+    };
+    // Not authorized: no send at all.
+    e.ctl.set_state(ID, SimState::NotAuthorized).expect("state");
+    let report = e.client.probe(&canary, &e.clock, ack).await;
+    assert_eq!(report.outcome, Outcome::NeedsPairing);
+    assert!(!report.sent);
+    assert_eq!(e.ctl.count("sendMessage"), 0);
+
+    // Authorized but the queue never drains: stuck.
+    e.ctl.set_state(ID, SimState::Authorized).expect("state");
+    e.ctl
+        .set_queue_mode(ID, QueueMode::NeverDrains)
+        .expect("mode");
+    let report = e.client.probe(&canary, &e.clock, ack).await;
+    assert_eq!(report.outcome, Outcome::Stuck, "{report:?}");
+    assert!(report.sent);
+    assert!(report.detail.contains("still queued"), "{}", report.detail);
+
+    // A send error is reported as such.
+    e.ctl
+        .inject(
+            ID,
+            Some(ApiMethod::SendMessage),
+            1,
+            Fault::canned(Canned::Quota, BodyForm::Raw),
+        )
+        .expect("inject");
+    let report = e.client.probe(&canary, &e.clock, ack).await;
+    assert_eq!(report.outcome, Outcome::QuotaExceeded);
+    assert_eq!(report.http_status, Some(466));
+    for forbidden in ["logout", "setSettings", "clearMessagesQueue"] {
+        assert_eq!(e.ctl.count(forbidden), 0, "{forbidden}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_401_and_an_unknown_instance_403() {
+    let e = env().await;
+    let wrong = GreenApiClient::new(
+        &e.sim.url(),
+        ID,
+        "tok3n-SEKRET-wrong",
+        Duration::from_secs(1),
+    )
+    .expect("client")
+    .with_min_interval(Duration::ZERO);
+    let f = wrong.state(TIMEOUT).await.expect_err("401");
+    assert_eq!(f.outcome, Outcome::AuthRejected);
+    assert_eq!(f.http_status, Some(401));
+    assert_eq!(f.rule, "token rejected (401)");
+    assert_no_token("401", &format!("{f:?}"));
+
+    let unknown = GreenApiClient::new(&e.sim.url(), "1101999999", TOKEN, Duration::from_secs(1))
+        .expect("client")
+        .with_min_interval(Duration::ZERO);
+    let r = unknown.send_message(CHAT, "canary", TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::AuthRejected);
+    assert_eq!(r.http_status, Some(403));
+    assert_eq!(r.rule, "instance rejected (403)");
+
+    let calls = e.ctl.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].status, 401);
+    assert_eq!(calls[0].method_name, "getStateInstance");
+    assert_eq!(calls[1].status, 403);
+    assert_eq!(calls[1].instance, "1101999999");
+    assert_no_token("call log", &format!("{calls:?}"));
+    assert!(e.ctl.messages(ID).expect("messages").is_empty());
+}
+
+#[tokio::test]
+async fn the_simulator_answers_wrong_verbs_with_404_and_options_with_204() {
+    let e = env().await;
+    let http = reqwest::Client::new();
+    let url = |m: &str| format!("{}/waInstance{ID}/{m}/{TOKEN}", e.sim.url());
+    let r = http
+        .post(url("getStateInstance"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 404);
+    let r = http.get(url("sendMessage")).send().await.expect("get");
+    assert_eq!(r.status().as_u16(), 404);
+    let r = http
+        .get(url("deleteInstanceAccount"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 404);
+    let r = http
+        .request(reqwest::Method::OPTIONS, url("getStateInstance"))
+        .send()
+        .await
+        .expect("options");
+    assert_eq!(r.status().as_u16(), 204);
+    // Method names match case-insensitively.
+    let r = http.get(url("GetStateInstance")).send().await.expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(e.ctl.count("getStateInstance"), 3);
+}
+
+#[tokio::test]
+async fn malformed_paths_are_refused_and_logged_without_the_token() {
+    let e = env().await;
+    let http = reqwest::Client::new();
+    let base = e.sim.url();
+    let status = |p: String| {
+        let http = http.clone();
+        async move { http.get(p).send().await.expect("get").status().as_u16() }
+    };
+    // The token where the method belongs.
+    assert_eq!(status(format!("{base}/waInstance{ID}/{TOKEN}")).await, 401);
+    assert_eq!(
+        status(format!("{base}/waInstance{ID}/{TOKEN}/{TOKEN}")).await,
+        404
+    );
+    // No waInstance prefix, or not digits: a wrong URL is 403 (§4.1).
+    assert_eq!(
+        status(format!("{base}/{ID}/getStateInstance/{TOKEN}")).await,
+        403
+    );
+    assert_eq!(
+        status(format!("{base}/waInstance{TOKEN}/getStateInstance/{TOKEN}")).await,
+        403
+    );
+    let calls = e.ctl.calls();
+    assert_eq!(calls.len(), 4);
+    assert_no_token("call log", &format!("{calls:?}"));
+    assert_eq!(calls[3].instance, "<invalid>");
+}
+
+#[tokio::test]
+async fn the_simulator_validates_sends_in_either_body_form() {
+    let e = env().await;
+    for form in [BodyForm::Plain, BodyForm::Json] {
+        e.ctl.set_error_form(ID, form).expect("form");
+        let r = e.client.send_message("12345", "canary", TIMEOUT).await;
+        assert_eq!(r.outcome, Outcome::BadRequest, "{form:?} {r:?}");
+        assert_eq!(r.rule, "field validation");
+        assert!(
+            r.detail.contains("must be one of the next formats"),
+            "{}",
+            r.detail
+        );
+        let r = e.client.send_message(CHAT, "", TIMEOUT).await;
+        assert_eq!(r.outcome, Outcome::BadRequest, "{form:?} {r:?}");
+        let r = e
+            .client
+            .send_message(CHAT, &"x".repeat(20_001), TIMEOUT)
+            .await;
+        assert_eq!(r.outcome, Outcome::BadRequest, "{form:?} {r:?}");
+    }
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!(
+            "{}/waInstance{ID}/sendMessage/{TOKEN}",
+            e.sim.url()
+        ))
+        .header("content-type", "application/json")
+        .body("{\"chatId\": }")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().await.expect("json form");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Unexpected token } in JSON at position")),
+        "{body}"
+    );
+    assert!(e.ctl.messages(ID).expect("messages").is_empty());
+}
+
+#[tokio::test]
+async fn sends_can_be_rejected_while_not_ready() {
+    let e = env().await;
+    e.ctl
+        .set_send_when_not_ready(ID, SendWhenNotReady::Reject)
+        .expect("mode");
+    e.ctl.set_state(ID, SimState::Starting).expect("state");
+    let r = e.client.send_message(CHAT, "canary", TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::NotReady(NotReadyKind::Starting));
+    assert_eq!(r.rule, "instance starting");
+    e.ctl.set_state(ID, SimState::NotAuthorized).expect("state");
+    let r = e.client.send_message(CHAT, "canary", TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::NeedsPairing);
+    e.ctl.set_state(ID, SimState::Provisioning).expect("state");
+    let r = e.client.send_message(CHAT, "canary", TIMEOUT).await;
+    assert_eq!(r.outcome, Outcome::NeedsPairing);
+    assert!(e.ctl.messages(ID).expect("messages").is_empty());
+}
+
+#[tokio::test]
+async fn the_forbidden_methods_exist_in_the_simulator() {
+    let e = env_with(|mut o| {
+        o.reboot_starting_for = Duration::from_secs(10);
+        o
+    })
+    .await;
+    e.ctl
+        .set_queue_mode(ID, QueueMode::NeverDrains)
+        .expect("mode");
+    let http = reqwest::Client::new();
+    let url = |m: &str| format!("{}/waInstance{ID}/{m}/{TOKEN}", e.sim.url());
+
+    let _ = e.client.send_message(CHAT, "canary", TIMEOUT).await;
+    let r: Value = http
+        .get(url("clearMessagesQueue"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r, json!({"isCleared": true}));
+    assert_eq!(
+        e.ctl.messages(ID).expect("messages")[0].status,
+        MessageStatus::Cleared
+    );
+
+    let r: Value = http
+        .post(url("setSettings"))
+        .json(&json!({"stateWebhook": "yes"}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r, json!({"saveSettings": true}));
+    assert_eq!(
+        e.ctl.state(ID).expect("state"),
+        SimState::Starting,
+        "setSettings reboots"
+    );
+    e.clock.advance(Duration::from_secs(10));
+    assert_eq!(e.ctl.state(ID).expect("state"), SimState::Authorized);
+
+    let r: Value = http
+        .get(url("logout"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r, json!({"isLogout": true}));
+    assert_eq!(
+        e.client.state(TIMEOUT).await.expect("state"),
+        InstanceState::NotAuthorized
+    );
+    let counts = e.ctl.counts();
+    assert_eq!(counts.get("logout"), Some(&1));
+    assert_eq!(counts.get("setSettings"), Some(&1));
+    assert_eq!(counts.get("clearMessagesQueue"), Some(&1));
+}
+
+#[tokio::test]
+async fn the_simulator_enforces_the_documented_rate_limits_on_request() {
+    let e = env().await;
+    e.ctl.set_rate_limits(ID, true).expect("limits");
+    assert!(e.client.state(TIMEOUT).await.is_ok());
+    let f = e
+        .client
+        .state(TIMEOUT)
+        .await
+        .expect_err("second in the same second");
+    assert_eq!(f.outcome, Outcome::RateLimited { retry_after: None });
+    // Another method has its own budget.
+    assert!(e.client.wid(TIMEOUT).await.is_ok());
+    e.clock.advance(Duration::from_secs(1));
+    assert!(e.client.state(TIMEOUT).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_client_paces_each_method_against_the_simulator() {
+    // The system clock here: the call log's times are real.
+    let opts = GreenSimOptions::new(Clock::system(), vec![SimInstance::new(ID, TOKEN, WID)]);
+    let sim = start("127.0.0.1:0".parse().expect("addr"), opts)
+        .await
+        .expect("start");
+    let ctl = sim.control();
+    let interval = Duration::from_millis(100);
+    let client = GreenApiClient::new(&sim.url(), ID, TOKEN, Duration::from_secs(2))
+        .expect("client")
+        .with_min_interval(interval);
+    for _ in 0..3 {
+        client.state(TIMEOUT).await.expect("state");
+    }
+    let _ = client.send_message(CHAT, "a", TIMEOUT).await;
+    let _ = client.send_message(CHAT, "b", TIMEOUT).await;
+    let at = |name: &str| -> Vec<i64> {
+        ctl.calls()
+            .iter()
+            .filter(|c| c.method_name == name)
+            .map(|c| c.at.as_millis())
+            .collect()
+    };
+    let states = at("getStateInstance");
+    assert_eq!(states.len(), 3);
+    // The pacer spaces departures (exactly: see the paused-clock tests in
+    // green_api_tests.rs); arrivals jitter by a few ms around that (the first
+    // request also opened the connection), so allow some slack per gap.
+    for pair in states.windows(2) {
+        assert!(pair[1] - pair[0] >= 50, "{states:?}");
+    }
+    assert!(states[2] - states[0] >= 150, "{states:?}");
+    assert_eq!(at("sendMessage").len(), 2, "sends are not paced");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_http_control_api_drives_the_simulator_and_hides_tokens() {
+    let e = env().await;
+    let http = reqwest::Client::new();
+    let ctl = |p: &str| format!("{}/_sim{p}", e.sim.url());
+
+    let r = http
+        .put(ctl(&format!("/instances/{ID}/state")))
+        .json(&json!({"state": null}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        e.client.state(TIMEOUT).await.expect("state"),
+        InstanceState::Provisioning
+    );
+    let r = http
+        .put(ctl(&format!("/instances/{ID}/state")))
+        .json(&json!({"state": "yellowCard"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        e.client.state(TIMEOUT).await.expect("state"),
+        InstanceState::YellowCard
+    );
+    let r = http
+        .put(ctl(&format!("/instances/{ID}/state")))
+        .json(&json!({"state": "pendingCode"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 400);
+    let r = http
+        .put(ctl("/instances/999/state"))
+        .json(&json!({"state": "authorized"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 404);
+    http.put(ctl(&format!("/instances/{ID}/state")))
+        .json(&json!({"state": "authorized"}))
+        .send()
+        .await
+        .expect("put");
+
+    let r = http
+        .post(ctl(&format!("/instances/{ID}/faults")))
+        .json(&json!({"method": "sendMessage", "times": 2, "canned": "instance_starting_typo"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 400);
+    let r = http
+        .post(ctl(&format!("/instances/{ID}/faults")))
+        .json(&json!({"method": "sendMessage", "times": 2, "canned": "starting", "form": "json"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 204);
+    for _ in 0..2 {
+        let r = e.client.send_message(CHAT, "canary", TIMEOUT).await;
+        assert_eq!(r.outcome, Outcome::NotReady(NotReadyKind::Starting));
+    }
+    let r = http
+        .post(ctl(&format!("/instances/{ID}/faults")))
+        .json(&json!({"status": 429, "body": "slow down", "retry_after": 3}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 204);
+    let f = e.client.wid(TIMEOUT).await.expect_err("429");
+    assert_eq!(
+        f.outcome,
+        Outcome::RateLimited {
+            retry_after: Some(Duration::from_secs(3))
+        }
+    );
+
+    let r = http
+        .put(ctl(&format!("/instances/{ID}/queue_mode")))
+        .json(&json!({"mode": "never_drains"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 204);
+    let id = e
+        .client
+        .send_message(CHAT, "canary", TIMEOUT)
+        .await
+        .message_id
+        .expect("id");
+    let r = http
+        .post(ctl("/clock/advance"))
+        .json(&json!({"ms": 60_000}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(e.clock.now(), Timestamp(T0 + 60_000));
+    assert!(e.client.queue_contains(&id, TIMEOUT).await.expect("queue"));
+
+    let messages: Value = http
+        .get(ctl(&format!("/instances/{ID}/messages")))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(messages[0]["id_message"], json!(id));
+    assert_eq!(messages[0]["status"], json!("queued"));
+
+    let counts: Value = http
+        .get(ctl("/calls/counts"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(counts["sendMessage"], json!(3));
+    assert_eq!(counts["getSettings"], json!(1));
+
+    let mut everything = String::new();
+    for p in [
+        "/instances".to_string(),
+        format!("/instances/{ID}"),
+        format!("/instances/{ID}/messages"),
+        "/calls".to_string(),
+        "/calls/counts".to_string(),
+        "/canned".to_string(),
+        "/clock".to_string(),
+    ] {
+        let r = http.get(ctl(&p)).send().await.expect("get");
+        assert_eq!(r.status().as_u16(), 200, "{p}");
+        everything.push_str(&r.text().await.expect("text"));
+    }
+    assert_no_token("control API", &everything);
+    assert!(everything.contains(WID));
+
+    let r = http.delete(ctl("/calls")).send().await.expect("delete");
+    assert_eq!(r.status().as_u16(), 204);
+    assert!(e.ctl.calls().is_empty());
+}
