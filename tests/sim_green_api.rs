@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wa_watchdog::clock::{Clock, Timestamp};
-use wa_watchdog::provider::green_api::{
-    AckWait, Call, GreenApiClient, InstanceState, RULES, RetryPolicy,
-};
-use wa_watchdog::provider::{BlockKind, Canary, NotReadyKind, Outcome};
+use wa_watchdog::provider::green_api::{Call, GreenApiClient, InstanceState, RULES, RetryPolicy};
+use wa_watchdog::provider::{BlockKind, NotReadyKind, Outcome};
 use wa_watchdog::sim::green_api::{
     ApiMethod, BodyForm, Canned, Fault, GreenSim, GreenSimControl, GreenSimOptions, MessageStatus,
     QueueMode, SendWhenNotReady, SimInstance, SimState, start,
@@ -688,27 +686,6 @@ async fn the_queue_drains_after_queue_drain_after() {
     let m = &e.ctl.messages(ID).expect("messages")[0];
     assert_eq!(m.status, MessageStatus::Sent);
     assert_eq!(m.chat_id, CHAT);
-
-    // confirm_dequeued sees it leave.
-    let sent_at = e.clock.now();
-    let id = e
-        .client
-        .send_message(CHAT, "canary 2", TIMEOUT)
-        .await
-        .message_id
-        .expect("id");
-    e.clock.advance(Duration::from_secs(3));
-    let ack = AckWait {
-        ack_timeout: Duration::from_secs(120),
-        poll_interval: Duration::from_secs(5),
-    };
-    assert_eq!(
-        e.client
-            .confirm_dequeued(&id, sent_at, &e.clock, ack, TIMEOUT)
-            .await
-            .expect("confirm"),
-        Outcome::Delivered
-    );
 }
 
 #[tokio::test]
@@ -733,7 +710,6 @@ async fn a_queue_that_never_drains_stays_and_the_canary_is_stuck() {
     e.ctl
         .set_queue_mode(ID, QueueMode::NeverDrains)
         .expect("mode");
-    let sent_at = e.clock.now();
     let id = e
         .client
         .send_message(CHAT, "canary", TIMEOUT)
@@ -742,17 +718,6 @@ async fn a_queue_that_never_drains_stays_and_the_canary_is_stuck() {
         .expect("id");
     e.clock.advance(Duration::from_secs(3_600));
     assert!(e.client.queue_contains(&id, TIMEOUT).await.expect("queue"));
-    let ack = AckWait {
-        ack_timeout: Duration::from_secs(120),
-        poll_interval: Duration::from_secs(5),
-    };
-    assert_eq!(
-        e.client
-            .confirm_dequeued(&id, sent_at, &e.clock, ack, TIMEOUT)
-            .await
-            .expect("confirm"),
-        Outcome::Stuck
-    );
     let queue_body: Value = reqwest::get(format!(
         "{}/waInstance{ID}/showMessagesQueue/{TOKEN}",
         e.sim.url()
@@ -880,84 +845,6 @@ async fn every_state_value_reads_back_including_null() {
     .await
     .expect("text");
     assert_eq!(raw, "null");
-}
-
-#[tokio::test]
-async fn the_wid_is_the_default_canary_target() {
-    // Drain at once so the probe needs no clock movement.
-    let e = env_with(|mut o| {
-        o.queue_drain_after = Duration::ZERO;
-        o
-    })
-    .await;
-    assert_eq!(e.client.wid(TIMEOUT).await.expect("wid"), WID);
-    let canary = Canary {
-        chat: None,
-        text: "wa-watchdog canary n1",
-        timeout: TIMEOUT,
-    };
-    let ack = AckWait {
-        ack_timeout: Duration::from_secs(120),
-        poll_interval: Duration::from_secs(5),
-    };
-    let report = e.client.probe(&canary, &e.clock, ack).await;
-    assert_eq!(report.outcome, Outcome::Delivered, "{report:?}");
-    assert!(report.sent);
-    assert!(
-        report.detail.contains("left the queue"),
-        "{}",
-        report.detail
-    );
-    let m = &e.ctl.messages(ID).expect("messages")[0];
-    assert_eq!(m.chat_id, WID);
-    assert_eq!(m.text, "wa-watchdog canary n1");
-    assert_eq!(m.status, MessageStatus::Sent);
-}
-
-#[tokio::test]
-async fn the_probe_reads_the_state_first_and_waits_for_the_queue() {
-    let e = env().await;
-    let ack = AckWait {
-        ack_timeout: Duration::ZERO,
-        poll_interval: Duration::from_secs(5),
-    };
-    let canary = Canary {
-        chat: Some(CHAT),
-        text: "canary",
-        timeout: TIMEOUT,
-    };
-    // Not authorized: no send at all.
-    e.ctl.set_state(ID, SimState::NotAuthorized).expect("state");
-    let report = e.client.probe(&canary, &e.clock, ack).await;
-    assert_eq!(report.outcome, Outcome::NeedsPairing);
-    assert!(!report.sent);
-    assert_eq!(e.ctl.count("sendMessage"), 0);
-
-    // Authorized but the queue never drains: stuck.
-    e.ctl.set_state(ID, SimState::Authorized).expect("state");
-    e.ctl
-        .set_queue_mode(ID, QueueMode::NeverDrains)
-        .expect("mode");
-    let report = e.client.probe(&canary, &e.clock, ack).await;
-    assert_eq!(report.outcome, Outcome::Stuck, "{report:?}");
-    assert!(report.sent);
-    assert!(report.detail.contains("still queued"), "{}", report.detail);
-
-    // A send error is reported as such.
-    e.ctl
-        .inject(
-            ID,
-            Some(ApiMethod::SendMessage),
-            1,
-            Fault::canned(Canned::Quota, BodyForm::Raw),
-        )
-        .expect("inject");
-    let report = e.client.probe(&canary, &e.clock, ack).await;
-    assert_eq!(report.outcome, Outcome::QuotaExceeded);
-    assert_eq!(report.http_status, Some(466));
-    for forbidden in ["logout", "setSettings", "clearMessagesQueue"] {
-        assert_eq!(e.ctl.count(forbidden), 0, "{forbidden}");
-    }
 }
 
 #[tokio::test]

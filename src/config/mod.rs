@@ -43,6 +43,9 @@ pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 4;
 pub const MAX_CONCURRENT_PROBES_LIMIT: usize = 1024;
 /// Default `provider.connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `provider.min_request_interval` (Green-API): a little over the
+/// vendor's one request per second, so arrival jitter never trips it.
+pub const DEFAULT_MIN_REQUEST_INTERVAL: Duration = Duration::from_millis(1100);
 /// Default `alertmanager.resend_interval`.
 pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
 /// No duration in the config may exceed this (ten years): a larger one is a
@@ -179,6 +182,9 @@ pub struct ProviderConfig {
     /// Extension, Green-API only: whether a `yellowCard` state may be answered
     /// with `reboot` (off: a yellow card wants rest, not restarts).
     pub reboot_on_yellow_card: bool,
+    /// Extension, Green-API only: client-side spacing of the calls Green-API
+    /// limits to one per second per instance (state, settings, queue, reboot).
+    pub min_request_interval: Duration,
 }
 
 impl ProviderConfig {

@@ -118,6 +118,8 @@ pub(super) struct RawProvider {
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Option<Duration>,
     pub reboot_on_yellow_card: Option<bool>,
+    #[serde(deserialize_with = "duration")]
+    pub min_request_interval: Option<Duration>,
 }
 
 /// One `[[provider.session]]` override.

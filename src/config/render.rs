@@ -89,6 +89,7 @@ fn provider(out: &mut Out, p: &ProviderConfig) {
     out.kv("connect_timeout", duration(p.connect_timeout));
     if p.kind == ProviderKind::GreenApi {
         out.kv("reboot_on_yellow_card", p.reboot_on_yellow_card);
+        out.kv("min_request_interval", duration(p.min_request_interval));
     }
 
     let c = &p.canary;

@@ -17,9 +17,9 @@ use super::raw::{
 use super::secret::{self, SecretContext, SecretKeys};
 use super::{
     AlertmanagerConfig, CanaryConfig, ChatTarget, Config, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_CONCURRENT_PROBES, DEFAULT_RESEND_INTERVAL, DaemonConfig,
-    MAX_CONCURRENT_PROBES_LIMIT, MAX_DURATION, NONCE_PLACEHOLDER, ProviderConfig, ProviderKind,
-    Secret, SessionOverride, SessionSelector,
+    DEFAULT_MAX_CONCURRENT_PROBES, DEFAULT_MIN_REQUEST_INTERVAL, DEFAULT_RESEND_INTERVAL,
+    DaemonConfig, MAX_CONCURRENT_PROBES_LIMIT, MAX_DURATION, NONCE_PLACEHOLDER, ProviderConfig,
+    ProviderKind, Secret, SessionOverride, SessionSelector,
 };
 use crate::policy::PolicyConfig;
 
@@ -174,6 +174,7 @@ impl Resolver<'_> {
                 ("api_token_file", raw.api_token_file.is_some()),
                 ("api_token", raw.api_token.is_some()),
                 ("reboot_on_yellow_card", raw.reboot_on_yellow_card.is_some()),
+                ("min_request_interval", raw.min_request_interval.is_some()),
             ],
             ProviderKind::GreenApi => &[
                 ("api_key_env", raw.api_key_env.is_some()),
@@ -297,6 +298,17 @@ impl Resolver<'_> {
         }
         let connect_timeout = raw.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         positive("connect_timeout", connect_timeout)?;
+        let min_request_interval = raw
+            .min_request_interval
+            .unwrap_or(DEFAULT_MIN_REQUEST_INTERVAL);
+        positive("min_request_interval", min_request_interval)?;
+        if kind == ProviderKind::GreenApi && policy.restart_poll_interval < min_request_interval {
+            return Err(format!(
+                "policy.restart_poll_interval ({}) must not be shorter than min_request_interval ({}):                  Green-API allows one state request per second",
+                humantime::format_duration(policy.restart_poll_interval),
+                humantime::format_duration(min_request_interval)
+            ));
+        }
 
         Ok(ProviderConfig {
             name,
@@ -312,6 +324,7 @@ impl Resolver<'_> {
             max_concurrent_probes,
             connect_timeout,
             reboot_on_yellow_card: raw.reboot_on_yellow_card.unwrap_or(false),
+            min_request_interval,
         })
     }
 }

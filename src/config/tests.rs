@@ -226,6 +226,7 @@ fn example_file_documents_every_key() {
         "max_concurrent_probes",
         "connect_timeout",
         "reboot_on_yellow_card",
+        "min_request_interval",
         "enabled",
         "resend_interval",
     ];

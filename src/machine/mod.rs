@@ -112,6 +112,10 @@ pub enum Action {
     PollStatus,
     /// A pause expires.
     Resume,
+    /// Check whether a queued canary left the provider's queue (Green-API).
+    /// Scheduled by the shell between a probe and its outcome, never by
+    /// the machine: the machine sees only the final outcome.
+    ConfirmAck,
 }
 
 impl Action {
@@ -122,6 +126,7 @@ impl Action {
             Action::Restart => "restart",
             Action::PollStatus => "status",
             Action::Resume => "resume",
+            Action::ConfirmAck => "ack",
         }
     }
 }

@@ -451,16 +451,33 @@ impl Machine {
                         detail: format!("still {} after restart_timeout", outcome),
                     });
                     self.restart_started_at = None;
-                    self.consider_restart(
-                        format!(
-                            "not healthy within restart_timeout ({}s) after restart",
-                            ctx.policy.restart_timeout.as_secs()
-                        ),
-                        State::Desynced,
-                        guard,
-                        ctx,
-                        fx,
-                    );
+                    if outcome == Outcome::NotReady(NotReadyKind::Starting) {
+                        // Still starting long after a restart: another restart
+                        // will not help (Green-API's own ladder is reboot, then
+                        // support), so hand it to a person instead of looping.
+                        self.enter(
+                            State::Escalated,
+                            format!(
+                                "still STARTING {}s after the restart; another restart will not help: needs a human",
+                                ctx.now.since(started).as_secs()
+                            ),
+                            guard,
+                            ctx,
+                            fx,
+                        );
+                        fx.next = Some(self.periodic(ctx));
+                    } else {
+                        self.consider_restart(
+                            format!(
+                                "not healthy within restart_timeout ({}s) after restart",
+                                ctx.policy.restart_timeout.as_secs()
+                            ),
+                            State::Desynced,
+                            guard,
+                            ctx,
+                            fx,
+                        );
+                    }
                 } else {
                     fx.next = Some(self.poll_step(ctx));
                 }

@@ -305,15 +305,34 @@ fn restarting_follows_the_call_and_the_status_polls() {
     assert_eq!(m.state, State::NeedsPairing);
     assert_eq!(g.in_flight, 0);
 
-    // Timeout: still STARTING after restart_timeout.
+    // Timeout while the provider cannot be read: back to desynced, backoff.
     let (mut m, mut g) = machine_in(State::Restarting, now);
     let late = now.plus(cfg.restart_timeout);
+    let fx = m.step(
+        Input::Status(StatusRead::Not(Outcome::Unreachable)),
+        &mut g,
+        &ctx(late, &cfg),
+    );
+    assert_eq!(m.state, State::Desynced);
+    assert_eq!(g.in_flight, 0);
+    assert!(matches!(
+        fx.remediations.as_slice(),
+        [Remediation::Finished {
+            result: RemediationResult::Timeout,
+            ..
+        }]
+    ));
+
+    // Timeout still STARTING: a restart did not bring it up, another will
+    // not either (no loop): escalated at once.
+    let (mut m, mut g) = machine_in(State::Restarting, now);
     let fx = m.step(
         Input::Status(StatusRead::Not(Outcome::NotReady(NotReadyKind::Starting))),
         &mut g,
         &ctx(late, &cfg),
     );
-    assert_eq!(m.state, State::Desynced);
+    assert_eq!(m.state, State::Escalated);
+    assert!(m.reason.contains("still STARTING"), "{}", m.reason);
     assert_eq!(g.in_flight, 0);
     assert!(matches!(
         fx.remediations.as_slice(),

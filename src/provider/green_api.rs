@@ -30,8 +30,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::http::{self, Reply, Transport};
-use super::{BlockKind, Canary, NotReadyKind, Outcome, ProbeReport};
-use crate::clock::{Clock, Timestamp};
+use super::{BlockKind, NotReadyKind, Outcome};
 
 /// Green-API allows 1 request/s per instance for each method we read with
 /// (green-api.md §6); exceeding it gives a 429 for the whole instance. The
@@ -712,7 +711,7 @@ impl std::fmt::Display for Failure {
 pub struct SendResult {
     /// [`Outcome::Delivered`] means only "accepted into the queue": Green-API
     /// answers 200 + idMessage even when nothing will ever leave (§3, §7).
-    /// Confirm with [`GreenApiClient::confirm_dequeued`] before counting it.
+    /// The scheduler confirms it with [`GreenApiClient::queue_contains`] before counting it.
     pub outcome: Outcome,
     pub http_status: Option<u16>,
     pub detail: String,
@@ -807,15 +806,6 @@ impl Pacers {
             Call::Send => None,
         }
     }
-}
-
-/// How long to wait for a queued canary to leave the queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AckWait {
-    /// Counted from the send; still queued after this → [`Outcome::Stuck`].
-    pub ack_timeout: Duration,
-    /// Time between `showMessagesQueue` reads (the pacer keeps them ≥ 1 s apart anyway).
-    pub poll_interval: Duration,
 }
 
 /// The instance token: never shown.
@@ -1119,96 +1109,6 @@ impl GreenApiClient {
     /// `starting` follows for seconds to minutes, so poll [`Self::state`].
     pub async fn reboot(&self, timeout: Duration) -> Result<(), Failure> {
         self.exchange(Call::Reboot, None, timeout).await.map(|_| ())
-    }
-
-    /// Polls the queue until `id_message` has left it (→ `Delivered`) or
-    /// `ack.ack_timeout` has passed since `sent_at` on `clock` (→ `Stuck`).
-    /// Checks once before looking at the clock, so a clock already past the
-    /// deadline still gets one look.
-    pub async fn confirm_dequeued(
-        &self,
-        id_message: &str,
-        sent_at: Timestamp,
-        clock: &Clock,
-        ack: AckWait,
-        timeout: Duration,
-    ) -> Result<Outcome, Failure> {
-        let deadline = sent_at.plus(ack.ack_timeout);
-        loop {
-            if !self.queue_contains(id_message, timeout).await? {
-                return Ok(Outcome::Delivered);
-            }
-            let now = clock.now();
-            if now >= deadline {
-                return Ok(Outcome::Stuck);
-            }
-            let wake = now.plus(ack.poll_interval).min(deadline);
-            clock.sleep_until(wake).await;
-        }
-    }
-
-    /// One probe: read the state; only when `authorized`, send the canary
-    /// (to `canary.chat` or the wid) and wait for it to leave the queue.
-    pub async fn probe(&self, canary: &Canary<'_>, clock: &Clock, ack: AckWait) -> ProbeReport {
-        let report = |f: Failure, sent: bool| ProbeReport {
-            outcome: f.outcome,
-            http_status: f.http_status,
-            detail: f.detail,
-            sent,
-        };
-        let state = match self.state(canary.timeout).await {
-            Ok(s) => s,
-            Err(f) => return report(f, false),
-        };
-        if let Some(outcome) = state.outcome() {
-            return ProbeReport {
-                outcome,
-                http_status: Some(200),
-                detail: http::short(&format!("state {state}")),
-                sent: false,
-            };
-        }
-        let chat = match canary.chat {
-            Some(c) => c.to_string(),
-            None => match self.wid(canary.timeout).await {
-                Ok(w) => w,
-                Err(f) => return report(f, false),
-            },
-        };
-        let sent_at = clock.now();
-        let r = self.send_message(&chat, canary.text, canary.timeout).await;
-        let id = match (&r.message_id, r.outcome) {
-            (Some(id), Outcome::Delivered) => id.clone(),
-            _ => {
-                return ProbeReport {
-                    outcome: r.outcome,
-                    http_status: r.http_status,
-                    detail: r.detail,
-                    sent: true,
-                };
-            }
-        };
-        match self
-            .confirm_dequeued(&id, sent_at, clock, ack, canary.timeout)
-            .await
-        {
-            Ok(Outcome::Delivered) => ProbeReport {
-                outcome: Outcome::Delivered,
-                http_status: r.http_status,
-                detail: self.scrub(&http::short(&format!("message {id} left the queue"))),
-                sent: true,
-            },
-            Ok(outcome) => ProbeReport {
-                outcome,
-                http_status: r.http_status,
-                detail: self.scrub(&http::short(&format!(
-                    "message {id} still queued after {}",
-                    humantime::format_duration(ack.ack_timeout)
-                ))),
-                sent: true,
-            },
-            Err(f) => report(f, true),
-        }
     }
 }
 

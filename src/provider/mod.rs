@@ -272,16 +272,28 @@ pub struct ProbeReport {
     pub detail: String,
     /// Whether a canary message was actually sent.
     pub sent: bool,
+    /// The canary was only queued (Green-API): `Delivered` is provisional
+    /// until this message id has left the provider's queue.
+    pub pending_ack: Option<String>,
 }
 
 impl ProbeReport {
-    fn from_failure(f: waha::Failure) -> Self {
+    fn failed(outcome: Outcome, http_status: Option<u16>, detail: String) -> Self {
         ProbeReport {
-            outcome: f.outcome,
-            http_status: f.http_status,
-            detail: f.detail,
+            outcome,
+            http_status,
+            detail,
             sent: false,
+            pending_ack: None,
         }
+    }
+
+    fn from_waha(f: waha::Failure) -> Self {
+        Self::failed(f.outcome, f.http_status, f.detail)
+    }
+
+    fn from_green(f: green_api::Failure) -> Self {
+        Self::failed(f.outcome, f.http_status, f.detail)
     }
 }
 
@@ -294,111 +306,43 @@ pub struct Canary<'a> {
     pub timeout: Duration,
 }
 
+/// A Green-API instance with the instance's own chat id (its `wid`, the
+/// default canary target) remembered after the first read.
+#[derive(Clone, Debug)]
+pub struct GreenProvider {
+    client: green_api::GreenApiClient,
+    wid: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl GreenProvider {
+    pub fn client(&self) -> &green_api::GreenApiClient {
+        &self.client
+    }
+
+    async fn wid(&self, timeout: Duration) -> Result<String, green_api::Failure> {
+        let cached = self
+            .wid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(w) = cached {
+            return Ok(w);
+        }
+        let w = self.client.wid(timeout).await?;
+        *self
+            .wid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(w.clone());
+        Ok(w)
+    }
+}
+
 /// A provider endpoint: a closed set, so matches stay exhaustive and no
 /// boxed async traits are needed.
 #[derive(Clone, Debug)]
 pub enum Provider {
     Waha(waha::WahaClient),
-}
-
-impl Provider {
-    /// Names of every session the provider has.
-    pub async fn list_sessions(&self, timeout: Duration) -> Result<Vec<String>, ProbeReport> {
-        match self {
-            Provider::Waha(c) => c
-                .list_sessions(timeout)
-                .await
-                .map(|v| v.into_iter().map(|s| s.name).collect())
-                .map_err(ProbeReport::from_failure),
-        }
-    }
-
-    /// One probe: read the status, and send the canary only when healthy.
-    pub async fn probe(&self, session: &str, canary: &Canary<'_>) -> ProbeReport {
-        match self {
-            Provider::Waha(c) => {
-                let info = match c.session(session, canary.timeout).await {
-                    Ok(info) => info,
-                    Err(f) => return ProbeReport::from_failure(f),
-                };
-                if let Some(outcome) = info.not_working() {
-                    return ProbeReport {
-                        outcome,
-                        http_status: Some(200),
-                        detail: format!("status {}", info.status),
-                        sent: false,
-                    };
-                }
-                let Some(chat) = canary.chat.or(info.me.as_deref()) else {
-                    return ProbeReport {
-                        outcome: Outcome::BadRequest,
-                        http_status: Some(200),
-                        detail:
-                            "session reports no me.id to send a self canary to; set canary chat"
-                                .to_string(),
-                        sent: false,
-                    };
-                };
-                let r = c
-                    .send_text(session, chat, canary.text, canary.timeout)
-                    .await;
-                ProbeReport {
-                    outcome: r.outcome,
-                    http_status: r.http_status,
-                    detail: r.detail,
-                    sent: true,
-                }
-            }
-        }
-    }
-
-    /// The status only (while restarting).
-    pub async fn status(
-        &self,
-        session: &str,
-        timeout: Duration,
-    ) -> (crate::machine::StatusRead, ProbeReport) {
-        use crate::machine::StatusRead;
-        match self {
-            Provider::Waha(c) => match c.session(session, timeout).await {
-                Ok(info) => {
-                    let read = match info.not_working() {
-                        None => StatusRead::Working,
-                        Some(o) => StatusRead::Not(o),
-                    };
-                    let outcome = match read {
-                        StatusRead::Working => Outcome::Delivered,
-                        StatusRead::Not(o) => o,
-                    };
-                    let report = ProbeReport {
-                        outcome,
-                        http_status: Some(200),
-                        detail: format!("status {}", info.status),
-                        sent: false,
-                    };
-                    (read, report)
-                }
-                Err(f) => {
-                    let report = ProbeReport::from_failure(f);
-                    (StatusRead::Not(report.outcome), report)
-                }
-            },
-        }
-    }
-
-    /// The provider's restart (WAHA restart). Ok = accepted.
-    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), String> {
-        match self {
-            Provider::Waha(c) => c.restart(session, timeout).await,
-        }
-    }
-
-    /// "restart" or "reboot", as the provider calls it.
-    pub fn restart_action(&self) -> &'static str {
-        match self {
-            Provider::Waha(_) => "restart",
-        }
-    }
+    GreenApi(GreenProvider),
 }
 
 impl Provider {
@@ -413,8 +357,186 @@ impl Provider {
                 &cfg.policy.desync_signatures,
             )?)),
             ProviderKind::GreenApi => {
-                Err("the green-api provider kind is not supported yet".to_string())
+                let (Some(id), Some(token)) = (cfg.id_instance.as_deref(), cfg.api_token.as_ref())
+                else {
+                    return Err("green-api needs id_instance and api_token".to_string());
+                };
+                let client = green_api::GreenApiClient::new(
+                    &cfg.url,
+                    id,
+                    token.expose(),
+                    cfg.connect_timeout,
+                )?
+                .with_min_interval(cfg.min_request_interval);
+                Ok(Provider::GreenApi(GreenProvider {
+                    client,
+                    wid: Default::default(),
+                }))
             }
+        }
+    }
+
+    /// Names of every session the provider has (a Green-API instance is one
+    /// session, named after its id).
+    pub async fn list_sessions(&self, timeout: Duration) -> Result<Vec<String>, ProbeReport> {
+        match self {
+            Provider::Waha(c) => c
+                .list_sessions(timeout)
+                .await
+                .map(|v| v.into_iter().map(|s| s.name).collect())
+                .map_err(ProbeReport::from_waha),
+            Provider::GreenApi(g) => Ok(vec![g.client.id_instance().to_string()]),
+        }
+    }
+
+    /// One probe: read the status, and send the canary only when healthy.
+    pub async fn probe(&self, session: &str, canary: &Canary<'_>) -> ProbeReport {
+        match self {
+            Provider::Waha(c) => {
+                let info = match c.session(session, canary.timeout).await {
+                    Ok(info) => info,
+                    Err(f) => return ProbeReport::from_waha(f),
+                };
+                if let Some(outcome) = info.not_working() {
+                    return ProbeReport::failed(
+                        outcome,
+                        Some(200),
+                        format!("status {}", info.status),
+                    );
+                }
+                let Some(chat) = canary.chat.or(info.me.as_deref()) else {
+                    return ProbeReport::failed(
+                        Outcome::BadRequest,
+                        Some(200),
+                        "session reports no me.id to send a self canary to; set canary chat"
+                            .to_string(),
+                    );
+                };
+                let r = c
+                    .send_text(session, chat, canary.text, canary.timeout)
+                    .await;
+                ProbeReport {
+                    outcome: r.outcome,
+                    http_status: r.http_status,
+                    detail: r.detail,
+                    sent: true,
+                    pending_ack: None,
+                }
+            }
+            Provider::GreenApi(g) => {
+                let state = match g.client.state(canary.timeout).await {
+                    Ok(s) => s,
+                    Err(f) => return ProbeReport::from_green(f),
+                };
+                if let Some(outcome) = state.outcome() {
+                    return ProbeReport::failed(
+                        outcome,
+                        Some(200),
+                        http::short(&format!("state {state}")),
+                    );
+                }
+                let chat = match canary.chat {
+                    Some(c) => c.to_string(),
+                    None => match g.wid(canary.timeout).await {
+                        Ok(w) => w,
+                        Err(f) => return ProbeReport::from_green(f),
+                    },
+                };
+                let r = g
+                    .client
+                    .send_message(&chat, canary.text, canary.timeout)
+                    .await;
+                match (r.outcome, r.message_id) {
+                    (Outcome::Delivered, Some(id)) => ProbeReport {
+                        outcome: Outcome::Delivered,
+                        http_status: r.http_status,
+                        detail: http::short(&format!("queued as {id}")),
+                        sent: true,
+                        pending_ack: Some(id),
+                    },
+                    (Outcome::Delivered, None) => ProbeReport {
+                        outcome: Outcome::SendFailed,
+                        http_status: r.http_status,
+                        detail: "sendMessage answered without an idMessage".to_string(),
+                        sent: true,
+                        pending_ack: None,
+                    },
+                    (outcome, _) => ProbeReport {
+                        outcome,
+                        http_status: r.http_status,
+                        detail: r.detail,
+                        sent: true,
+                        pending_ack: None,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Whether a queued canary is still in the provider's send queue
+    /// (Green-API `showMessagesQueue`). WAHA has no queue: never queued.
+    pub async fn still_queued(
+        &self,
+        message_id: &str,
+        timeout: Duration,
+    ) -> Result<bool, ProbeReport> {
+        match self {
+            Provider::Waha(_) => Ok(false),
+            Provider::GreenApi(g) => g
+                .client
+                .queue_contains(message_id, timeout)
+                .await
+                .map_err(ProbeReport::from_green),
+        }
+    }
+
+    /// The status only (while restarting).
+    pub async fn status(
+        &self,
+        session: &str,
+        timeout: Duration,
+    ) -> (crate::machine::StatusRead, ProbeReport) {
+        use crate::machine::StatusRead;
+        let (read, detail) = match self {
+            Provider::Waha(c) => match c.session(session, timeout).await {
+                Ok(info) => (info.not_working(), format!("status {}", info.status)),
+                Err(f) => {
+                    let report = ProbeReport::from_waha(f);
+                    return (StatusRead::Not(report.outcome), report);
+                }
+            },
+            Provider::GreenApi(g) => match g.client.state(timeout).await {
+                Ok(state) => (state.outcome(), http::short(&format!("state {state}"))),
+                Err(f) => {
+                    let report = ProbeReport::from_green(f);
+                    return (StatusRead::Not(report.outcome), report);
+                }
+            },
+        };
+        let (read, outcome) = match read {
+            None => (StatusRead::Working, Outcome::Delivered),
+            Some(o) => (StatusRead::Not(o), o),
+        };
+        (read, ProbeReport::failed(outcome, Some(200), detail))
+    }
+
+    /// The provider's restart (WAHA restart, Green-API reboot). Ok = accepted.
+    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), String> {
+        match self {
+            Provider::Waha(c) => c.restart(session, timeout).await,
+            Provider::GreenApi(g) => g
+                .client
+                .reboot(timeout)
+                .await
+                .map_err(|f| format!("{} ({})", f.detail, f.outcome.as_str())),
+        }
+    }
+
+    /// "restart" or "reboot", as the provider calls it.
+    pub fn restart_action(&self) -> &'static str {
+        match self {
+            Provider::Waha(_) => "restart",
+            Provider::GreenApi(_) => "reboot",
         }
     }
 }

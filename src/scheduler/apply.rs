@@ -4,13 +4,14 @@
 
 use std::collections::BTreeSet;
 
-use super::{JobDone, Output, Scheduler, SessionRt};
+use super::{ACK_POLL, JobDone, Output, PendingAck, Scheduler, SessionRt};
 use crate::clock::Timestamp;
 use crate::events::Event;
+use crate::machine::Step;
 use crate::machine::{Action, Ctx, Effects, Input, Machine, Remediation, RemediationResult};
 use crate::metrics::RestartResult;
 use crate::policy;
-use crate::provider::ProbeReport;
+use crate::provider::{Outcome, ProbeReport};
 use crate::store::{NewRemediation, ProbeRecord, RemediationUpdate, TransitionRecord};
 
 impl Scheduler {
@@ -62,10 +63,77 @@ impl Scheduler {
         };
 
         let action = key.action.unwrap_or(Action::Probe);
+        let mut due = key.due;
         let input = match output {
+            Output::Probe(report) if current && report.pending_ack.is_some() => {
+                // Queued is not delivered: confirm before the machine hears of it.
+                self.await_ack(p, &name, action, key.due, finished, latency, report);
+                return;
+            }
             Output::Probe(report) => {
                 self.record_probe(p, &name, action, &report, started, latency)
                     .await;
+                Input::Probe(report.outcome)
+            }
+            Output::Ack(result) => {
+                if !current {
+                    return;
+                }
+                let Some(pending) = self.providers[p]
+                    .sessions
+                    .get(&name)
+                    .and_then(|s| s.pending_ack.clone())
+                else {
+                    return;
+                };
+                let report = match result {
+                    Ok(false) => ProbeReport {
+                        outcome: Outcome::Delivered,
+                        http_status: pending.http_status,
+                        detail: format!(
+                            "message {} left the queue within {}s",
+                            pending.message_id,
+                            finished.since(pending.sent_at).as_secs()
+                        ),
+                        sent: true,
+                        pending_ack: None,
+                    },
+                    Ok(true) if finished >= pending.deadline => ProbeReport {
+                        outcome: Outcome::Stuck,
+                        http_status: pending.http_status,
+                        detail: format!(
+                            "message {} still queued {}s after sending (ack_timeout)",
+                            pending.message_id,
+                            finished.since(pending.sent_at).as_secs()
+                        ),
+                        sent: true,
+                        pending_ack: None,
+                    },
+                    Err(report) if finished >= pending.deadline => report,
+                    // Still queued, or the queue could not be read: look again.
+                    Ok(true) | Err(_) => {
+                        let at = finished.plus(ACK_POLL).min(pending.deadline).max(finished);
+                        self.schedule(
+                            p,
+                            &name,
+                            Some(Step {
+                                at,
+                                action: Action::ConfirmAck,
+                            }),
+                        );
+                        return;
+                    }
+                };
+                due = pending.due;
+                self.record_probe(
+                    p,
+                    &name,
+                    pending.action,
+                    &report,
+                    pending.sent_at,
+                    pending.latency,
+                )
+                .await;
                 Input::Probe(report.outcome)
             }
             Output::Status(read, report) => {
@@ -94,7 +162,51 @@ impl Scheduler {
                 .await;
             return;
         }
-        self.apply_input(p, &name, input, key.due).await;
+        self.apply_input(p, &name, input, due).await;
+    }
+
+    /// Parks a queued canary and schedules the first look at the queue.
+    #[allow(clippy::too_many_arguments)]
+    fn await_ack(
+        &mut self,
+        p: usize,
+        name: &str,
+        action: Action,
+        due: Timestamp,
+        sent_at: Timestamp,
+        latency: std::time::Duration,
+        report: ProbeReport,
+    ) {
+        let ack_timeout = self.providers[p].cfg.canary.ack_timeout;
+        let Some(s) = self.providers[p].sessions.get_mut(name) else {
+            return;
+        };
+        let Some(message_id) = report.pending_ack else {
+            return;
+        };
+        let deadline = sent_at.plus(ack_timeout);
+        s.pending_ack = Some(PendingAck {
+            message_id,
+            action: if action == Action::Verify {
+                Action::Verify
+            } else {
+                Action::Probe
+            },
+            due,
+            sent_at,
+            deadline,
+            latency,
+            http_status: report.http_status,
+        });
+        let at = sent_at.plus(ACK_POLL).min(deadline);
+        self.schedule(
+            p,
+            name,
+            Some(Step {
+                at,
+                action: Action::ConfirmAck,
+            }),
+        );
     }
 
     async fn record_probe(
@@ -174,6 +286,8 @@ impl Scheduler {
         if fx.ignored {
             return fx;
         }
+        // Whatever was awaited belongs to the schedule this input replaces.
+        s.pending_ack = None;
         let provider = pr.cfg.name.clone();
         let action = pr.client.restart_action();
 
@@ -450,6 +564,7 @@ impl Scheduler {
                 deferred: false,
                 discovered,
                 remediation_id: None,
+                pending_ack: None,
             },
         );
         let provider = pr.cfg.name.clone();

@@ -21,6 +21,11 @@ pub enum Work {
     },
     /// Status read while restarting.
     Status { timeout: Duration },
+    /// Is a queued canary still in the provider's queue?
+    ConfirmAck {
+        message_id: String,
+        timeout: Duration,
+    },
     /// The provider's restart call.
     Restart { timeout: Duration },
     /// Read the provider's session list.
@@ -34,6 +39,8 @@ pub enum Work {
 pub enum Output {
     Probe(ProbeReport),
     Status(StatusRead, ProbeReport),
+    /// `Ok(true)`: still queued.
+    Ack(Result<bool, ProbeReport>),
     Restart(Result<(), String>),
     Discovered(Result<Vec<String>, ProbeReport>),
     Pruned(Result<u64, StoreError>),
@@ -92,6 +99,13 @@ pub async fn run(
             let (read, report) = p.status(&session, timeout).await;
             Output::Status(read, report)
         }
+        (
+            Work::ConfirmAck {
+                message_id,
+                timeout,
+            },
+            Some(p),
+        ) => Output::Ack(p.still_queued(&message_id, timeout).await),
         (Work::Restart { timeout }, Some(p)) => Output::Restart(p.restart(&session, timeout).await),
         (Work::Discover { timeout }, Some(p)) => Output::Discovered(p.list_sessions(timeout).await),
         (Work::Prune { before }, _) => Output::Pruned(store.prune_probes(before).await),
@@ -103,6 +117,7 @@ pub async fn run(
                 http_status: None,
                 detail: format!("internal: {work:?} scheduled without a provider"),
                 sent: false,
+                pending_ack: None,
             };
             Output::Probe(report)
         }

@@ -48,6 +48,8 @@ pub use jobs::{JobDone, JobKey, Output, Work};
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How often old probes are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often a queued canary's queue is re-read (Green-API allows 1/s).
+const ACK_POLL: Duration = Duration::from_secs(2);
 /// First probes of many sessions are spread over at most this long.
 const INITIAL_SPREAD_MAX: Duration = Duration::from_secs(30);
 
@@ -106,6 +108,23 @@ struct SessionRt {
     discovered: bool,
     /// The open remediation row, while a restart is in progress.
     remediation_id: Option<i64>,
+    /// A canary that was only queued (Green-API), waiting to leave the queue.
+    pending_ack: Option<PendingAck>,
+}
+
+/// A queued canary whose outcome is not known yet.
+#[derive(Debug, Clone)]
+struct PendingAck {
+    message_id: String,
+    /// `Probe` or `Verify`: what the final outcome is fed back as.
+    action: Action,
+    /// When the probe was due (anchors the next periodic probe).
+    due: Timestamp,
+    /// When the canary was sent; still queued at `deadline` = stuck.
+    sent_at: Timestamp,
+    deadline: Timestamp,
+    latency: Duration,
+    http_status: Option<u16>,
 }
 
 /// One provider with its sessions.
@@ -455,7 +474,7 @@ impl Scheduler {
                         .await;
                 }
                 Action::Restart => self.spawn_session_job(due.provider, &due.session, due.at),
-                Action::Probe | Action::Verify | Action::PollStatus => {
+                Action::Probe | Action::Verify | Action::PollStatus | Action::ConfirmAck => {
                     self.providers[due.provider]
                         .ready
                         .push_back((due.session, due.seq));
@@ -527,6 +546,13 @@ impl Scheduler {
                 timeout,
             },
             Action::PollStatus => Work::Status { timeout },
+            Action::ConfirmAck => match &s.pending_ack {
+                Some(p) => Work::ConfirmAck {
+                    message_id: p.message_id.clone(),
+                    timeout,
+                },
+                None => return,
+            },
             // WAHA answers a restart only after stopping (~3 s): give the call
             // more room than a probe.
             Action::Restart => Work::Restart {

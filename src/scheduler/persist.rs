@@ -193,6 +193,7 @@ impl Scheduler {
                 deferred: false,
                 discovered,
                 remediation_id,
+                pending_ack: None,
             },
         );
         self.schedule(p, &rec.session, step);
