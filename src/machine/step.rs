@@ -120,7 +120,11 @@ impl Machine {
                         "WhatsApp filters this number's messages (yellow card): canaries paused"
                     }
                 };
-                if kind == BlockKind::YellowCard && ctx.restart_on_yellow_card {
+                let reboot = kind == BlockKind::YellowCard && ctx.restart_on_yellow_card;
+                if reboot && self.state == State::Escalated {
+                    // Reboots already failed to lift it: no more of them.
+                    fx.next = Some(self.periodic(ctx));
+                } else if reboot {
                     self.consider_restart(why.to_string(), State::Blocked, guard, ctx, fx);
                 } else {
                     self.enter(State::Blocked, why.to_string(), guard, ctx, fx);
@@ -432,8 +436,10 @@ impl Machine {
                     ctx,
                     fx,
                 );
+                // One poll interval later: the status was just read, and
+                // Green-API allows one state read per second.
                 fx.next = Some(Step {
-                    at: ctx.now,
+                    at: ctx.now.plus(ctx.policy.restart_poll_interval),
                     action: Action::Verify,
                 });
             }

@@ -266,7 +266,7 @@ fn restarting_follows_the_call_and_the_status_polls() {
     assert_eq!(
         fx.next,
         Some(Step {
-            at: now,
+            at: now.plus(cfg.restart_poll_interval),
             action: Action::Verify
         })
     );

@@ -367,7 +367,13 @@ impl Provider {
                     token.expose(),
                     cfg.connect_timeout,
                 )?
-                .with_min_interval(cfg.min_request_interval);
+                .with_min_interval(cfg.min_request_interval)
+                // "Repeat the request 3 times with a delay" (seed 004): the
+                // same spacing as every other paced call.
+                .with_retry_policy(green_api::RetryPolicy {
+                    delay_502: cfg.min_request_interval,
+                    ..green_api::RetryPolicy::default()
+                });
                 Ok(Provider::GreenApi(GreenProvider {
                     client,
                     wid: Default::default(),

@@ -258,6 +258,10 @@ pub enum QueueMode {
     Drains,
     /// They stay in the queue forever (ISS-42, ISS-791, ISS-1084).
     NeverDrains,
+    /// They stay in the queue until the next `reboot`, which the vendor
+    /// recommends for a stuck queue (ISS-42, ISS-227): afterwards the queue
+    /// drains again, the stuck messages included.
+    StuckUntilReboot,
     /// The yellow card of D-yellow: 200 + idMessage, never queued, never sent.
     SilentDrop,
 }
@@ -636,6 +640,10 @@ impl Inst {
 
     fn reboot(&mut self, now: Timestamp, starting_for: Duration) {
         self.starting_until = Some(now.plus(starting_for));
+        if self.queue_mode == QueueMode::StuckUntilReboot {
+            // Stuck messages leave once the instance is authorized again.
+            self.queue_mode = QueueMode::Drains;
+        }
     }
 
     fn snapshot(&self, id: &str, now: Timestamp) -> InstanceSnapshot {
@@ -1214,7 +1222,9 @@ fn send_message(inst: &mut Inst, now: Timestamp, body: &Bytes) -> Response {
     let id = new_message_id();
     let status = match inst.queue_mode {
         QueueMode::SilentDrop => MessageStatus::Dropped,
-        QueueMode::Drains | QueueMode::NeverDrains => MessageStatus::Queued,
+        QueueMode::Drains | QueueMode::NeverDrains | QueueMode::StuckUntilReboot => {
+            MessageStatus::Queued
+        }
     };
     inst.messages.push(SimMessage {
         id_message: id.clone(),

@@ -76,34 +76,109 @@ impl Settings {
         self
     }
 
-    fn toml(&self, db: &std::path::Path, url: &str) -> String {
+    /// The config file text: the daemon, canary and policy tables, then
+    /// `provider_block` (a `[[provider]]` table without its extra keys),
+    /// then this harness's provider keys.
+    pub fn toml(&self, db: &std::path::Path, provider_block: &str) -> String {
         let table = |m: &BTreeMap<&'static str, String>| {
             m.iter()
                 .map(|(k, v)| format!("{k} = {v}\n"))
                 .collect::<String>()
         };
         format!(
-            "[daemon]\ndatabase = {db:?}\n{}\n[canary]\n{}\n[policy]\n{}\n\
-             [[provider]]\nname = \"{PROVIDER}\"\nkind = \"waha\"\nurl = \"{url}\"\napi_key_env = \"WAHA_API_KEY\"\n{}",
+            "[daemon]\ndatabase = {db:?}\n{}\n[canary]\n{}\n[policy]\n{}\n{provider_block}{}",
             table(&self.daemon),
             table(&self.canary),
             table(&self.policy),
             table(&self.provider),
         )
     }
+
+    fn waha_toml(&self, db: &std::path::Path, url: &str) -> String {
+        self.toml(
+            db,
+            &format!(
+                "[[provider]]\nname = \"{PROVIDER}\"\nkind = \"waha\"\nurl = \"{url}\"\napi_key_env = \"WAHA_API_KEY\"\n"
+            ),
+        )
+    }
 }
 
-pub struct Harness {
+/// The scheduler under test, its store and what it reported: shared by the
+/// WAHA and Green-API harnesses.
+pub struct Driver {
     pub clock: Clock,
-    pub sim: WahaSim,
-    pub ctl: SimControl,
     pub scheduler: Scheduler,
     pub store: Store,
     pub config: Config,
+    pub metrics: std::sync::Arc<Metrics>,
     pub dir: tempfile::TempDir,
+    /// The provider sessions belong to in the helpers below.
+    pub provider: String,
     events: broadcast::Receiver<Event>,
     /// Everything that happened so far.
     pub log: Vec<Event>,
+}
+
+impl Driver {
+    /// Builds a scheduler from `config_text` on a database in `dir`.
+    pub async fn build(
+        clock: Clock,
+        dir: tempfile::TempDir,
+        config_text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        provider: &str,
+    ) -> Driver {
+        let config = Config::from_toml_str(config_text, dir.path().join("config.toml"), env)
+            .unwrap_or_else(|e| panic!("test config: {e}\n{config_text}"));
+        let store = Store::open(&config.daemon.database)
+            .await
+            .expect("open store");
+        let metrics = std::sync::Arc::new(Metrics::new());
+        let scheduler = Scheduler::build(
+            &config,
+            Parts {
+                clock: clock.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                seed: Some(7),
+            },
+        )
+        .await
+        .expect("build scheduler");
+        let events = scheduler.subscribe();
+        Driver {
+            clock,
+            scheduler,
+            store,
+            config,
+            metrics,
+            dir,
+            provider: provider.to_string(),
+            events,
+            log: Vec::new(),
+        }
+    }
+}
+
+/// The WAHA harness: a simulator plus the [`Driver`].
+pub struct Harness {
+    pub sim: WahaSim,
+    pub ctl: SimControl,
+    pub d: Driver,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Driver;
+    fn deref(&self) -> &Driver {
+        &self.d
+    }
+}
+
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Driver {
+        &mut self.d
+    }
 }
 
 pub async fn sim(sessions: &[&str], clock: &Clock) -> WahaSim {
@@ -122,7 +197,33 @@ pub fn env(name: &str) -> Option<String> {
     (name == "WAHA_API_KEY").then(|| API_KEY.to_string())
 }
 
+/// Runs `h` in quarter-second steps until `pred` holds or `limit` passes;
+/// returns the time it took.
+pub async fn run_until<H: std::ops::DerefMut<Target = Driver>>(
+    h: &mut H,
+    limit: Duration,
+    mut pred: impl FnMut(&H) -> bool,
+) -> Option<Duration> {
+    let start = h.now();
+    let end = start.plus(limit);
+    while h.now() < end {
+        h.run_for(Duration::from_millis(250)).await;
+        if pred(h) {
+            return Some(h.now().since(start));
+        }
+    }
+    None
+}
+
 impl Harness {
+    pub async fn run_until(
+        &mut self,
+        limit: Duration,
+        pred: impl FnMut(&Harness) -> bool,
+    ) -> Option<Duration> {
+        run_until(self, limit, pred).await
+    }
+
     pub async fn start(sessions: &[&str], settings: &Settings) -> Harness {
         let clock = Clock::manual(t0());
         let sim = sim(sessions, &clock).await;
@@ -138,52 +239,30 @@ impl Harness {
         settings: &Settings,
     ) -> Harness {
         let db = dir.path().join("watchdog.db");
-        let text = settings.toml(&db, &sim.url());
-        let config = Config::from_toml_str(&text, dir.path().join("config.toml"), &env)
-            .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
-        let store = Store::open(&db).await.expect("open store");
-        let scheduler = Scheduler::build(
-            &config,
-            Parts {
-                clock: clock.clone(),
-                store: store.clone(),
-                metrics: std::sync::Arc::new(Metrics::new()),
-                seed: Some(7),
-            },
-        )
-        .await
-        .expect("build scheduler");
-        let events = scheduler.subscribe();
+        let text = settings.waha_toml(&db, &sim.url());
+        let d = Driver::build(clock, dir, &text, &env, PROVIDER).await;
         let ctl = sim.control();
-        Harness {
-            clock,
-            sim,
-            ctl,
-            scheduler,
-            store,
-            config,
-            dir,
-            events,
-            log: Vec::new(),
-        }
+        Harness { sim, ctl, d }
     }
 
     /// Stops this scheduler and starts a new one on the same database,
     /// simulator and clock: a daemon restart.
     pub async fn restart_daemon(self, settings: &Settings) -> Harness {
-        let Harness {
+        let Harness { sim, d, .. } = self;
+        let Driver {
             clock,
-            sim,
             scheduler,
             store,
             dir,
             ..
-        } = self;
+        } = d;
         drop(scheduler);
         store.close().await;
         Self::with(clock, sim, dir, settings).await
     }
+}
 
+impl Driver {
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
@@ -192,26 +271,6 @@ impl Harness {
     pub async fn run_for(&mut self, d: Duration) {
         self.scheduler.advance(d, Duration::from_millis(250)).await;
         self.collect();
-    }
-
-    /// Runs until `pred` holds or `limit` passes; returns the time it took.
-    pub async fn run_until(
-        &mut self,
-        limit: Duration,
-        mut pred: impl FnMut(&Harness) -> bool,
-    ) -> Option<Duration> {
-        let start = self.now();
-        let end = start.plus(limit);
-        while self.now() < end {
-            self.scheduler
-                .advance(Duration::from_millis(250), Duration::from_millis(250))
-                .await;
-            self.collect();
-            if pred(self) {
-                return Some(self.now().since(start));
-            }
-        }
-        None
     }
 
     fn collect(&mut self) {
@@ -226,7 +285,7 @@ impl Harness {
 
     pub fn state(&self, session: &str) -> State {
         self.scheduler
-            .machine(PROVIDER, session)
+            .machine(&self.provider, session)
             .map(|m| m.state)
             .unwrap_or_else(|| panic!("session {session} not watched"))
     }
@@ -279,5 +338,85 @@ impl Harness {
                 _ => None,
             })
             .collect()
+    }
+}
+
+pub const GREEN_PROVIDER: &str = "green";
+pub const GREEN_ID: &str = "1101000001";
+/// Distinctive, so a leak is easy to grep.
+pub const GREEN_TOKEN: &str = "gr33n-tok3n-SEKRET-9f8e7d";
+pub const GREEN_WID: &str = "79876543210@c.us";
+
+pub fn green_env(name: &str) -> Option<String> {
+    (name == "GREEN_API_TOKEN").then(|| GREEN_TOKEN.to_string())
+}
+
+/// The Green-API harness: one simulated instance plus the [`Driver`].
+pub struct GreenHarness {
+    pub sim: wa_watchdog::sim::green_api::GreenSim,
+    pub ctl: wa_watchdog::sim::green_api::GreenSimControl,
+    pub d: Driver,
+}
+
+impl std::ops::Deref for GreenHarness {
+    type Target = Driver;
+    fn deref(&self) -> &Driver {
+        &self.d
+    }
+}
+
+impl std::ops::DerefMut for GreenHarness {
+    fn deref_mut(&mut self) -> &mut Driver {
+        &mut self.d
+    }
+}
+
+impl GreenHarness {
+    /// An authorized instance; `sim_options` may change the simulator.
+    pub async fn start(
+        settings: &Settings,
+        sim_options: impl FnOnce(
+            wa_watchdog::sim::green_api::GreenSimOptions,
+        ) -> wa_watchdog::sim::green_api::GreenSimOptions,
+    ) -> GreenHarness {
+        use wa_watchdog::sim::green_api::{self, GreenSimOptions, SimInstance};
+        let clock = Clock::manual(t0());
+        let opts = sim_options(GreenSimOptions::new(
+            clock.clone(),
+            vec![SimInstance::new(GREEN_ID, GREEN_TOKEN, GREEN_WID)],
+        ));
+        let sim = green_api::start("127.0.0.1:0".parse().expect("addr"), opts)
+            .await
+            .expect("start the Green-API simulator");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = settings.clone();
+        // One instance is one session; the key is not allowed for green-api.
+        settings.provider.remove("sessions");
+        // The real-time pacer would only slow the manual clock down; the
+        // schedule itself keeps state reads ≥ 1 s apart on the clock.
+        settings
+            .provider
+            .entry("min_request_interval")
+            .or_insert_with(|| "\"1ms\"".to_string());
+        let db = dir.path().join("watchdog.db");
+        let text = settings.toml(
+            &db,
+            &format!(
+                "[[provider]]\nname = \"{GREEN_PROVIDER}\"\nkind = \"green-api\"\nurl = \"{}\"\n\
+                 id_instance = \"{GREEN_ID}\"\napi_token_env = \"GREEN_API_TOKEN\"\n",
+                sim.url()
+            ),
+        );
+        let d = Driver::build(clock, dir, &text, &green_env, GREEN_PROVIDER).await;
+        let ctl = sim.control();
+        GreenHarness { sim, ctl, d }
+    }
+
+    pub async fn run_until(
+        &mut self,
+        limit: Duration,
+        pred: impl FnMut(&GreenHarness) -> bool,
+    ) -> Option<Duration> {
+        run_until(self, limit, pred).await
     }
 }
