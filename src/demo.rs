@@ -1,10 +1,13 @@
-//! `wa-watchdog demo`: the WAHA simulator with a handful of sessions and the
-//! real daemon with short intervals, in one process, on a temporary
-//! database. After a while one session gets the #2084 desync (every send
-//! fails with HTTP 500 while WAHA still says WORKING); the demo prints every
-//! state change as it happens, so a newcomer watches it caught and healed.
+//! `wa-watchdog demo`: the WAHA simulator with a handful of sessions, the
+//! Green-API simulator with one instance, and the real daemon with short
+//! intervals, in one process, on a temporary database. After a while one
+//! WAHA session gets the #2084 desync (every send fails with HTTP 500 while
+//! WAHA still says WORKING) and the Green-API instance's send queue stops
+//! draining while it still says `authorized`; the demo prints every state
+//! change as it happens, so a newcomer watches both caught and healed.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,25 +17,35 @@ use crate::app::App;
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
 use crate::events::Event;
+use crate::machine::State;
+use crate::sim::green_api::{self, GreenSimOptions, QueueMode, SimInstance};
 use crate::sim::waha::{self, Fault, WahaSimOptions};
 
 const DEMO_KEY: &str = "demo-api-key";
-const PROVIDER: &str = "waha-demo";
+const DEMO_GREEN_TOKEN: &str = "demo-green-token";
+const DEMO_GREEN_ID: &str = "1101000001";
+const DEMO_GREEN_WID: &str = "79990000001@c.us";
 
 /// Timings of one demo run. [`DemoOptions::default`] is what the CLI runs;
 /// tests use faster ones.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     pub sessions: usize,
-    /// The session that gets the desync (1-based).
+    /// The WAHA session that gets the desync (1-based).
     pub victim: usize,
     pub desync_after: Duration,
+    /// When the Green-API instance's queue stops draining (None: never).
+    pub green_stuck_after: Option<Duration>,
     pub canary_interval: Duration,
     pub confirm_interval: Duration,
+    /// How long a Green-API canary may stay queued before it is `stuck`.
+    pub ack_timeout: Duration,
     /// The simulator's real-time wait before answering a restart (WAHA: 3 s).
     pub restart_reply_delay: Duration,
-    /// Simulated time from a restart until the session is WORKING again.
+    /// Time from a restart until the WAHA session is WORKING again.
     pub restart_working_after: Duration,
+    /// Time a rebooted Green-API instance stays `starting`.
+    pub reboot_starting_for: Duration,
     /// Stop by itself after this long (None: until Ctrl-C).
     pub exit_after: Option<Duration>,
 }
@@ -43,34 +56,54 @@ impl Default for DemoOptions {
             sessions: 4,
             victim: 2,
             desync_after: Duration::from_secs(20),
+            green_stuck_after: Some(Duration::from_secs(25)),
             canary_interval: Duration::from_secs(5),
             confirm_interval: Duration::from_secs(2),
+            ack_timeout: Duration::from_secs(4),
             restart_reply_delay: Duration::from_secs(3),
             restart_working_after: Duration::from_secs(4),
+            reboot_starting_for: Duration::from_secs(5),
             exit_after: None,
         }
     }
 }
 
+/// One fault the demo injected and what became of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultRecord {
+    pub session: String,
+    pub what: &'static str,
+    pub injected_at: Timestamp,
+    pub remedied_at: Option<Timestamp>,
+    pub healed_at: Option<Timestamp>,
+}
+
 /// What a demo run saw, for its closing summary and for tests.
 #[derive(Clone, Debug, Default)]
 pub struct DemoReport {
-    pub injected_at: Option<Timestamp>,
-    pub restarted_at: Option<Timestamp>,
-    pub healed_at: Option<Timestamp>,
-    /// Sessions that were restarted, with how often.
+    pub faults: Vec<FaultRecord>,
+    /// Sessions that were restarted or rebooted, with how often.
     pub restarts: Vec<(String, usize)>,
+}
+
+impl DemoReport {
+    pub fn fault(&self, session: &str) -> Option<&FaultRecord> {
+        self.faults.iter().find(|f| f.session == session)
+    }
 }
 
 fn session_name(i: usize) -> String {
     format!("demo-{i}")
 }
 
-fn humantime_str(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    ))
+    .to_string()
 }
 
-fn config_text(db: &std::path::Path, url: &str, o: &DemoOptions) -> String {
+fn config_text(db: &std::path::Path, waha_url: &str, green_url: &str, o: &DemoOptions) -> String {
     format!(
         r#"
 [daemon]
@@ -82,22 +115,35 @@ discovery_interval = "10s"
 interval = "{interval}"
 jitter = 0.1
 timeout = "10s"
+ack_timeout = "{ack}"
 
 [policy]
 confirm_interval = "{confirm}"
-restart_poll_interval = "1s"
+restart_poll_interval = "2s"
 restart_timeout = "1m"
 backoff_initial = "10s"
 
 [[provider]]
-name = "{PROVIDER}"
+name = "waha-demo"
 kind = "waha"
-url = "{url}"
+url = "{waha_url}"
 api_key_env = "DEMO_WAHA_API_KEY"
 sessions = ["*"]
+
+[[provider]]
+name = "green-demo"
+kind = "green-api"
+url = "{green_url}"
+id_instance = "{DEMO_GREEN_ID}"
+api_token_env = "DEMO_GREEN_API_TOKEN"
+
+[provider.policy]
+# A stuck queue shows after three canaries here, to keep the demo short.
+send_failure_confirmations = 3
 "#,
-        interval = humantime_str(o.canary_interval),
-        confirm = humantime_str(o.confirm_interval),
+        interval = human(o.canary_interval),
+        confirm = human(o.confirm_interval),
+        ack = human(o.ack_timeout),
     )
 }
 
@@ -111,8 +157,9 @@ pub async fn run(
     let clock = Clock::system();
     let names: Vec<String> = (1..=opts.sessions).map(session_name).collect();
     let victim = session_name(opts.victim.clamp(1, opts.sessions.max(1)));
-    let sim = waha::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let waha_sim = waha::start(
+        loopback,
         WahaSimOptions {
             api_key: Some(DEMO_KEY.to_string()),
             sessions: names.clone(),
@@ -124,59 +171,104 @@ pub async fn run(
     )
     .await
     .context("cannot start the WAHA simulator")?;
-    let dir = tempfile_dir()?;
+    let mut green_opts = GreenSimOptions::new(
+        clock.clone(),
+        vec![SimInstance::new(
+            DEMO_GREEN_ID,
+            DEMO_GREEN_TOKEN,
+            DEMO_GREEN_WID,
+        )],
+    );
+    green_opts.reboot_starting_for = opts.reboot_starting_for;
+    let green_sim = green_api::start(loopback, green_opts)
+        .await
+        .context("cannot start the Green-API simulator")?;
+
+    let dir = private_temp_dir()?;
     let db = dir.join("wa-watchdog-demo.db");
-    let text = config_text(&db, &sim.url(), &opts);
-    let env = |name: &str| (name == "DEMO_WAHA_API_KEY").then(|| DEMO_KEY.to_string());
+    let text = config_text(&db, &waha_sim.url(), &green_sim.url(), &opts);
+    let env = |name: &str| match name {
+        "DEMO_WAHA_API_KEY" => Some(DEMO_KEY.to_string()),
+        "DEMO_GREEN_API_TOKEN" => Some(DEMO_GREEN_TOKEN.to_string()),
+        _ => None,
+    };
     let config = Config::from_toml_str(&text, dir.join("demo.toml"), &env)
         .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
 
     out(format!(
-        "wa-watchdog demo: a WAHA simulator with {} sessions and the watchdog, on this machine only.",
+        "wa-watchdog demo: a WAHA simulator with {} sessions, a Green-API simulator with one \
+         instance, and the watchdog, on this machine only.",
         opts.sessions
     ));
     out(format!(
-        "  simulator  {}   (fault injection: {}/_sim/...)",
-        sim.url(),
-        sim.url()
+        "  WAHA       {}   (faults: {}/_sim/...)",
+        waha_sim.url(),
+        waha_sim.url()
+    ));
+    out(format!(
+        "  Green-API  {}   (faults: {}/_sim/...)",
+        green_sim.url(),
+        green_sim.url()
     ));
     out(format!("  database   {}", db.display()));
     out(format!(
-        "  canaries every {} per session; in ~{} {victim} starts failing every send",
-        humantime_str(opts.canary_interval),
-        humantime_str(opts.desync_after)
+        "  canaries every {} per session. In ~{} {victim} starts failing every send while WAHA",
+        human(opts.canary_interval),
+        human(opts.desync_after)
     ));
-    out(
-        "  while WAHA still reports it WORKING (WAHA issue #2084). Ctrl-C stops the demo."
-            .to_string(),
-    );
+    out("  still reports it WORKING (WAHA issue #2084).".to_string());
+    if let Some(after) = opts.green_stuck_after {
+        out(format!(
+            "  In ~{} the Green-API instance {DEMO_GREEN_ID} stops sending: messages sit in its \
+             queue while it says `authorized`.",
+            human(after)
+        ));
+    }
+    out("  Ctrl-C stops the demo.".to_string());
     out(String::new());
 
     let app = App::build(config, clock.clone(), None).await?;
     let events = app.scheduler.subscribe();
-    let report = std::sync::Arc::new(std::sync::Mutex::new(DemoReport::default()));
-    let out = std::sync::Arc::new(out);
+    let report = Arc::new(Mutex::new(DemoReport::default()));
+    let out = Arc::new(out);
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(print_events(events, out.clone(), report.clone()));
     {
-        let ctl = sim.control();
-        let out = out.clone();
-        let report = report.clone();
-        let victim = victim.clone();
-        let clock = clock.clone();
+        let ctl = waha_sim.control();
+        let (out, report, clock, victim) =
+            (out.clone(), report.clone(), clock.clone(), victim.clone());
         let after = opts.desync_after;
         tasks.spawn(async move {
             tokio::time::sleep(after).await;
             match ctl.inject(&victim, Fault::Desync) {
                 Ok(()) => {
-                    lock(&report).injected_at = Some(clock.now());
+                    record_fault(&report, &victim, "desync", clock.now());
                     out(format!(
-                        "{}  ── injected: {victim} now answers every send with HTTP 500 \"server returned error 400\"; its status stays WORKING",
+                        "{}  ── injected: {victim} now answers every send with HTTP 500 \"server returned \
+                         error 400\"; its status stays WORKING",
                         clock_text(clock.now())
                     ));
                 }
                 Err(e) => out(format!("cannot inject the desync: {e}")),
+            }
+        });
+    }
+    if let Some(after) = opts.green_stuck_after {
+        let ctl = green_sim.control();
+        let (out, report, clock) = (out.clone(), report.clone(), clock.clone());
+        tasks.spawn(async move {
+            tokio::time::sleep(after).await;
+            match ctl.set_queue_mode(DEMO_GREEN_ID, QueueMode::StuckUntilReboot) {
+                Ok(()) => {
+                    record_fault(&report, DEMO_GREEN_ID, "stuck queue", clock.now());
+                    out(format!(
+                        "{}  ── injected: {DEMO_GREEN_ID} accepts messages (200 + idMessage) but its \
+                         queue no longer drains; its state stays `authorized`",
+                        clock_text(clock.now())
+                    ));
+                }
+                Err(e) => out(format!("cannot stop the Green-API queue: {e}")),
             }
         });
     }
@@ -196,37 +288,64 @@ pub async fn run(
     let result = app.run_until_stopped(stop).await;
     tasks.shutdown().await;
 
-    let ctl = sim.control();
+    let waha_ctl = waha_sim.control();
+    let green_ctl = green_sim.control();
     let mut r = lock(&report).clone();
     r.restarts = names
         .iter()
-        .map(|n| (n.clone(), ctl.restart_count(n)))
+        .map(|n| (n.clone(), waha_ctl.restart_count(n)))
+        .chain(std::iter::once((
+            DEMO_GREEN_ID.to_string(),
+            green_ctl.count("reboot"),
+        )))
         .filter(|(_, c)| *c > 0)
         .collect();
-    sim.shutdown().await;
+    waha_sim.shutdown().await;
+    green_sim.shutdown().await;
     out(String::new());
-    match (r.injected_at, r.healed_at) {
-        (Some(i), Some(h)) => out(format!(
-            "summary: {victim} desynced, was restarted and delivered again {:.1} s after the fault; restarts: {:?}",
-            h.since(i).as_secs_f64(),
-            r.restarts
-        )),
-        (Some(_), None) => out(format!(
-            "summary: the fault was injected but the demo stopped before {victim} healed; restarts: {:?}",
-            r.restarts
-        )),
-        _ => out("summary: stopped before the fault was injected".to_string()),
+    if r.faults.is_empty() {
+        out("summary: stopped before any fault was injected".to_string());
     }
+    for f in &r.faults {
+        out(match f.healed_at {
+            Some(h) => format!(
+                "summary: {} ({}) was caught, {} and delivering again {:.1} s after the fault",
+                f.session,
+                f.what,
+                if f.session == DEMO_GREEN_ID {
+                    "rebooted"
+                } else {
+                    "restarted"
+                },
+                h.since(f.injected_at).as_secs_f64()
+            ),
+            None => format!(
+                "summary: {} ({}) was not healed before the demo stopped",
+                f.session, f.what
+            ),
+        });
+    }
+    out(format!("restarts and reboots: {:?}", r.restarts));
     let _ = std::fs::remove_dir_all(&dir);
     result.map(|()| r)
 }
 
-fn lock(r: &std::sync::Mutex<DemoReport>) -> std::sync::MutexGuard<'_, DemoReport> {
-    r.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+fn record_fault(report: &Mutex<DemoReport>, session: &str, what: &'static str, at: Timestamp) {
+    lock(report).faults.push(FaultRecord {
+        session: session.to_string(),
+        what,
+        injected_at: at,
+        remedied_at: None,
+        healed_at: None,
+    });
+}
+
+fn lock(r: &Mutex<DemoReport>) -> MutexGuard<'_, DemoReport> {
+    r.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A fresh private directory under the system temp dir.
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+fn private_temp_dir() -> anyhow::Result<std::path::PathBuf> {
     let base = std::env::temp_dir();
     for attempt in 0..100u32 {
         let dir = base.join(format!("wa-watchdog-demo-{}-{attempt}", std::process::id()));
@@ -254,8 +373,8 @@ fn clock_text(t: Timestamp) -> String {
 
 async fn print_events(
     mut events: broadcast::Receiver<Event>,
-    out: std::sync::Arc<impl Fn(String) + Send + Sync + 'static>,
-    report: std::sync::Arc<std::sync::Mutex<DemoReport>>,
+    out: Arc<impl Fn(String) + Send + Sync + 'static>,
+    report: Arc<Mutex<DemoReport>>,
 ) {
     loop {
         let e = match events.recv().await {
@@ -275,42 +394,50 @@ async fn print_events(
                 reason,
                 ..
             } => {
-                let mut r = lock(&report);
-                if r.injected_at.is_some() {
-                    if to == crate::machine::State::Restarting && r.restarted_at.is_none() {
-                        r.restarted_at = Some(at);
-                    }
-                    if from == crate::machine::State::Recovering
-                        && to == crate::machine::State::Healthy
-                    {
-                        r.healed_at = Some(at);
+                {
+                    let mut r = lock(&report);
+                    if let Some(f) = r.faults.iter_mut().find(|f| f.session == session) {
+                        if to == State::Restarting && f.remedied_at.is_none() {
+                            f.remedied_at = Some(at);
+                        }
+                        if from == State::Recovering
+                            && to == State::Healthy
+                            && f.healed_at.is_none()
+                        {
+                            f.healed_at = Some(at);
+                        }
                     }
                 }
-                drop(r);
                 let arrow = format!("{from} → {to}");
                 out(format!(
-                    "{}  {session:<8} {arrow:<26} {reason}",
+                    "{}  {session:<10} {arrow:<26} {reason}",
                     clock_text(at)
                 ));
             }
             Event::Remediation {
                 at,
+                provider,
                 session,
                 stage,
                 detail,
-                ..
             } => {
-                let what = match stage.as_str() {
-                    "begin" => "restart requested (POST /api/sessions/{s}/restart)"
-                        .replace("{s}", &session),
-                    "called" => "restart accepted by WAHA; waiting for WORKING".to_string(),
-                    other => format!("restart result: {other} {detail}"),
+                let green = provider == "green-demo";
+                let what = match (stage.as_str(), green) {
+                    ("begin", false) => {
+                        format!("restart requested (POST /api/sessions/{session}/restart)")
+                    }
+                    ("begin", true) => "reboot requested (GET .../reboot/<token>)".to_string(),
+                    ("called", false) => {
+                        "restart accepted by WAHA; waiting for WORKING".to_string()
+                    }
+                    ("called", true) => "reboot accepted; waiting for `authorized`".to_string(),
+                    (other, _) => format!("remediation result: {other} {detail}"),
                 };
-                out(format!("{}  {session:<8} {what}", clock_text(at)));
+                out(format!("{}  {session:<10} {what}", clock_text(at)));
             }
             Event::SessionAdded { at, session, .. } => {
                 out(format!(
-                    "{}  {session:<8} discovered; canaries start",
+                    "{}  {session:<10} watching; canaries start",
                     clock_text(at)
                 ));
             }

@@ -42,17 +42,27 @@ enum Cmd {
         #[arg(long, value_parser = humantime::parse_duration)]
         exit_after: Option<std::time::Duration>,
     },
-    /// Serve only the WAHA simulator, for trying a Prometheus/Alertmanager pipeline.
+    /// Serve only the simulators (WAHA, and Green-API if asked), for trying a
+    /// Prometheus/Alertmanager pipeline or the daemon by hand.
     Simulate {
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: std::net::SocketAddr,
-        /// Number of sessions (named session-001, session-002, ...).
+        /// Number of WAHA sessions (named session-001, session-002, ...).
         #[arg(long, default_value_t = 5)]
         sessions: usize,
-        /// Environment variable holding the API key the simulator demands
-        /// (unset variable: no authentication).
+        /// Environment variable holding the API key the WAHA simulator
+        /// demands (unset variable: no authentication).
         #[arg(long, default_value = "WAHA_API_KEY")]
         api_key_env: String,
+        /// Also serve a Green-API simulator on this address.
+        #[arg(long)]
+        green_listen: Option<std::net::SocketAddr>,
+        /// Green-API instances (ids 1101000001, 1101000002, ...).
+        #[arg(long, default_value_t = 1)]
+        green_instances: usize,
+        /// Environment variable holding the instances' apiTokenInstance.
+        #[arg(long, default_value = "GREEN_API_TOKEN")]
+        green_token_env: String,
     },
 }
 
@@ -83,27 +93,33 @@ fn main() -> ExitCode {
             listen,
             sessions,
             api_key_env,
+            green_listen,
+            green_instances,
+            green_token_env,
         } => {
             telemetry::init(config::LogFormat::Text, "info");
             let api_key = std::env::var(&api_key_env).ok().filter(|k| !k.is_empty());
             if api_key.is_none() {
                 eprintln!(
-                    "wa-watchdog: ${api_key_env} is not set: the simulator accepts requests without an API key"
+                    "wa-watchdog: ${api_key_env} is not set: the WAHA simulator accepts requests without an API key"
                 );
             }
-            runtime_main(async move {
-                let opts = wa_watchdog::sim::waha::WahaSimOptions {
-                    api_key,
-                    sessions: wa_watchdog::sim::session_names(sessions),
-                    ..wa_watchdog::sim::waha::WahaSimOptions::default().with_real_timings()
-                };
-                println!(
-                    "WAHA simulator on http://{listen} with {sessions} sessions; faults: http://{listen}/_sim/..."
-                );
-                wa_watchdog::sim::waha::run_standalone(listen, opts, app::shutdown_signal())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("simulator on {listen}: {e}"))
-            })
+            let green = match green_listen {
+                None => None,
+                Some(addr) => match std::env::var(&green_token_env)
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                {
+                    Some(token) => Some((addr, token)),
+                    None => {
+                        eprintln!(
+                            "wa-watchdog: --green-listen needs the instance token in ${green_token_env}"
+                        );
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            runtime_main(simulate(listen, sessions, api_key, green, green_instances))
         }
         Cmd::Run { config } => {
             let cfg = match Config::load(&config) {
@@ -123,6 +139,70 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Serves the simulators until SIGTERM / Ctrl-C.
+async fn simulate(
+    listen: std::net::SocketAddr,
+    sessions: usize,
+    api_key: Option<String>,
+    green: Option<(std::net::SocketAddr, String)>,
+    green_instances: usize,
+) -> anyhow::Result<()> {
+    use wa_watchdog::sim::{green_api, waha};
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let opts = waha::WahaSimOptions {
+        api_key,
+        sessions: wa_watchdog::sim::session_names(sessions),
+        ..waha::WahaSimOptions::default().with_real_timings()
+    };
+    println!(
+        "WAHA simulator on http://{listen} with {sessions} sessions; faults: http://{listen}/_sim/..."
+    );
+    let mut servers = tokio::task::JoinSet::new();
+    servers.spawn(waha::run_standalone(listen, opts, stopped(stop_rx.clone())));
+    if let Some((addr, token)) = green {
+        let instances = (1..=green_instances)
+            .map(|i| {
+                green_api::SimInstance::new(
+                    &format!("{}", 1_101_000_000u64 + i as u64),
+                    &token,
+                    &format!("7999000{i:04}@c.us"),
+                )
+            })
+            .collect();
+        let opts = green_api::GreenSimOptions::new(wa_watchdog::clock::Clock::system(), instances);
+        println!(
+            "Green-API simulator on http://{addr} with {green_instances} instance(s) from 1101000001; faults: http://{addr}/_sim/..."
+        );
+        servers.spawn(green_api::run_standalone(
+            addr,
+            opts,
+            stopped(stop_rx.clone()),
+        ));
+    }
+    tokio::select! {
+        _ = app::shutdown_signal() => {}
+        Some(done) = servers.join_next() => {
+            // A server that ends by itself failed (e.g. the port is taken).
+            let _ = stop_tx.send(true);
+            return match done {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::anyhow!("simulator: {e}")),
+                Err(e) => Err(anyhow::anyhow!("simulator task: {e}")),
+            };
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(done) = servers.join_next().await {
+        if let Ok(Err(e)) = done {
+            return Err(anyhow::anyhow!("simulator: {e}"));
+        }
+    }
+    Ok(())
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {

@@ -200,3 +200,164 @@ async fn run_stops_cleanly_on_sigterm_and_never_logs_the_api_key() {
 async fn run_stops_cleanly_on_sigint() {
     run_daemon_until_signal("-INT").await;
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_serves_both_simulators_until_sigterm() {
+    let (waha_port, green_port) = (free_port(), free_port());
+    let child = Command::new(BIN)
+        .args([
+            "simulate",
+            "--listen",
+            &format!("127.0.0.1:{waha_port}"),
+            "--sessions",
+            "3",
+            "--green-listen",
+            &format!("127.0.0.1:{green_port}"),
+        ])
+        .env("WAHA_API_KEY", KEY)
+        .env("GREEN_API_TOKEN", "sim-green-token")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn simulate");
+    let http = wa_watchdog::provider::http::build_client(Duration::from_secs(5)).expect("client");
+    let start = Instant::now();
+    let sessions = loop {
+        let r = http
+            .get(format!(
+                "http://127.0.0.1:{waha_port}/api/sessions?all=true"
+            ))
+            .header("X-Api-Key", KEY)
+            .send()
+            .await;
+        if let Ok(r) = r {
+            break r.json::<serde_json::Value>().await.expect("json");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "simulate did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sessions.as_array().map(Vec::len), Some(3), "{sessions}");
+    let state: serde_json::Value = http
+        .get(format!(
+            "http://127.0.0.1:{green_port}/waInstance1101000001/getStateInstance/sim-green-token"
+        ))
+        .send()
+        .await
+        .expect("green")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["stateInstance"], "authorized");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_against_green_api_never_logs_the_token() {
+    use wa_watchdog::sim::green_api::{
+        self, ApiMethod, BodyForm, Canned, GreenSimOptions, SimInstance,
+    };
+    const TOKEN: &str = "gr33n-cli-tok3n-SEKRET-1a2b";
+    let mut opts = GreenSimOptions::new(
+        Clock::system(),
+        vec![SimInstance::new("1101000001", TOKEN, "79990000001@c.us")],
+    );
+    opts.queue_drain_after = Duration::from_millis(100);
+    let sim = green_api::start("127.0.0.1:0".parse().expect("addr"), opts)
+        .await
+        .expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("wd.db");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ndatabase = {db:?}\nlisten = \"127.0.0.1:0\"\n\
+             [canary]\ninterval = \"1s\"\njitter = 0.0\ntimeout = \"2s\"\nack_timeout = \"3s\"\n\
+             [policy]\nconfirm_interval = \"1s\"\n\
+             [[provider]]\nname = \"green\"\nkind = \"green-api\"\nurl = \"{}\"\nid_instance = \"1101000001\"\n\
+             api_token_env = \"CLI_TEST_GREEN_TOKEN\"\nmin_request_interval = \"50ms\"\n",
+            sim.url()
+        ),
+    )
+    .expect("config");
+    let child = Command::new(BIN)
+        .args(["run", "--config", &config.to_string_lossy()])
+        .env("CLI_TEST_GREEN_TOKEN", TOKEN)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn daemon");
+    wait_for_db(&db, "the instance healthy", |rows| {
+        rows.iter().any(|r| r.state == "healthy")
+    })
+    .await;
+    // Failures whose messages could carry the URL (and so the token).
+    let ctl = sim.control();
+    ctl.inject(
+        "1101000001",
+        Some(ApiMethod::GetStateInstance),
+        8,
+        wa_watchdog::sim::green_api::Fault::canned(Canned::BadGateway, BodyForm::Plain),
+    )
+    .expect("inject");
+    ctl.inject(
+        "1101000001",
+        Some(ApiMethod::SendMessage),
+        2,
+        wa_watchdog::sim::green_api::Fault::canned(Canned::Unauthorized, BodyForm::Json),
+    )
+    .expect("inject");
+    wait_for_db(&db, "healthy again after the faults", |rows| {
+        rows.iter()
+            .any(|r| r.state == "healthy" && r.last_outcome.as_deref() == Some("delivered"))
+            && ctl
+                .instance("1101000001")
+                .is_ok_and(|i| i.faults_pending == 0)
+    })
+    .await;
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(logs.contains("state change"), "trace logs were captured");
+    assert!(!logs.contains(TOKEN), "the Green-API token is in the logs");
+    sim.shutdown().await;
+}
