@@ -314,3 +314,29 @@ async fn the_token_never_reaches_the_database_the_metrics_or_the_events() {
     assert!(!hay.contains(GREEN_TOKEN), "token in the database");
     assert!(h.log.iter().any(|e| matches!(e, Event::Remediation { .. })));
 }
+
+#[tokio::test]
+async fn an_instance_whose_api_does_not_answer_marks_the_provider_down_and_back_up() {
+    let mut h = healthy(&settings()).await;
+    h.ctl
+        .inject(
+            GREEN_ID,
+            None,
+            1000,
+            Fault::canned(Canned::ServiceUnavailable, BodyForm::Plain),
+        )
+        .expect("inject");
+    h.run_for(secs(10)).await;
+    assert_eq!(h.state(GREEN_ID), State::Unreachable);
+    let metrics = h.metrics.encode().expect("encode");
+    assert!(
+        metrics.contains("wa_watchdog_provider_up{provider=\"green\"} 0"),
+        "{metrics}"
+    );
+    h.ctl.clear_faults(GREEN_ID).expect("clear");
+    h.run_for(secs(10)).await;
+    assert_eq!(h.state(GREEN_ID), State::Healthy);
+    let metrics = h.metrics.encode().expect("encode");
+    assert!(metrics.contains("wa_watchdog_provider_up{provider=\"green\"} 1"));
+    assert_eq!(h.ctl.count("reboot"), 0);
+}

@@ -237,6 +237,22 @@ impl Scheduler {
             self.metrics
                 .observe_probe(&provider, &report.outcome, latency);
         }
+        // Providers without a session list to read (named sessions,
+        // Green-API) are "up" unless probes find them unreachable.
+        let pr = &mut self.providers[p];
+        if pr.next_discovery.is_none() {
+            let up = !report.outcome.is_provider_level();
+            if up != pr.up {
+                pr.up = up;
+                self.metrics.set_provider(&provider, up, pr.outage);
+                let _ = self.events.send(Event::ProviderHealth {
+                    at,
+                    provider: provider.clone(),
+                    up,
+                    outage: pr.outage,
+                });
+            }
+        }
         tracing::debug!(
             %provider, session = name, kind, outcome = %report.outcome,
             detail = %report.detail, latency_ms = rec.latency_ms, "probe"
