@@ -307,10 +307,6 @@ impl Scheduler {
         let provider = pr.cfg.name.clone();
         let action = pr.client.restart_action();
 
-        for r in &fx.remediations {
-            self.record_remediation(p, name, &provider, action, r, &fx, now)
-                .await;
-        }
         if fx.desync_confirmed {
             self.metrics.desync_detected(&provider);
         }
@@ -342,6 +338,12 @@ impl Scheduler {
                 to: t.to,
                 reason: t.reason.clone(),
             });
+        }
+        // After the transitions so logs and events read in order; still
+        // before the restart job is spawned (the intent precedes the call).
+        for r in &fx.remediations {
+            self.record_remediation(p, name, &provider, action, r, &fx, now)
+                .await;
         }
         self.schedule(p, name, fx.next);
         self.save(p, name).await;
