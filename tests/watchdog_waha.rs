@@ -654,3 +654,14 @@ async fn old_probe_records_are_pruned_after_the_retention() {
         .expect("transitions");
     assert!(!transitions.is_empty());
 }
+
+#[tokio::test]
+async fn discovery_reads_a_session_list_larger_than_the_probe_body_cap() {
+    // ~1,500 sessions make a list of a few hundred kilobytes: more than any
+    // probe answer may be, well within what a session list may be.
+    let names: Vec<String> = (1..=1500).map(|i| format!("fleet-{i:04}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut h = Harness::start(&refs, &Settings::default()).await;
+    h.run_for(Duration::from_millis(10)).await;
+    assert_eq!(h.scheduler.sessions().len(), 1500);
+}

@@ -62,9 +62,22 @@ pub enum Transport {
     Timeout(String),
 }
 
-/// Sends a request and reads the reply body with a cap. The request's own
-/// `.timeout()` bounds the whole exchange, body included.
+/// The cap for a session list: a WAHA server with 100,000 sessions answers
+/// `GET /api/sessions?all=true` with tens of megabytes.
+pub const MAX_LIST_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Sends a request and reads the reply body with a cap of
+/// [`MAX_BODY_BYTES`]. The request's own `.timeout()` bounds the whole
+/// exchange, body included.
 pub async fn send(req: reqwest::RequestBuilder) -> Result<Reply, Transport> {
+    send_with_limit(req, MAX_BODY_BYTES).await
+}
+
+/// [`send`] with another body cap.
+pub async fn send_with_limit(
+    req: reqwest::RequestBuilder,
+    max_body: usize,
+) -> Result<Reply, Transport> {
     let mut resp = req.send().await.map_err(transport)?;
     let status = resp.status().as_u16();
     let retry_after = retry_after(resp.headers());
@@ -73,7 +86,7 @@ pub async fn send(req: reqwest::RequestBuilder) -> Result<Reply, Transport> {
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                let room = MAX_BODY_BYTES.saturating_sub(body.len());
+                let room = max_body.saturating_sub(body.len());
                 if chunk.len() > room {
                     body.extend_from_slice(&chunk[..room]);
                     truncated = true;

@@ -476,9 +476,12 @@ impl WahaClient {
     pub async fn list_sessions(&self, timeout: Duration) -> Result<Vec<SessionInfo>, Failure> {
         let mut url = self.url(&["api", "sessions"]);
         url.query_pairs_mut().append_pair("all", "true");
-        let reply = http::send(self.request(reqwest::Method::GET, url, timeout))
-            .await
-            .map_err(Failure::transport)?;
+        let reply = http::send_with_limit(
+            self.request(reqwest::Method::GET, url, timeout),
+            http::MAX_LIST_BODY_BYTES,
+        )
+        .await
+        .map_err(Failure::transport)?;
         let c = classify(Call::Status, &reply, &self.signatures);
         if let Some(outcome) = c.outcome {
             return Err(Failure {
