@@ -4,8 +4,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::*;
 use crate::provider::http::{MAX_DETAIL_CHARS, Reply};
+use crate::provider::{BlockKind, NotReadyKind};
 
 const TOKEN: &str = "tok3n-SEKRET-9f8e7d";
 const ID: &str = "1101000001";

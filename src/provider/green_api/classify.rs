@@ -1,0 +1,598 @@
+//! The Green-API classification table: [`Call`] (the closed set of methods
+//! the client can name), the [`RULES`] rows (status, body, verdict, the
+//! vendor's retry advice) and [`classify`], which maps one reply to one
+//! [`Outcome`]; plus [`queue_has`], the `showMessagesQueue` reader. Pure: no
+//! I/O, no clock. A detail may still hold the token if a proxy echoed the
+//! URL; the client scrubs it.
+
+use serde_json::Value;
+
+use super::InstanceState;
+use crate::provider::http::{self, Reply};
+use crate::provider::{NotReadyKind, Outcome};
+
+/// The methods this client calls: a closed set (see the module comment for
+/// the ones deliberately absent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Call {
+    /// `GET getStateInstance`.
+    State,
+    /// `GET getSettings`.
+    Settings,
+    /// `POST sendMessage`.
+    Send,
+    /// `GET showMessagesQueue`.
+    Queue,
+    /// `GET reboot`.
+    Reboot,
+}
+
+impl Call {
+    pub const ALL: [Call; 5] = [
+        Call::State,
+        Call::Settings,
+        Call::Send,
+        Call::Queue,
+        Call::Reboot,
+    ];
+
+    /// The method name as it appears in the path.
+    pub fn method_name(self) -> &'static str {
+        match self {
+            Call::State => "getStateInstance",
+            Call::Settings => "getSettings",
+            Call::Send => "sendMessage",
+            Call::Queue => "showMessagesQueue",
+            Call::Reboot => "reboot",
+        }
+    }
+
+    /// The verb green-api.md §1 documents; any other verb gets a 404.
+    pub fn http_method(self) -> reqwest::Method {
+        match self {
+            Call::Send => reqwest::Method::POST,
+            Call::State | Call::Settings | Call::Queue | Call::Reboot => reqwest::Method::GET,
+        }
+    }
+}
+
+/// Which calls a rule applies to.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope {
+    Any,
+    Only(Call),
+    /// Every call but [`Call::Send`]: a failure there says nothing about sending.
+    Reads,
+}
+
+impl Scope {
+    fn covers(self, call: Call) -> bool {
+        match self {
+            Scope::Any => true,
+            Scope::Only(c) => c == call,
+            Scope::Reads => call != Call::Send,
+        }
+    }
+}
+
+/// Status codes a rule applies to.
+#[derive(Clone, Copy, Debug)]
+pub enum Codes {
+    One(u16),
+    Range(u16, u16),
+}
+
+/// What the body must show for a rule to apply.
+#[derive(Clone, Copy, Debug)]
+pub enum BodyMatch {
+    Any,
+    /// A JSON object whose `code` is this number (the partner-token `200
+    /// {"code":401,...}` of §4.1).
+    CodeInBody(u16),
+    /// A JSON object with `status: false` and a `reason` containing one of
+    /// these (case-insensitive): the `200` refusal some methods send (§4.1).
+    Refusal(&'static [&'static str]),
+    /// A `getStateInstance` body: `null` or an object with `stateInstance`.
+    StateBody,
+    /// Any JSON object.
+    JsonObject,
+    /// A JSON object with a non-empty string `idMessage`.
+    IdMessage,
+    /// `showMessagesQueue`: a JSON array, `null`, or an empty body.
+    QueueBody,
+    /// A JSON object whose boolean field has this value.
+    Flag(&'static str, bool),
+    /// The raw body, or its JSON `message` / `reason` / `description`,
+    /// contains one of these (case-insensitive). Green-API's error bodies are
+    /// plain text or `{"message": ...}` (UNCONFIRMED which): both match alike.
+    ContainsAny(&'static [&'static str]),
+}
+
+/// What a matching reply means.
+#[derive(Clone, Copy, Debug)]
+pub enum Verdict {
+    Is(Outcome),
+    /// 429, with the `Retry-After` header if any.
+    RateLimited,
+    /// A successful answer to read further.
+    Success,
+}
+
+/// What to do before accepting a rule's verdict (the vendor's advice, seed 004).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    No,
+    /// 502: repeat [`RetryPolicy::retries_502`] times, [`RetryPolicy::delay_502`] apart.
+    ///
+    /// [`RetryPolicy::retries_502`]: super::RetryPolicy::retries_502
+    /// [`RetryPolicy::delay_502`]: super::RetryPolicy::delay_502
+    Repeat,
+    /// 499: repeat [`RetryPolicy::retries_499`] times with twice the request
+    /// timeout, after [`RetryPolicy::delay_502`].
+    ///
+    /// [`RetryPolicy::retries_499`]: super::RetryPolicy::retries_499
+    /// [`RetryPolicy::delay_502`]: super::RetryPolicy::delay_502
+    LongerTimeout,
+}
+
+/// One row of the classification table.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    pub name: &'static str,
+    pub scope: Scope,
+    pub codes: Codes,
+    pub body: BodyMatch,
+    pub verdict: Verdict,
+    pub retry: Retry,
+}
+
+const fn rule(
+    name: &'static str,
+    scope: Scope,
+    codes: Codes,
+    body: BodyMatch,
+    verdict: Verdict,
+) -> Rule {
+    Rule {
+        name,
+        scope,
+        codes,
+        body,
+        verdict,
+        retry: Retry::No,
+    }
+}
+
+const fn retried(r: Rule, retry: Retry) -> Rule {
+    Rule { retry, ..r }
+}
+
+use BodyMatch as B;
+use Codes::{One, Range};
+use Verdict as V;
+
+const STARTING: Outcome = Outcome::NotReady(NotReadyKind::Starting);
+
+/// The Green-API classification table (DESIGN.md "Providers", green-api.md
+/// §4, seed 004). Checked in order; the first matching row wins.
+///
+/// The newer combined 400 text `instance is starting or not authorized` is
+/// classified as starting: a probe reads `getStateInstance` before it sends
+/// and does not send unless the state is `authorized`, so this reply means
+/// the instance changed state between the two calls, and a restart is the
+/// usual cause. `NotReady(Starting)` is transient and re-probed (the next
+/// state read tells the truth), whereas `NeedsPairing` would page a human and
+/// stop remediation on a guess.
+pub const RULES: &[Rule] = &[
+    rule(
+        "401 in the body",
+        Scope::Any,
+        Range(0, 999),
+        B::CodeInBody(401),
+        V::Is(Outcome::AuthRejected),
+    ),
+    rule(
+        "refusal: starting",
+        Scope::Any,
+        Range(200, 299),
+        B::Refusal(&["starting"]),
+        V::Is(STARTING),
+    ),
+    rule(
+        "refusal: not authorized",
+        Scope::Any,
+        Range(200, 299),
+        B::Refusal(&["not authorized"]),
+        V::Is(Outcome::NeedsPairing),
+    ),
+    rule(
+        "state read",
+        Scope::Only(Call::State),
+        One(200),
+        B::StateBody,
+        V::Success,
+    ),
+    rule(
+        "settings read",
+        Scope::Only(Call::Settings),
+        One(200),
+        B::JsonObject,
+        V::Success,
+    ),
+    rule(
+        "message queued",
+        Scope::Only(Call::Send),
+        One(200),
+        B::IdMessage,
+        V::Success,
+    ),
+    rule(
+        "queue read",
+        Scope::Only(Call::Queue),
+        One(200),
+        B::QueueBody,
+        V::Success,
+    ),
+    rule(
+        "reboot accepted",
+        Scope::Only(Call::Reboot),
+        One(200),
+        B::Flag("isReboot", true),
+        V::Success,
+    ),
+    rule(
+        "reboot refused",
+        Scope::Only(Call::Reboot),
+        One(200),
+        B::Flag("isReboot", false),
+        V::Is(Outcome::SendFailed),
+    ),
+    rule(
+        "unexpected 2xx body",
+        Scope::Any,
+        Range(200, 299),
+        B::Any,
+        V::Is(Outcome::SendFailed),
+    ),
+    rule(
+        "starting or not authorized",
+        Scope::Any,
+        One(400),
+        B::ContainsAny(&["starting or not authorized"]),
+        V::Is(STARTING),
+    ),
+    rule(
+        "instance starting",
+        Scope::Any,
+        One(400),
+        B::ContainsAny(&["instance in starting process", "instance is starting"]),
+        V::Is(STARTING),
+    ),
+    rule(
+        "chat limit used up (2021)",
+        Scope::Any,
+        One(400),
+        B::ContainsAny(&["chat limit"]),
+        V::Is(Outcome::QuotaExceeded),
+    ),
+    rule(
+        "instance expired",
+        Scope::Any,
+        One(400),
+        B::ContainsAny(&["expired"]),
+        V::Is(Outcome::InstanceExpired),
+    ),
+    rule(
+        "instance deleted",
+        Scope::Any,
+        One(400),
+        B::ContainsAny(&["instance is deleted"]),
+        V::Is(Outcome::InstanceExpired),
+    ),
+    rule(
+        "instance not authorized",
+        Scope::Any,
+        One(400),
+        B::ContainsAny(&["not authorized"]),
+        V::Is(Outcome::NeedsPairing),
+    ),
+    rule(
+        "bad request data",
+        Scope::Any,
+        One(400),
+        B::ContainsAny(&["bad request data"]),
+        V::Is(Outcome::BadRequest),
+    ),
+    rule(
+        "validation failed",
+        Scope::Any,
+        One(400),
+        B::ContainsAny(&["validation failed", "bad request"]),
+        V::Is(Outcome::BadRequest),
+    ),
+    rule(
+        "field validation",
+        Scope::Any,
+        One(400),
+        B::ContainsAny(&[
+            "must be one of the next formats",
+            "is required",
+            "is not allowed",
+            "must be less than or equal to",
+            "must be at least",
+        ]),
+        V::Is(Outcome::BadRequest),
+    ),
+    rule(
+        "malformed JSON",
+        Scope::Any,
+        One(400),
+        B::ContainsAny(&["unexpected token", "in json"]),
+        V::Is(Outcome::BadRequest),
+    ),
+    rule(
+        "other 400",
+        Scope::Any,
+        One(400),
+        B::Any,
+        V::Is(Outcome::BadRequest),
+    ),
+    rule(
+        "token rejected (401)",
+        Scope::Any,
+        One(401),
+        B::Any,
+        V::Is(Outcome::AuthRejected),
+    ),
+    rule(
+        "instance rejected (403)",
+        Scope::Any,
+        One(403),
+        B::Any,
+        V::Is(Outcome::AuthRejected),
+    ),
+    rule(
+        "wrong verb (404)",
+        Scope::Any,
+        One(404),
+        B::Any,
+        V::Is(Outcome::BadRequest),
+    ),
+    rule(
+        "rate limited (429)",
+        Scope::Any,
+        One(429),
+        B::Any,
+        V::RateLimited,
+    ),
+    rule(
+        "quota exceeded (466)",
+        Scope::Any,
+        One(466),
+        B::Any,
+        V::Is(Outcome::QuotaExceeded),
+    ),
+    retried(
+        rule(
+            "client closed request (499)",
+            Scope::Any,
+            One(499),
+            B::Any,
+            V::Is(Outcome::Timeout),
+        ),
+        Retry::LongerTimeout,
+    ),
+    rule(
+        "other 4xx",
+        Scope::Any,
+        Range(400, 499),
+        B::Any,
+        V::Is(Outcome::BadRequest),
+    ),
+    retried(
+        rule(
+            "bad gateway (502)",
+            Scope::Any,
+            One(502),
+            B::Any,
+            V::Is(Outcome::Unreachable),
+        ),
+        Retry::Repeat,
+    ),
+    rule(
+        "unavailable (503/504)",
+        Scope::Any,
+        Range(503, 504),
+        B::Any,
+        V::Is(Outcome::Unreachable),
+    ),
+    rule(
+        "server error on send",
+        Scope::Only(Call::Send),
+        Range(500, 599),
+        B::Any,
+        V::Is(Outcome::SendFailed),
+    ),
+    rule(
+        "server error on read",
+        Scope::Reads,
+        Range(500, 599),
+        B::Any,
+        V::Is(Outcome::Unreachable),
+    ),
+    rule(
+        "unexpected status",
+        Scope::Any,
+        Range(0, 999),
+        B::Any,
+        V::Is(Outcome::SendFailed),
+    ),
+];
+
+/// The classification of one reply: the rule that matched and its meaning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Classified {
+    pub rule: &'static str,
+    /// None for [`Verdict::Success`].
+    pub outcome: Option<Outcome>,
+    pub retry: Retry,
+    /// Short, one line; may still hold the token if a proxy echoed the URL
+    /// (the client scrubs it).
+    pub detail: String,
+}
+
+/// Classifies a reply to `call`. Pure.
+pub fn classify(call: Call, reply: &Reply) -> Classified {
+    let json = reply.json();
+    let texts = texts(reply, json.as_ref());
+    for r in RULES {
+        if !r.scope.covers(call) {
+            continue;
+        }
+        let code_ok = match r.codes {
+            One(c) => reply.status == c,
+            Range(lo, hi) => (lo..=hi).contains(&reply.status),
+        };
+        if !code_ok || !body_matches(r.body, reply, json.as_ref(), &texts) {
+            continue;
+        }
+        let outcome = match r.verdict {
+            V::Is(o) => Some(o),
+            V::RateLimited => Some(Outcome::RateLimited {
+                retry_after: reply.retry_after,
+            }),
+            V::Success => None,
+        };
+        return Classified {
+            rule: r.name,
+            outcome,
+            retry: r.retry,
+            detail: detail(reply, json.as_ref()),
+        };
+    }
+    // The last row matches every status code; this is unreachable in practice.
+    Classified {
+        rule: "unexpected status",
+        outcome: Some(Outcome::SendFailed),
+        retry: Retry::No,
+        detail: detail(reply, json.as_ref()),
+    }
+}
+
+/// The lowercase texts a [`BodyMatch::ContainsAny`] searches: the raw body and
+/// the decoded message fields (a JSON string may escape what we look for).
+fn texts(reply: &Reply, json: Option<&Value>) -> Vec<String> {
+    let mut texts = vec![reply.body.to_lowercase()];
+    if let Some(j) = json {
+        for key in ["message", "reason", "description"] {
+            if let Some(s) = j.get(key).and_then(Value::as_str) {
+                texts.push(s.to_lowercase());
+            }
+        }
+    }
+    texts
+}
+
+fn body_matches(m: BodyMatch, reply: &Reply, json: Option<&Value>, texts: &[String]) -> bool {
+    let obj = json.and_then(Value::as_object);
+    match m {
+        B::Any => true,
+        B::CodeInBody(code) => obj.and_then(|o| o.get("code")).is_some_and(|c| {
+            c.as_u64() == Some(u64::from(code)) || c.as_str() == Some(&code.to_string())
+        }),
+        B::Refusal(needles) => {
+            let Some(o) = obj else { return false };
+            let refused = o.get("status").and_then(Value::as_bool) == Some(false);
+            let reason = o
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_lowercase)
+                .unwrap_or_default();
+            refused && needles.iter().any(|n| reason.contains(n))
+        }
+        B::StateBody => json.is_some_and(|j| InstanceState::from_json(j).is_some()),
+        B::JsonObject => obj.is_some(),
+        B::IdMessage => obj
+            .and_then(|o| o.get("idMessage"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty()),
+        B::QueueBody => {
+            (reply.body.trim().is_empty() && !reply.truncated)
+                || matches!(json, Some(Value::Null | Value::Array(_)))
+        }
+        B::Flag(field, value) => {
+            obj.and_then(|o| o.get(field)).and_then(Value::as_bool) == Some(value)
+        }
+        B::ContainsAny(needles) => texts
+            .iter()
+            .any(|t| needles.iter().any(|n| t.contains(&n.to_lowercase()))),
+    }
+}
+
+/// A short human description of a reply: the status and the most telling
+/// message in the body.
+fn detail(reply: &Reply, json: Option<&Value>) -> String {
+    if reply.status == 466 {
+        return quota_detail(json);
+    }
+    let message = json.and_then(|j| {
+        ["message", "description", "reason"]
+            .into_iter()
+            .find_map(|k| j.get(k).and_then(Value::as_str))
+    });
+    match message {
+        Some(m) => http::short(&format!("HTTP {}: {m}", reply.status)),
+        None if reply.body.trim().is_empty() => format!("HTTP {} with an empty body", reply.status),
+        None if json.is_none() => http::short(&format!(
+            "HTTP {}: {}",
+            reply.status,
+            reply.body.chars().take(100).collect::<String>()
+        )),
+        None => format!("HTTP {}", reply.status),
+    }
+}
+
+/// The 466 body (§4.2): names the quota that is used up. The body says
+/// `QUOTE_EXCEEDED`, the webhook `QUOTA_EXCEEDED`; both are recognised. The
+/// `description` (a list of allowed chat ids) is left out.
+fn quota_detail(json: Option<&Value>) -> String {
+    let exceeded = |o: &Value| {
+        o.get("status")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_uppercase)
+            .is_some_and(|s| s.contains("QUOTE_EXCEEDED") || s.contains("QUOTA_EXCEEDED"))
+    };
+    let found = json.and_then(|j| {
+        ["correspondentsStatus", "invokeStatus"]
+            .into_iter()
+            .filter_map(|k| j.get(k))
+            .find(|o| exceeded(o))
+    });
+    match found {
+        Some(o) => {
+            let method = o.get("method").and_then(Value::as_str).unwrap_or("?");
+            let used = o.get("used").map(Value::to_string).unwrap_or_default();
+            let total = o.get("total").map(Value::to_string).unwrap_or_default();
+            let status = o.get("status").and_then(Value::as_str).unwrap_or("");
+            http::short(&format!(
+                "HTTP 466: {method} quota exceeded ({used}/{total}, {status})"
+            ))
+        }
+        None => "HTTP 466: quota exceeded".to_string(),
+    }
+}
+
+/// Whether a `showMessagesQueue` body lists `id_message`. Tolerates `null`,
+/// non-array bodies, items that are not objects, and the id under
+/// `messageID`, `messageId` or `idMessage`.
+pub fn queue_has(body: Option<&Value>, id_message: &str) -> bool {
+    let Some(Value::Array(items)) = body else {
+        return false;
+    };
+    items.iter().any(|item| {
+        ["messageID", "messageId", "idMessage"]
+            .into_iter()
+            .filter_map(|k| item.get(k).and_then(Value::as_str))
+            .any(|id| id.eq_ignore_ascii_case(id_message))
+    })
+}
