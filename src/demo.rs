@@ -3,6 +3,8 @@
 //! database. After a while one session gets the #2084 desync (every send
 //! fails with HTTP 500 while WAHA still says WORKING); the demo prints every
 //! state change as it happens, so a newcomer watches it caught and healed.
+//! The daemon's HTTP server runs as in production, on an ephemeral loopback
+//! port printed in the banner (`/metrics`, `/healthz`, `/api/v1/sessions`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -131,6 +133,7 @@ pub async fn run(
     let config = Config::from_toml_str(&text, dir.join("demo.toml"), &env)
         .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
 
+    let app = App::build(config, clock.clone(), None).await?;
     out(format!(
         "wa-watchdog demo: a WAHA simulator with {} sessions and the watchdog, on this machine only.",
         opts.sessions
@@ -141,6 +144,10 @@ pub async fn run(
         sim.url()
     ));
     out(format!("  database   {}", db.display()));
+    let http = app.http_addr();
+    out(format!(
+        "  metrics    http://{http}/metrics   (also /healthz, /readyz, /api/v1/sessions)"
+    ));
     out(format!(
         "  canaries every {} per session; in ~{} {victim} starts failing every send",
         humantime_str(opts.canary_interval),
@@ -152,7 +159,6 @@ pub async fn run(
     );
     out(String::new());
 
-    let app = App::build(config, clock.clone(), None).await?;
     let events = app.scheduler.subscribe();
     let report = std::sync::Arc::new(std::sync::Mutex::new(DemoReport::default()));
     let out = std::sync::Arc::new(out);
