@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod daemon;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -76,7 +78,7 @@ impl Settings {
         self
     }
 
-    fn toml(&self, db: &std::path::Path, url: &str) -> String {
+    pub fn toml(&self, db: &std::path::Path, url: &str) -> String {
         let table = |m: &BTreeMap<&'static str, String>| {
             m.iter()
                 .map(|(k, v)| format!("{k} = {v}\n"))
