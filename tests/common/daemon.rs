@@ -87,6 +87,8 @@ impl Reply {
 
 impl Daemon {
     pub async fn start(sessions: &[&str], opts: DaemonOptions) -> Daemon {
+        // reqwest is built without a default TLS provider (see provider::http).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let sim = super::sim(sessions, &opts.clock).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("watchdog.db");
