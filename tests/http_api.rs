@@ -747,3 +747,30 @@ async fn a_running_daemon_is_healthy_and_ready_and_stops_its_server() {
     // The listener is closed with the daemon.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let d = healthy(&["s1"], false).await;
+    // Fill every slot with a client that connects and sends nothing.
+    let mut idle = Vec::new();
+    for _ in 0..http::MAX_CONNECTIONS {
+        idle.push(
+            tokio::net::TcpStream::connect(d.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    let blocked = quick.get(d.url("/healthz")).send().await;
+    assert!(blocked.is_err(), "served beyond the limit: {blocked:?}");
+    // One slot frees up: the next client is served.
+    idle.pop();
+    let r = d.get("/healthz").await;
+    assert_eq!(r.status, 200);
+    drop(idle);
+    d.stop().await.expect("clean stop");
+}
