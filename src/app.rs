@@ -1,22 +1,46 @@
 //! Wiring (STYLE.md "build, then run"): [`App::build`] opens the store,
-//! builds the metrics and the scheduler (restoring every session), and
-//! [`App::run_until_stopped`] runs the scheduler loop until the shutdown
-//! future resolves. The same constructor serves production, the demo and
-//! the tests.
+//! builds the metrics and the scheduler (restoring every session) and binds
+//! the HTTP listener; [`App::run_until_stopped`] runs the scheduler loop, the
+//! HTTP server and (when configured) the Alertmanager pusher until the
+//! shutdown future resolves. The same constructor serves production, the
+//! demo and the tests.
+//!
+//! Every task here is owned: the HTTP server and the pusher run in a
+//! `JoinSet` beside the scheduler loop; if one of them ends on its own, the
+//! scheduler is stopped and `run_until_stopped` returns an error, so a
+//! half-working daemon never keeps running unnoticed.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 
+use crate::alertmanager::{self, Holds};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::scheduler::{Command, Parts, Scheduler};
 use crate::store::Store;
 
 /// A request to the running scheduler and the channel for its answer.
 pub type CommandRequest = (Command, oneshot::Sender<Result<(), String>>);
+
+/// Why a command was not carried out.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The scheduler loop is not running (stopping, or not started).
+    #[error("the scheduler is not running")]
+    NotRunning,
+    /// The scheduler refused; the text says why (e.g. the provider's restart
+    /// slots are busy, the session is not paused).
+    #[error("{0}")]
+    Refused(String),
+}
 
 /// Sends commands to a running [`App`].
 #[derive(Clone, Debug)]
@@ -26,17 +50,20 @@ pub struct Handle {
 
 impl Handle {
     /// Sends a command and waits for the scheduler's answer.
-    pub async fn command(&self, cmd: Command) -> Result<(), String> {
+    pub async fn command(&self, cmd: Command) -> Result<(), CommandError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send((cmd, reply))
             .await
-            .map_err(|_| "the scheduler is not running".to_string())?;
-        rx.await
-            .map_err(|_| "the scheduler stopped before answering".to_string())?
+            .map_err(|_| CommandError::NotRunning)?;
+        match rx.await {
+            Ok(result) => result.map_err(CommandError::Refused),
+            Err(_) => Err(CommandError::NotRunning),
+        }
     }
 }
 
+/// The daemon, built and ready to run.
 pub struct App {
     pub config: Config,
     pub store: Store,
@@ -44,6 +71,10 @@ pub struct App {
     pub scheduler: Scheduler,
     commands: mpsc::Receiver<CommandRequest>,
     handle: Handle,
+    listener: TcpListener,
+    http_addr: SocketAddr,
+    heartbeat_max_age: Duration,
+    alert_holds: Holds,
 }
 
 impl App {
@@ -67,6 +98,16 @@ impl App {
             },
         )
         .await?;
+        // Bound here, not in `run_until_stopped`, so a busy port is a start-up
+        // error and tests on port 0 learn the address before running.
+        let listen = config.daemon.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (daemon.listen)"))?;
+        let http_addr = listener
+            .local_addr()
+            .with_context(|| format!("cannot read the address bound for {listen}"))?;
+        tracing::info!(%http_addr, "http: listening (/metrics, /healthz, /readyz, /api/v1)");
         let (tx, commands) = mpsc::channel(64);
         Ok(App {
             config,
@@ -75,11 +116,37 @@ impl App {
             scheduler,
             commands,
             handle: Handle { tx },
+            listener,
+            http_addr,
+            heartbeat_max_age: http::HEARTBEAT_MAX_AGE,
+            alert_holds: Holds::default(),
         })
     }
 
+    /// Sends commands to the scheduler once it runs.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// The address the HTTP server listens on (the real port when
+    /// `daemon.listen` asked for port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Replaces how long each directly pushed alert's condition must hold
+    /// before it fires (default: the `for` of the matching rule). For tests
+    /// and the demo, which cannot wait five minutes.
+    pub fn with_alert_holds(mut self, holds: Holds) -> App {
+        self.alert_holds = holds;
+        self
+    }
+
+    /// Replaces the heartbeat age at which `/healthz` fails (default
+    /// [`http::HEARTBEAT_MAX_AGE`]).
+    pub fn with_heartbeat_max_age(mut self, max_age: Duration) -> App {
+        self.heartbeat_max_age = max_age;
+        self
     }
 
     /// Runs until `shutdown` resolves; then finishes in-flight probes within
@@ -91,21 +158,98 @@ impl App {
         let App {
             config,
             store,
+            metrics,
             mut scheduler,
             commands,
-            ..
+            handle,
+            listener,
+            http_addr,
+            heartbeat_max_age,
+            alert_holds,
         } = self;
         tracing::info!(
             providers = config.providers.len(),
             sessions = scheduler.sessions().len(),
+            %http_addr,
             "wa-watchdog running"
         );
-        scheduler
-            .run(shutdown, commands, config.daemon.shutdown_grace, |_| {})
-            .await;
-        tracing::info!("scheduler stopped; closing the database");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            // An error means the sender is gone, which is a stop too.
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let mut tasks: JoinSet<&'static str> = JoinSet::new();
+        let http_state = HttpState {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            heartbeat: scheduler.heartbeat(),
+            heartbeat_max_age,
+            handle,
+            clock: scheduler.clock().clone(),
+            admin_token: config.daemon.admin_token.clone(),
+            config_path: config.path.clone(),
+        };
+        let http_stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            http::serve(listener, http_state, http_stop).await;
+            "the http server"
+        });
+        if let Some(am) = &config.alertmanager {
+            let pusher = alertmanager::Pusher::new(
+                am,
+                &config,
+                alertmanager::Parts {
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    clock: scheduler.clock().clone(),
+                    holds: alert_holds,
+                    generator_base: format!("http://{http_addr}"),
+                },
+            )?;
+            let events = scheduler.subscribe();
+            let am_stop = stopped(stop_rx.clone());
+            tasks.spawn(async move {
+                pusher.run(events, am_stop).await;
+                "the alertmanager pusher"
+            });
+        }
+
+        // The scheduler runs until the shutdown signal, or until a companion
+        // task ends by itself (a bug: they only return when told to stop).
+        let mut failed: Option<String> = None;
+        {
+            let tasks = &mut tasks;
+            let failed = &mut failed;
+            let until = async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    Some(joined) = tasks.join_next() => {
+                        let what = match joined {
+                            Ok(name) => format!("{name} stopped unexpectedly"),
+                            Err(e) => format!("a daemon task failed: {e}"),
+                        };
+                        tracing::error!("{what}; shutting down");
+                        *failed = Some(what);
+                    }
+                }
+            };
+            scheduler
+                .run(until, commands, config.daemon.shutdown_grace, |_| {})
+                .await;
+        }
+        tracing::info!("scheduler stopped; stopping the http server");
+        let _ = stop_tx.send(true);
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "a daemon task failed while stopping");
+            }
+        }
+        tracing::info!("closing the database");
         store.close().await;
-        Ok(())
+        match failed {
+            Some(what) => Err(anyhow::anyhow!(what)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! WAHA still says WORKING) and the Green-API instance's send queue stops
 //! draining while it still says `authorized`; the demo prints every state
 //! change as it happens, so a newcomer watches both caught and healed.
+//! The daemon's HTTP server runs as in production, on an ephemeral loopback
+//! port printed in the banner (`/metrics`, `/healthz`, `/api/v1/sessions`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -195,6 +197,7 @@ pub async fn run(
     let config = Config::from_toml_str(&text, dir.join("demo.toml"), &env)
         .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
 
+    let app = App::build(config, clock.clone(), None).await?;
     out(format!(
         "wa-watchdog demo: a WAHA simulator with {} sessions, a Green-API simulator with one \
          instance, and the watchdog, on this machine only.",
@@ -212,6 +215,10 @@ pub async fn run(
     ));
     out(format!("  database   {}", db.display()));
     out(format!(
+        "  metrics    http://{}/metrics   (also /healthz, /readyz, /api/v1/sessions)",
+        app.http_addr()
+    ));
+    out(format!(
         "  canaries every {} per session. In ~{} {victim} starts failing every send while WAHA",
         human(opts.canary_interval),
         human(opts.desync_after)
@@ -227,7 +234,6 @@ pub async fn run(
     out("  Ctrl-C stops the demo.".to_string());
     out(String::new());
 
-    let app = App::build(config, clock.clone(), None).await?;
     let events = app.scheduler.subscribe();
     let report = Arc::new(Mutex::new(DemoReport::default()));
     let out = Arc::new(out);

@@ -2,11 +2,13 @@
 //!
 //! See ARCHITECTURE.md for the code map, the data flow and the invariants.
 
+pub mod alertmanager;
 pub mod app;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod http;
 pub mod machine;
 pub mod metrics;
 pub mod policy;

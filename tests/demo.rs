@@ -14,8 +14,10 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
     let opts = DemoOptions {
         sessions: 3,
         victim: 2,
-        desync_after: Duration::from_millis(1500),
-        green_stuck_after: Some(Duration::from_millis(1500)),
+        // Late enough that every session had its first canary confirmed,
+        // even on a loaded machine.
+        desync_after: Duration::from_secs(3),
+        green_stuck_after: Some(Duration::from_secs(4)),
         canary_interval: Duration::from_millis(1200),
         confirm_interval: Duration::from_millis(1200),
         ack_timeout: Duration::from_millis(1500),
@@ -24,18 +26,38 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
         reboot_starting_for: Duration::from_millis(500),
         exit_after: Some(Duration::from_secs(60)),
     };
-    // Stop as soon as both heals are printed, so the test takes seconds.
+    // Stop as soon as both heals are printed, so the test takes seconds;
+    // scrape the /metrics URL the banner printed before stopping.
     let watch = lines.clone();
+    let scraped = Arc::new(Mutex::new(None::<(u16, String)>));
+    let scrape = scraped.clone();
     let healed = async move {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let heals = watch
-                .lock()
-                .expect("lines")
-                .iter()
-                .filter(|l| l.contains("recovering → healthy"))
-                .count();
+            let (heals, url) = {
+                let lines = watch.lock().expect("lines");
+                let heals = lines
+                    .iter()
+                    .filter(|l| l.contains("recovering → healthy"))
+                    .count();
+                let url = lines.iter().find_map(|l| {
+                    l.trim()
+                        .strip_prefix("metrics")
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(str::to_owned)
+                });
+                (heals, url)
+            };
             if heals >= 2 {
+                if let Some(url) = url {
+                    let client = wa_watchdog::provider::http::build_client(Duration::from_secs(5))
+                        .expect("client");
+                    let got = match client.get(&url).send().await {
+                        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                        Err(e) => (0, e.to_string()),
+                    };
+                    *scrape.lock().expect("scrape") = Some(got);
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 return;
             }
@@ -54,7 +76,20 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
         [("demo-2".to_string(), 1), ("1101000001".to_string(), 1)],
         "{text}"
     );
+    let (status, body) = scraped
+        .lock()
+        .expect("scrape")
+        .clone()
+        .unwrap_or_else(|| panic!("the banner printed no metrics URL:\n{text}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(
+            "wa_watchdog_session_state{provider=\"waha-demo\",session=\"demo-2\",state=\"healthy\"} 1"
+        ),
+        "{body}"
+    );
     for needle in [
+        "  metrics    http://127.0.0.1:",
         "injected: demo-2",
         "demo-2     healthy → suspect",
         "restart accepted by WAHA",

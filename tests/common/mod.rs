@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod daemon;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -94,7 +96,8 @@ impl Settings {
         )
     }
 
-    fn waha_toml(&self, db: &std::path::Path, url: &str) -> String {
+    /// The config text with this harness's WAHA provider at `url`.
+    pub fn waha_toml(&self, db: &std::path::Path, url: &str) -> String {
         self.toml(
             db,
             &format!(
