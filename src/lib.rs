@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod events;
 pub mod machine;
+pub mod maintenance;
 pub mod metrics;
 pub mod policy;
 pub mod provider;

@@ -13,6 +13,7 @@
 //! `file:line:column`; everything else is checked after parsing, and the
 //! error names the key path (`provider "waha-main": policy.max_restarts`).
 
+mod maintenance;
 mod raw;
 mod render;
 mod resolve;
@@ -60,6 +61,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Direct push to Alertmanager; off when the table is absent.
     pub alertmanager: Option<AlertmanagerConfig>,
+    /// `[[maintenance]]` windows, in file order; names are unique.
+    pub maintenance: Vec<crate::maintenance::Window>,
     /// The file this came from, as given (used in messages and for reload).
     pub path: PathBuf,
     /// Things that work but deserve a look (inline secrets, cleartext HTTP,

@@ -64,10 +64,12 @@ impl Resolver<'_> {
         }
 
         let alertmanager = raw.alertmanager.map(alertmanager).transpose()?;
+        let maintenance = super::maintenance::resolve(raw.maintenance, &providers)?;
         Ok(Config {
             daemon,
             providers,
             alertmanager,
+            maintenance,
             path: self.path.to_path_buf(),
             warnings: std::mem::take(&mut self.warnings),
         })
@@ -318,7 +320,7 @@ impl Resolver<'_> {
 
 /// `[A-Za-z0-9_.-]{1,64}`, and not `.` or `..` (which a URL path would
 /// collapse). Used for provider names and configured session names.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
