@@ -33,6 +33,9 @@ pub struct Settings {
     pub policy: BTreeMap<&'static str, String>,
     pub provider: BTreeMap<&'static str, String>,
     pub daemon: BTreeMap<&'static str, String>,
+    /// Appended to the file as is (more `[[provider]]` or `[[maintenance]]`
+    /// tables); `{sim}` is replaced by the simulator's URL.
+    pub extra: String,
 }
 
 impl Default for Settings {
@@ -42,6 +45,7 @@ impl Default for Settings {
             policy: BTreeMap::new(),
             provider: BTreeMap::new(),
             daemon: BTreeMap::new(),
+            extra: String::new(),
         };
         s.canary("interval", "\"2s\"")
             .canary("jitter", "0.0")
@@ -76,7 +80,7 @@ impl Settings {
         self
     }
 
-    fn toml(&self, db: &std::path::Path, url: &str) -> String {
+    pub fn toml(&self, db: &std::path::Path, url: &str) -> String {
         let table = |m: &BTreeMap<&'static str, String>| {
             m.iter()
                 .map(|(k, v)| format!("{k} = {v}\n"))
@@ -84,11 +88,12 @@ impl Settings {
         };
         format!(
             "[daemon]\ndatabase = {db:?}\n{}\n[canary]\n{}\n[policy]\n{}\n\
-             [[provider]]\nname = \"{PROVIDER}\"\nkind = \"waha\"\nurl = \"{url}\"\napi_key_env = \"WAHA_API_KEY\"\n{}",
+             [[provider]]\nname = \"{PROVIDER}\"\nkind = \"waha\"\nurl = \"{url}\"\napi_key_env = \"WAHA_API_KEY\"\n{}\n{}",
             table(&self.daemon),
             table(&self.canary),
             table(&self.policy),
             table(&self.provider),
+            self.extra.replace("{sim}", url),
         )
     }
 }
@@ -182,6 +187,14 @@ impl Harness {
         drop(scheduler);
         store.close().await;
         Self::with(clock, sim, dir, settings).await
+    }
+
+    /// The config `settings` describe for this harness's database and
+    /// simulator (what a reload would read).
+    pub fn config_for(&self, settings: &Settings) -> Config {
+        let text = settings.toml(&self.dir.path().join("watchdog.db"), &self.sim.url());
+        Config::from_toml_str(&text, self.dir.path().join("config.toml"), &env)
+            .unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
     }
 
     pub fn now(&self) -> Timestamp {
