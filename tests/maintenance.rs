@@ -22,11 +22,12 @@ fn at(hms: &str) -> Timestamp {
 }
 
 fn window(extra: &str) -> Settings {
-    let mut s = Settings::default();
-    s.extra = format!(
-        "[[maintenance]]\nname = \"upgrade\"\nweekdays = [\"fri\"]\nstart = \"08:01\"\nduration = \"10m\"\n{extra}"
-    );
-    s
+    Settings {
+        extra: format!(
+            "[[maintenance]]\nname = \"upgrade\"\nweekdays = [\"fri\"]\nstart = \"08:01\"\nduration = \"10m\"\n{extra}"
+        ),
+        ..Settings::default()
+    }
 }
 
 async fn run_until_time(h: &mut Harness, t: Timestamp) {
@@ -158,7 +159,7 @@ async fn an_operator_pause_is_never_shortened_by_a_window() {
 #[tokio::test]
 async fn a_daemon_started_inside_a_window_pauses_at_once_and_new_sessions_too() {
     let settings = window("");
-    let mut h = Harness::start(&["s1"], &settings).await;
+    let h = Harness::start(&["s1"], &settings).await;
     h.clock.set(at("08:05:00"));
     let mut h = h.restart_daemon(&settings).await;
     h.run_for(Duration::from_millis(1)).await;
