@@ -220,8 +220,10 @@ async fn sessions_added_to_and_removed_from_the_list_are_watched_and_retired() {
 
 #[tokio::test]
 async fn a_removed_provider_retires_its_sessions_and_can_come_back() {
-    let mut settings = Settings::default();
-    settings.extra = SECOND.to_string();
+    let mut settings = Settings {
+        extra: SECOND.to_string(),
+        ..Settings::default()
+    };
     let mut h = healthy(&["s1", "s2"], &settings).await;
     assert_eq!(
         h.scheduler.machine("second", "s1").map(|m| m.state),
