@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::scheduler::{Command, Parts, Scheduler};
+use crate::service::{self, Notifier};
 use crate::store::Store;
 
 /// A request to the running scheduler and the channel for its answer.
@@ -83,7 +85,9 @@ impl App {
     }
 
     /// Runs until `shutdown` resolves; then finishes in-flight probes within
-    /// `daemon.shutdown_grace` and closes the store.
+    /// `daemon.shutdown_grace` and closes the store. Under systemd it tells
+    /// the service manager (see `service`); SIGHUP reloads the config file
+    /// (see `reload`).
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()>,
@@ -91,18 +95,34 @@ impl App {
         let App {
             config,
             store,
+            metrics,
             mut scheduler,
             commands,
-            ..
+            handle,
         } = self;
         tracing::info!(
             providers = config.providers.len(),
             sessions = scheduler.sessions().len(),
             "wa-watchdog running"
         );
-        scheduler
-            .run(shutdown, commands, config.daemon.shutdown_grace, |_| {})
-            .await;
+        let notifier = Notifier::from_env();
+        let grace = config.daemon.shutdown_grace;
+        let reloader = Reloader::new(config, handle, metrics, notifier.clone());
+        notifier.ready(&service::status_line(&scheduler.summary()));
+        let shutdown = async {
+            shutdown.await;
+            notifier.stopping();
+        };
+        // The reloader only sends commands to the loop and never returns:
+        // this ends when the loop does.
+        tokio::select! {
+            _ = scheduler.run(shutdown, commands, grace, |s| {
+                if notifier.is_enabled() {
+                    notifier.beat(&s.summary());
+                }
+            }) => {}
+            _ = reloader.run() => {}
+        }
         tracing::info!("scheduler stopped; closing the database");
         store.close().await;
         Ok(())

@@ -287,3 +287,87 @@ async fn daemon_level_intervals_are_taken_over() {
     h.run_for(secs(3)).await;
     assert_eq!(h.state("s9"), State::Healthy);
 }
+
+/// The daemon-level reload (what SIGHUP runs) against a running App: a
+/// broken file is rejected naming the key and counted; a good one applies.
+#[tokio::test]
+async fn a_broken_file_is_rejected_and_counted_and_a_good_one_applies() {
+    use wa_watchdog::app::App;
+    use wa_watchdog::reload::{ReloadOutcome, Reloader};
+    use wa_watchdog::service::Notifier;
+
+    let clock = wa_watchdog::clock::Clock::manual(common::t0());
+    let sim = common::sim(&["s1"], &clock).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("config.toml");
+    let db = dir.path().join("watchdog.db");
+    let settings = Settings::default();
+    // The file names WAHA_API_KEY through api_key_env; this process's
+    // environment has no such variable, so give the harness key a file.
+    let key_file = dir.path().join("waha-key");
+    std::fs::write(&key_file, common::API_KEY).expect("key");
+    let text = |s: &Settings| {
+        s.toml(&db, &sim.url()).replace(
+            "api_key_env = \"WAHA_API_KEY\"",
+            &format!("api_key_file = {key_file:?}"),
+        )
+    };
+    std::fs::write(&path, text(&settings)).expect("write");
+    let config = wa_watchdog::config::Config::load(&path).expect("config");
+    let app = App::build(config.clone(), clock.clone(), Some(1))
+        .await
+        .expect("app");
+    let metrics = app.metrics.clone();
+    let mut reloader = Reloader::new(config, app.handle(), metrics.clone(), Notifier::disabled());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+
+    let counter = |m: &wa_watchdog::metrics::Metrics| {
+        m.encode()
+            .expect("encode")
+            .lines()
+            .find(|l| l.starts_with("wa_watchdog_config_reload_failures_total "))
+            .map(|l| l.to_string())
+    };
+    assert_eq!(
+        counter(&metrics).as_deref(),
+        Some("wa_watchdog_config_reload_failures_total 0")
+    );
+
+    let mut broken = settings.clone();
+    broken.policy("max_restarts", "0");
+    std::fs::write(&path, text(&broken)).expect("write");
+    match reloader.reload().await {
+        ReloadOutcome::Rejected(why) => {
+            assert!(why.contains("policy.max_restarts"), "{why}");
+            assert!(why.contains(&path.display().to_string()), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        counter(&metrics).as_deref(),
+        Some("wa_watchdog_config_reload_failures_total 1")
+    );
+    assert_eq!(reloader.current().providers[0].policy.max_restarts, 3);
+
+    let mut good = settings.clone();
+    good.policy("max_restarts", "7")
+        .daemon("listen", "\"127.0.0.1:9999\"");
+    std::fs::write(&path, text(&good)).expect("write");
+    assert_eq!(
+        reloader.reload().await,
+        ReloadOutcome::Applied {
+            restart_needed: vec!["daemon.listen"]
+        }
+    );
+    assert_eq!(reloader.current().providers[0].policy.max_restarts, 7);
+    assert_eq!(
+        counter(&metrics).as_deref(),
+        Some("wa_watchdog_config_reload_failures_total 1")
+    );
+
+    let _ = stop.send(());
+    running.await.expect("join").expect("run");
+}
