@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the code map, the data flow and the invariants.
 
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;

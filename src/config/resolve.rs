@@ -75,7 +75,7 @@ impl Resolver<'_> {
         })
     }
 
-    fn daemon(&mut self, raw: RawDaemon) -> Result<DaemonConfig, String> {
+    pub(super) fn daemon(&mut self, raw: RawDaemon) -> Result<DaemonConfig, String> {
         let d = DaemonConfig::default();
         let database = match raw.database {
             Some(p) if p.as_os_str().is_empty() => {
