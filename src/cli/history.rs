@@ -153,9 +153,11 @@ fn render(
             s.restart_history.len()
         ));
     }
-    // (time, order within the same instant, kind, text)
+    // (time, order within the same instant, kind, text). The store answers
+    // newest first; walking its lists backwards keeps the order in which
+    // things were recorded within one millisecond (the sort is stable).
     let mut entries: Vec<(Timestamp, u8, &str, String)> = Vec::new();
-    for p in probes {
+    for p in probes.iter().rev() {
         let status = p
             .http_status
             .map(|s| format!("HTTP {s}, "))
@@ -175,7 +177,7 @@ fn render(
             ),
         ));
     }
-    for t in transitions {
+    for t in transitions.iter().rev() {
         entries.push((
             t.at,
             1,
@@ -183,7 +185,7 @@ fn render(
             format!("{} -> {}: {}", t.from_state, t.to_state, t.reason),
         ));
     }
-    for r in remediations {
+    for r in remediations.iter().rev() {
         let took = r
             .duration_ms
             .map(|ms| format!(" after {:.1}s", ms as f64 / 1000.0))
