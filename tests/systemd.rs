@@ -411,3 +411,41 @@ fn the_unit_file_verifies_cleanly_and_is_hardened() {
         });
     assert!(exposure <= 1.5, "exposure {exposure} > 1.5:\n{out}");
 }
+
+/// `WATCHDOG_PID` names another process: the watchdog is not ours to feed
+/// (systemd sets it so a forked child does not ping for its parent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watchdog_for_another_pid_is_not_fed() {
+    let sim = sim(&["s1"]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("wd.db");
+    let config = dir.path().join("config.toml");
+    let log = dir.path().join("daemon.log");
+    std::fs::write(&config, config_text(&db, &sim.url(), "[\"s1\"]", "")).expect("config");
+    let mut manager = Manager::bind(dir.path());
+    let socket = manager.path.to_string_lossy().to_string();
+    let child = spawn(
+        &config,
+        &log,
+        &[
+            ("NOTIFY_SOCKET", &socket),
+            ("WATCHDOG_USEC", "2000000"),
+            ("WATCHDOG_PID", "1"),
+        ],
+    );
+    manager
+        .expect("READY=1", Duration::from_secs(20), &log)
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(&child, "-TERM");
+    manager
+        .expect("STOPPING=1", Duration::from_secs(5), &log)
+        .await;
+    assert_eq!(wait_exit(child).await.code(), Some(0), "{}", tail(&log));
+    assert!(
+        manager.times(0, "WATCHDOG=1").is_empty(),
+        "{:?}",
+        manager.seen
+    );
+    sim.shutdown().await;
+}

@@ -198,11 +198,14 @@ impl Scheduler {
         now: Timestamp,
         report: &mut ReloadReport,
     ) {
-        let old = std::mem::replace(&mut self.providers[p].cfg, new.clone());
-        self.providers[p].client = client;
-        if old == *new {
+        if self.providers[p].cfg == *new {
+            // Unchanged: keep the running client (and whatever it holds,
+            // e.g. pooled connections); the new one only proved it builds.
+            drop(client);
             return;
         }
+        let old = std::mem::replace(&mut self.providers[p].cfg, new.clone());
+        self.providers[p].client = client;
         report.providers_changed.push(new.name.clone());
         tracing::info!(provider = %new.name, "provider settings changed");
 
