@@ -26,6 +26,10 @@ pub struct Reloader {
     handle: Handle,
     metrics: Arc<Metrics>,
     notifier: Notifier,
+    /// SIGHUP, listened for from construction on: the daemon says READY=1
+    /// right after, and systemd may send a reload at once.
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 /// How a reload ended.
@@ -40,14 +44,26 @@ pub enum ReloadOutcome {
 
 impl Reloader {
     /// `current` is the configuration the daemon runs with; the file is
-    /// re-read from `current.path`.
+    /// re-read from `current.path`. Starts listening for SIGHUP (call it
+    /// inside the runtime, before telling systemd the daemon is ready).
     pub fn new(current: Config, handle: Handle, metrics: Arc<Metrics>, notifier: Notifier) -> Self {
+        #[cfg(unix)]
+        let hangup = {
+            use tokio::signal::unix::{SignalKind, signal};
+            signal(SignalKind::hangup())
+                .inspect_err(|e| {
+                    tracing::error!(error = %e, "cannot listen for SIGHUP; reload by restarting")
+                })
+                .ok()
+        };
         Reloader {
             path: current.path.clone(),
             current,
             handle,
             metrics,
             notifier,
+            #[cfg(unix)]
+            hangup,
         }
     }
 
@@ -115,17 +131,9 @@ impl Reloader {
     /// the loop ends when the loop does.
     pub async fn run(mut self) {
         #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            match signal(SignalKind::hangup()) {
-                Ok(mut hup) => {
-                    while hup.recv().await.is_some() {
-                        self.reload().await;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGHUP; reload by restarting");
-                }
+        if let Some(mut hup) = self.hangup.take() {
+            while hup.recv().await.is_some() {
+                self.reload().await;
             }
         }
         std::future::pending::<()>().await;
