@@ -24,7 +24,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::scheduler::{Command, Parts, Scheduler};
+use crate::service::{self, Notifier};
 use crate::store::Store;
 
 /// A request to the running scheduler and the channel for its answer.
@@ -150,7 +152,9 @@ impl App {
     }
 
     /// Runs until `shutdown` resolves; then finishes in-flight probes within
-    /// `daemon.shutdown_grace` and closes the store.
+    /// `daemon.shutdown_grace` and closes the store. Under systemd it tells
+    /// the service manager (see `service`); SIGHUP reloads the config file
+    /// (see `reload`).
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()>,
@@ -184,7 +188,7 @@ impl App {
             metrics: metrics.clone(),
             heartbeat: scheduler.heartbeat(),
             heartbeat_max_age,
-            handle,
+            handle: handle.clone(),
             clock: scheduler.clock().clone(),
             admin_token: config.daemon.admin_token.clone(),
             config_path: config.path.clone(),
@@ -214,12 +218,20 @@ impl App {
             });
         }
 
+        // Under systemd: READY now, WATCHDOG from the loop itself, STATUS on
+        // change, STOPPING at shutdown; SIGHUP reloads through the loop.
+        let notifier = Notifier::from_env();
+        let grace = config.daemon.shutdown_grace;
+        let reloader = Reloader::new(config, handle, metrics, notifier.clone());
+        notifier.ready(&service::status_line(&scheduler.summary()));
+
         // The scheduler runs until the shutdown signal, or until a companion
         // task ends by itself (a bug: they only return when told to stop).
         let mut failed: Option<String> = None;
         {
             let tasks = &mut tasks;
             let failed = &mut failed;
+            let stopping = notifier.clone();
             let until = async move {
                 tokio::select! {
                     () = shutdown => {}
@@ -232,10 +244,18 @@ impl App {
                         *failed = Some(what);
                     }
                 }
+                stopping.stopping();
             };
-            scheduler
-                .run(until, commands, config.daemon.shutdown_grace, |_| {})
-                .await;
+            // The reloader only sends commands to the loop and never returns:
+            // this ends when the loop does.
+            tokio::select! {
+                _ = scheduler.run(until, commands, grace, |s| {
+                    if notifier.is_enabled() {
+                        notifier.beat(&s.summary());
+                    }
+                }) => {}
+                _ = reloader.run() => {}
+            }
         }
         tracing::info!("scheduler stopped; stopping the http server");
         let _ = stop_tx.send(true);

@@ -4,16 +4,20 @@
 
 pub mod alertmanager;
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod events;
 pub mod http;
 pub mod machine;
+pub mod maintenance;
 pub mod metrics;
 pub mod policy;
 pub mod provider;
+pub mod reload;
 pub mod scheduler;
+pub mod service;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

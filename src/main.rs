@@ -7,11 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use wa_watchdog::cli::{self, DEFAULT_CONFIG};
 use wa_watchdog::clock::Clock;
 use wa_watchdog::config::{self, Config};
 use wa_watchdog::{app, demo, telemetry};
-
-const DEFAULT_CONFIG: &str = "/etc/wa-watchdog/config.toml";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -64,6 +63,9 @@ enum Cmd {
         #[arg(long, default_value = "GREEN_API_TOKEN")]
         green_token_env: String,
     },
+    /// Operator commands: status, history, probe, pause, resume.
+    #[command(flatten)]
+    Operator(cli::Op),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +78,10 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Cmd::Operator(op) => {
+            telemetry::init(config::LogFormat::Text, "warn");
+            cli::run(op)
+        }
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Demo { exit_after } => {
             telemetry::init(config::LogFormat::Text, "error");

@@ -13,6 +13,8 @@
 //! `file:line:column`; everything else is checked after parsing, and the
 //! error names the key path (`provider "waha-main": policy.max_restarts`).
 
+mod maintenance;
+mod operator;
 mod raw;
 mod render;
 mod resolve;
@@ -31,6 +33,7 @@ use crate::policy::PolicyConfig;
 use raw::RawConfig;
 use resolve::Resolver;
 
+pub use operator::OperatorConfig;
 pub use render::render_redacted;
 pub use secret::{Secret, SecretSource};
 
@@ -63,6 +66,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Direct push to Alertmanager; off when the table is absent.
     pub alertmanager: Option<AlertmanagerConfig>,
+    /// `[[maintenance]]` windows, in file order; names are unique.
+    pub maintenance: Vec<crate::maintenance::Window>,
     /// The file this came from, as given (used in messages and for reload).
     pub path: PathBuf,
     /// Things that work but deserve a look (inline secrets, cleartext HTTP,
@@ -400,11 +405,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            location: e.span().map(|span| location(text, span.start)),
-            message: e.message().trim_end().to_string(),
-        })?;
+        let raw = parse_raw(text, path)?;
         let credentials_dir = env("CREDENTIALS_DIRECTORY")
             .filter(|d| !d.is_empty())
             .map(PathBuf::from);
@@ -427,6 +428,15 @@ impl Config {
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.name == name)
     }
+}
+
+/// The raw schema of `text`; syntax errors and unknown keys carry their position.
+fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        location: e.span().map(|span| location(text, span.start)),
+        message: e.message().trim_end().to_string(),
+    })
 }
 
 /// The real environment. A variable that is not valid UTF-8 counts as unset

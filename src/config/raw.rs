@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     #[serde(rename = "provider")]
     pub providers: Vec<RawProvider>,
     pub alertmanager: Option<RawAlertmanager>,
+    pub maintenance: Vec<super::maintenance::RawMaintenance>,
 }
 
 #[derive(Deserialize, Default)]
@@ -168,7 +169,7 @@ fn id_instance<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 /// A humantime duration (`"15s"`, `"5m"`, `"1h 30m"`, `"30d"`). Unlike
 /// `humantime_serde`, the error keeps humantime's reason (which unit is
 /// unknown, which number is too large).
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     struct Visitor;
     impl serde::de::Visitor<'_> for Visitor {
         type Value = Option<Duration>;

@@ -46,6 +46,8 @@ pub fn render_redacted(cfg: &Config) -> String {
     for p in &cfg.providers {
         provider(&mut out, p);
     }
+    out.0
+        .push_str(&super::maintenance::render(&cfg.maintenance, quote));
 
     out.blank();
     match &cfg.alertmanager {

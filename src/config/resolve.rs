@@ -64,16 +64,18 @@ impl Resolver<'_> {
         }
 
         let alertmanager = raw.alertmanager.map(alertmanager).transpose()?;
+        let maintenance = super::maintenance::resolve(raw.maintenance, &providers)?;
         Ok(Config {
             daemon,
             providers,
             alertmanager,
+            maintenance,
             path: self.path.to_path_buf(),
             warnings: std::mem::take(&mut self.warnings),
         })
     }
 
-    fn daemon(&mut self, raw: RawDaemon) -> Result<DaemonConfig, String> {
+    pub(super) fn daemon(&mut self, raw: RawDaemon) -> Result<DaemonConfig, String> {
         let d = DaemonConfig::default();
         let database = match raw.database {
             Some(p) if p.as_os_str().is_empty() => {
@@ -331,7 +333,7 @@ impl Resolver<'_> {
 
 /// `[A-Za-z0-9_.-]{1,64}`, and not `.` or `..` (which a URL path would
 /// collapse). Used for provider names and configured session names.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

@@ -503,9 +503,9 @@ fn parse_errors_have_line_and_column() {
             ":4:1: unknown field `chats`",
         ),
         (
-            "maintenance",
-            "[[maintenance]]\n",
-            ":1:3: unknown field `maintenance`",
+            "unknown maintenance key",
+            "[[maintenance]]\nname = \"w\"\nstrt = \"02:00\"\n",
+            ":3:1: unknown field `strt`",
         ),
         (
             "bad kind",

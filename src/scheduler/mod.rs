@@ -19,7 +19,9 @@
 
 mod apply;
 mod jobs;
+mod maintenance;
 mod persist;
+mod reload;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -42,6 +44,7 @@ use crate::provider::Provider;
 use crate::store::Store;
 
 pub use jobs::{JobDone, JobKey, Output, Work};
+pub use reload::ReloadReport;
 
 /// How often the loop wakes even when nothing is due, so that `/healthz`
 /// and systemd's watchdog can tell it is alive.
@@ -91,6 +94,9 @@ pub enum Command {
         provider: String,
         session: String,
     },
+    /// Apply a new, already validated configuration (SIGHUP); see
+    /// [`Scheduler::reload`].
+    Reload(Box<Config>),
 }
 
 /// One watched session.
@@ -142,6 +148,24 @@ struct ProviderRt {
     outage: bool,
 }
 
+impl ProviderRt {
+    /// A provider as configured, with no sessions yet.
+    fn new(cfg: ProviderConfig, client: Provider, now: Timestamp) -> ProviderRt {
+        ProviderRt {
+            next_discovery: matches!(cfg.sessions, SessionSelector::All).then_some(now),
+            cfg,
+            client,
+            guard: ProviderGuard::default(),
+            sessions: BTreeMap::new(),
+            ready: VecDeque::new(),
+            probes_in_flight: 0,
+            discovery_in_flight: false,
+            up: true,
+            outage: false,
+        }
+    }
+}
+
 /// A heap entry: session `session` of provider `provider` is due at `at`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Due {
@@ -168,6 +192,8 @@ pub struct Scheduler {
     retention: Duration,
     next_prune: Timestamp,
     prune_in_flight: bool,
+    /// `[[maintenance]]` windows and what they have paused.
+    maintenance: maintenance::MaintenanceRt,
 }
 
 /// How the scheduler is built: the parts that differ between production,
@@ -196,18 +222,7 @@ impl Scheduler {
         for pc in &config.providers {
             let client = Provider::from_config(pc)
                 .map_err(|e| anyhow::anyhow!("provider \"{}\": {e}", pc.name))?;
-            providers.push(ProviderRt {
-                cfg: pc.clone(),
-                client,
-                guard: ProviderGuard::default(),
-                sessions: BTreeMap::new(),
-                ready: VecDeque::new(),
-                probes_in_flight: 0,
-                next_discovery: matches!(pc.sessions, SessionSelector::All).then_some(now),
-                discovery_in_flight: false,
-                up: true,
-                outage: false,
-            });
+            providers.push(ProviderRt::new(pc.clone(), client, now));
         }
         let (events, _) = broadcast::channel(4096);
         let rng = match seed {
@@ -229,6 +244,7 @@ impl Scheduler {
             retention: config.daemon.retention,
             next_prune: now,
             prune_in_flight: false,
+            maintenance: maintenance::MaintenanceRt::new(config.maintenance.clone(), now),
         };
         for p in &s.providers {
             s.metrics.add_provider(&p.cfg.name);
@@ -304,7 +320,11 @@ impl Scheduler {
             .filter_map(|p| p.next_discovery)
             .min();
         let prune = (!self.prune_in_flight).then_some(self.next_prune);
-        [heap, discovery, prune].into_iter().flatten().min()
+        let maintenance = self.maintenance.next_check();
+        [heap, discovery, prune, maintenance]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs everything that is due now, and everything that becomes due now
@@ -428,6 +448,11 @@ impl Scheduler {
             } => (provider, session, Input::Pause { until, reason }),
             Command::Resume { provider, session } => (provider, session, Input::Resume),
             Command::Restart { provider, session } => (provider, session, Input::OperatorRestart),
+            Command::Reload(config) => {
+                let report = self.reload(&config).await?;
+                tracing::info!(changes = %report, "configuration reloaded");
+                return Ok(());
+            }
         };
         let p = self
             .providers
@@ -450,6 +475,10 @@ impl Scheduler {
     /// Pops everything due and starts the jobs that may start.
     async fn start_due(&mut self) {
         let now = self.clock.now();
+        // Windows first, so a session about to be paused is not probed.
+        if self.maintenance.next_check().is_some_and(|at| at <= now) {
+            self.run_maintenance(now).await;
+        }
         while let Some(Reverse(top)) = self.heap.peek() {
             if top.at > now {
                 break;
@@ -599,7 +628,15 @@ impl Scheduler {
         match joined {
             Ok((id, done)) => {
                 self.job_owner.remove(&id);
+                if self.drop_if_provider_removed(&done) {
+                    return;
+                }
+                let discovered = matches!(done.output, Output::Discovered(_));
+                let p = done.key.provider;
                 self.finish(done).await;
+                if discovered {
+                    self.after_discovery(p);
+                }
             }
             Err(e) => {
                 // A job panicked (a bug): free its session and try again later

@@ -83,6 +83,22 @@ impl Scheduler {
         let now = self.clock.now();
         let records = self.store.load_sessions().await?;
         for p in 0..self.providers.len() {
+            self.restore_provider(p, &records, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads the sessions of provider `p` from `records` (the store's active
+    /// sessions), adds its configured sessions the store does not know, and
+    /// rebuilds its restart budget and concurrency. At start-up, and when a
+    /// reload adds a provider.
+    pub(super) async fn restore_provider(
+        &mut self,
+        p: usize,
+        records: &[SessionRecord],
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        {
             let name = self.providers[p].cfg.name.clone();
             let mut seen = HashSet::new();
             for rec in records.iter().filter(|r| r.provider == name) {

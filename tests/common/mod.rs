@@ -35,6 +35,9 @@ pub struct Settings {
     pub policy: BTreeMap<&'static str, String>,
     pub provider: BTreeMap<&'static str, String>,
     pub daemon: BTreeMap<&'static str, String>,
+    /// Appended to the file as is (more `[[provider]]` or `[[maintenance]]`
+    /// tables); `{sim}` is replaced by the simulator's URL.
+    pub extra: String,
 }
 
 impl Default for Settings {
@@ -44,6 +47,7 @@ impl Default for Settings {
             policy: BTreeMap::new(),
             provider: BTreeMap::new(),
             daemon: BTreeMap::new(),
+            extra: String::new(),
         };
         s.canary("interval", "\"2s\"")
             .canary("jitter", "0.0")
@@ -80,19 +84,21 @@ impl Settings {
 
     /// The config file text: the daemon, canary and policy tables, then
     /// `provider_block` (a `[[provider]]` table without its extra keys),
-    /// then this harness's provider keys.
-    pub fn toml(&self, db: &std::path::Path, provider_block: &str) -> String {
+    /// then this harness's provider keys, then `extra` with `{sim}` replaced
+    /// by `sim_url`.
+    pub fn toml(&self, db: &std::path::Path, provider_block: &str, sim_url: &str) -> String {
         let table = |m: &BTreeMap<&'static str, String>| {
             m.iter()
                 .map(|(k, v)| format!("{k} = {v}\n"))
                 .collect::<String>()
         };
         format!(
-            "[daemon]\ndatabase = {db:?}\n{}\n[canary]\n{}\n[policy]\n{}\n{provider_block}{}",
+            "[daemon]\ndatabase = {db:?}\n{}\n[canary]\n{}\n[policy]\n{}\n{provider_block}{}\n{}",
             table(&self.daemon),
             table(&self.canary),
             table(&self.policy),
             table(&self.provider),
+            self.extra.replace("{sim}", sim_url),
         )
     }
 
@@ -103,6 +109,7 @@ impl Settings {
             &format!(
                 "[[provider]]\nname = \"{PROVIDER}\"\nkind = \"waha\"\nurl = \"{url}\"\napi_key_env = \"WAHA_API_KEY\"\n"
             ),
+            url,
         )
     }
 }
@@ -263,6 +270,23 @@ impl Harness {
         store.close().await;
         Self::with(clock, sim, dir, settings).await
     }
+
+    /// Reloads the scheduler with the config `settings` describe.
+    pub async fn reload(
+        &mut self,
+        settings: &Settings,
+    ) -> Result<wa_watchdog::scheduler::ReloadReport, String> {
+        let config = self.config_for(settings);
+        self.d.scheduler.reload(&config).await
+    }
+
+    /// The config `settings` describe for this harness's database and
+    /// simulator (what a reload would read).
+    pub fn config_for(&self, settings: &Settings) -> Config {
+        let text = settings.waha_toml(&self.dir.path().join("watchdog.db"), &self.sim.url());
+        Config::from_toml_str(&text, self.dir.path().join("config.toml"), &env)
+            .unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+    }
 }
 
 impl Driver {
@@ -409,6 +433,7 @@ impl GreenHarness {
                  id_instance = \"{GREEN_ID}\"\napi_token_env = \"GREEN_API_TOKEN\"\n",
                 sim.url()
             ),
+            &sim.url(),
         );
         let d = Driver::build(clock, dir, &text, &green_env, GREEN_PROVIDER).await;
         let ctl = sim.control();

@@ -1,0 +1,188 @@
+//! `wa-watchdog status`: one line per watched session from the database.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::format::{self, WIDTH};
+use super::{CliError, StatusArgs, database_path, open_store};
+use crate::clock::{Clock, Timestamp};
+use crate::machine::State;
+use crate::store::SessionRecord;
+
+pub(super) async fn run(args: StatusArgs) -> Result<(), CliError> {
+    let path = database_path(&args.db)?;
+    let store = open_store(&path).await?;
+    let rows = store.list_sessions(false).await;
+    store.close().await;
+    let rows = rows.map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    let now = Clock::system().now();
+    if args.json {
+        let list: Vec<serde_json::Value> = rows.iter().map(session_json).collect();
+        let text = serde_json::to_string_pretty(&list)
+            .map_err(|e| CliError::Failed(format!("cannot render JSON: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", table(&rows, now, &path.display().to_string()));
+    }
+    Ok(())
+}
+
+/// One session as JSON: the shape of the HTTP API's `GET /api/v1/sessions`
+/// plus `reason` and `paused_until`.
+pub(super) fn session_json(r: &SessionRecord) -> serde_json::Value {
+    let t = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
+    json!({
+        "provider": r.provider,
+        "session": r.session,
+        "state": r.state,
+        "since": r.since.to_rfc3339(),
+        "reason": r.state_reason,
+        "consecutive_failures": r.consecutive_failures,
+        "last_success": t(r.last_success_at),
+        "last_outcome": r.last_outcome,
+        "last_probe": t(r.last_probe_at),
+        "next_probe": t(r.next_probe_at),
+        "paused_until": t(r.paused_until),
+    })
+}
+
+/// The table, at most [`WIDTH`] columns, and a summary line.
+pub(super) fn table(rows: &[SessionRecord], now: Timestamp, database: &str) -> String {
+    let mut out = String::new();
+    let line = |out: &mut String, cols: [&str; 7]| {
+        let text = format!(
+            "{:<14}  {:<20}  {:<13}  {:>8}  {:>9}  {:>5}  {:>10}",
+            format::cut(cols[0], 14),
+            format::cut(cols[1], 20),
+            cols[2],
+            cols[3],
+            cols[4],
+            cols[5],
+            cols[6]
+        );
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(
+        &mut out,
+        [
+            "PROVIDER",
+            "SESSION",
+            "STATE",
+            "SINCE",
+            "LAST OK",
+            "FAILS",
+            "NEXT PROBE",
+        ],
+    );
+    let mut counts: BTreeMap<State, usize> = BTreeMap::new();
+    for r in rows {
+        if let Ok(state) = r.state.parse::<State>() {
+            *counts.entry(state).or_insert(0) += 1;
+        }
+        let since = format::short(now.since(r.since));
+        let last_ok = r
+            .last_success_at
+            .map(|t| format::short(now.since(t)))
+            .unwrap_or_else(|| "never".to_string());
+        let next = match r.next_probe_at {
+            Some(t) => format::until(now, t),
+            None => "-".to_string(),
+        };
+        let fails = r.consecutive_failures.to_string();
+        line(
+            &mut out,
+            [
+                &r.provider,
+                &r.session,
+                &r.state,
+                &since,
+                &last_ok,
+                &fails,
+                &next,
+            ],
+        );
+    }
+    out.push('\n');
+    let newest = rows.iter().map(|r| r.updated_at).max();
+    let freshness = match newest {
+        Some(t) => format!("; the daemon last wrote {}", format::ago(now, t)),
+        None => String::new(),
+    };
+    let summary = format!(
+        "{} sessions: {}{freshness}",
+        rows.len(),
+        crate::service::status_line(&counts)
+    );
+    out.push_str(&format::wrap(&summary, 0, WIDTH));
+    out.push('\n');
+    out.push_str(&format::wrap(&format!("database: {database}"), 0, WIDTH));
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(provider: &str, session: &str, state: &str) -> SessionRecord {
+        let t = Timestamp::from_millis(1_800_000_000_000);
+        SessionRecord {
+            provider: provider.into(),
+            session: session.into(),
+            state: state.into(),
+            since: t,
+            state_reason: "because".into(),
+            consecutive_failures: 2,
+            streak_has_desync: false,
+            first_failure_at: None,
+            last_success_at: Some(t),
+            last_outcome: Some("delivered".into()),
+            last_probe_at: Some(t),
+            next_probe_at: Some(t.plus(std::time::Duration::from_secs(240))),
+            not_ready_since: None,
+            backoff_step: 0,
+            next_restart_at: None,
+            restart_history: vec![],
+            restart_started_at: None,
+            healthy_since: None,
+            paused_until: None,
+            chat_id: None,
+            retired_at: None,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn the_table_fits_100_columns_with_long_names_and_counts_states() {
+        let now = Timestamp::from_millis(1_800_000_000_000 + 3_723_000);
+        let rows = vec![
+            row("waha-main", "sales", "healthy"),
+            row(
+                "a-very-long-provider-name-indeed",
+                "an-even-longer-session-name-that-goes-on",
+                "needs_pairing",
+            ),
+        ];
+        let text = table(&rows, now, "/var/lib/wa-watchdog/wa-watchdog.db");
+        for line in text.lines() {
+            assert!(line.chars().count() <= WIDTH, "{line:?}");
+            assert!(!line.contains('\u{1b}'));
+        }
+        assert!(text.starts_with("PROVIDER"), "{text}");
+        assert!(text.contains("waha-main       sales"), "{text}");
+        assert!(text.contains("1h02m"), "{text}");
+        assert!(text.contains("due"), "{text}");
+        assert!(
+            text.contains(
+                "2 sessions: 1 healthy, 1 needs a human; the daemon last wrote 1h02m ago"
+            ),
+            "{text}"
+        );
+        let json = session_json(&rows[0]);
+        assert_eq!(json["state"], "healthy");
+        assert_eq!(json["since"], "2027-01-15T08:00:00.000Z");
+        assert_eq!(json["paused_until"], serde_json::Value::Null);
+    }
+}
