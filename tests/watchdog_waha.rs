@@ -46,6 +46,11 @@ async fn a_desync_is_caught_restarted_and_healed_and_only_that_session_is_touche
         .expect("restarting");
     let healthy_at = h.entered("bravo", State::Healthy, onset).expect("healthy");
     // Done-when of the core issue: 2 s interval, 1 s confirm, 3 confirmations.
+    eprintln!(
+        "desync onset → restart {:.2} s, → delivering again {:.2} s",
+        restarted_at.since(onset).as_secs_f64(),
+        healthy_at.since(onset).as_secs_f64()
+    );
     assert!(
         restarted_at.since(onset) <= secs(10),
         "restart {}s after onset",
