@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{API_KEY, Harness, PROVIDER, Settings};
+use common::{API_KEY, Harness, PROVIDER, Settings, database_text};
 use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::waha::{Fault, Status};
@@ -555,13 +555,7 @@ async fn the_api_key_never_reaches_the_database() {
     assert!(h.ctl.restart_count("s1") >= 1);
     let db = h.dir.path().join("watchdog.db");
     h.store.close().await;
-    let mut bytes = std::fs::read(&db).expect("db");
-    for suffix in ["-wal", "-shm"] {
-        if let Ok(more) = std::fs::read(format!("{}{suffix}", db.display())) {
-            bytes.extend(more);
-        }
-    }
-    let hay = String::from_utf8_lossy(&bytes);
+    let hay = database_text(&db);
     assert!(hay.contains("s1"), "sanity: the database has content");
     assert!(!hay.contains(API_KEY), "the API key is in the database");
 }

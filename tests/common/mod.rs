@@ -4,7 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod binary;
 pub mod daemon;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -205,6 +207,26 @@ pub async fn sim(sessions: &[&str], clock: &Clock) -> WahaSim {
 
 pub fn env(name: &str) -> Option<String> {
     (name == "WAHA_API_KEY").then(|| API_KEY.to_string())
+}
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0 and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("an ephemeral port")
+        .port()
+}
+
+/// The SQLite database at `db` with its `-wal` and `-shm` files, as text, for
+/// tests that grep it for secrets. Close the store first.
+pub fn database_text(db: &std::path::Path) -> String {
+    let mut bytes = std::fs::read(db).expect("db");
+    for suffix in ["-wal", "-shm"] {
+        if let Ok(more) = std::fs::read(format!("{}{suffix}", db.display())) {
+            bytes.extend(more);
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Runs `h` in quarter-second steps until `pred` holds or `limit` passes;
