@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{API_KEY, Harness, PROVIDER, Settings, database_text};
+use common::{API_KEY, Harness, PROVIDER, Settings, database_text, healthy_fleet};
 use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::waha::{Fault, Status};
@@ -15,15 +15,6 @@ const S: Duration = Duration::from_secs(1);
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-async fn healthy_fleet(names: &[&str], settings: &Settings) -> Harness {
-    let mut h = Harness::start(names, settings).await;
-    h.run_for(secs(5)).await;
-    for n in names {
-        assert_eq!(h.state(n), State::Healthy, "{n} after warm-up");
-    }
-    h
 }
 
 #[tokio::test]
@@ -479,16 +470,7 @@ async fn a_rejected_api_key_is_auth_rejected_and_never_restarts() {
 async fn a_daemon_restarted_mid_backoff_does_not_restart_early() {
     let settings = Settings::default();
     let mut h = healthy_fleet(&["s1"], &settings).await;
-    h.ctl.inject("s1", Fault::Desync).expect("desync");
-    h.ctl
-        .inject("s1", Fault::RestartDoesNotHeal)
-        .expect("no heal");
-    // Run until the first attempt failed and the session waits in backoff.
-    h.run_until(secs(60), |h| {
-        h.state("s1") == State::Desynced && h.ctl.restart_count("s1") == 1
-    })
-    .await
-    .expect("first attempt failed");
+    h.fail_first_restart("s1").await;
     let m = h
         .scheduler
         .machine(PROVIDER, "s1")

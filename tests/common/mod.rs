@@ -19,7 +19,7 @@ use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::metrics::Metrics;
 use wa_watchdog::scheduler::{Parts, Scheduler};
-use wa_watchdog::sim::waha::{self, SimControl, WahaSim, WahaSimOptions};
+use wa_watchdog::sim::waha::{self, Fault, SimControl, WahaSim, WahaSimOptions};
 use wa_watchdog::store::Store;
 
 /// The WAHA API key the simulator demands; distinctive so a leak is easy to grep.
@@ -205,6 +205,17 @@ pub async fn sim(sessions: &[&str], clock: &Clock) -> WahaSim {
         .expect("start the WAHA simulator")
 }
 
+/// [`Harness::start`], then five seconds for every session to turn healthy
+/// (asserted).
+pub async fn healthy_fleet(names: &[&str], settings: &Settings) -> Harness {
+    let mut h = Harness::start(names, settings).await;
+    h.run_for(Duration::from_secs(5)).await;
+    for n in names {
+        assert_eq!(h.state(n), State::Healthy, "{n} after warm-up");
+    }
+    h
+}
+
 pub fn env(name: &str) -> Option<String> {
     (name == "WAHA_API_KEY").then(|| API_KEY.to_string())
 }
@@ -275,6 +286,20 @@ impl Harness {
         let d = Driver::build(clock, dir, &text, &env, PROVIDER).await;
         let ctl = sim.control();
         Harness { sim, ctl, d }
+    }
+
+    /// Desyncs `session` with restarts that do not heal it, and runs until the
+    /// first attempt failed and the session waits in backoff.
+    pub async fn fail_first_restart(&mut self, session: &str) {
+        self.ctl.inject(session, Fault::Desync).expect("desync");
+        self.ctl
+            .inject(session, Fault::RestartDoesNotHeal)
+            .expect("no heal");
+        self.run_until(Duration::from_secs(60), |h| {
+            h.state(session) == State::Desynced && h.ctl.restart_count(session) == 1
+        })
+        .await
+        .expect("first attempt failed");
     }
 
     /// Stops this scheduler and starts a new one on the same database,
