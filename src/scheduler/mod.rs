@@ -18,6 +18,7 @@
 //!   I/O that depends on it (the intent of a restart before the call).
 
 mod apply;
+mod discovery;
 mod jobs;
 mod maintenance;
 mod persist;
