@@ -80,14 +80,7 @@ async fn a_session_in_backoff_keeps_its_deadline_and_counters_across_a_reload() 
     let step = h.scheduler.next_step(PROVIDER, "s1").expect("step");
     assert!(step.at <= deadline, "{step:?}");
 
-    let mut second = None;
-    while h.now() < deadline.plus(secs(5)) {
-        h.run_for(Duration::from_millis(500)).await;
-        if h.ctl.restart_count("s1") == 2 && second.is_none() {
-            second = Some(h.now());
-        }
-    }
-    let second = second.expect("second attempt after the backoff");
+    let second = h.second_restart("s1", deadline).await;
     assert!(second >= deadline, "restarted early");
 }
 

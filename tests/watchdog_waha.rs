@@ -491,14 +491,7 @@ async fn a_daemon_restarted_mid_backoff_does_not_restart_early() {
     assert_eq!(restored.restart_history, m.restart_history);
     assert_eq!(restored.backoff_step, m.backoff_step);
 
-    let mut second = None;
-    while h.now() < deadline.plus(secs(5)) {
-        h.run_for(Duration::from_millis(500)).await;
-        if h.ctl.restart_count("s1") == 2 && second.is_none() {
-            second = Some(h.now());
-        }
-    }
-    let second = second.expect("second attempt after the backoff");
+    let second = h.second_restart("s1", deadline).await;
     assert!(
         second >= deadline,
         "restarted {} ms early",

@@ -302,6 +302,20 @@ impl Harness {
         .expect("first attempt failed");
     }
 
+    /// Runs in half-second steps until five seconds past `deadline` (the end
+    /// of the backoff after [`Harness::fail_first_restart`]) and returns when
+    /// the second restart of `session` was seen.
+    pub async fn second_restart(&mut self, session: &str, deadline: Timestamp) -> Timestamp {
+        let mut second = None;
+        while self.now() < deadline.plus(Duration::from_secs(5)) {
+            self.run_for(Duration::from_millis(500)).await;
+            if self.ctl.restart_count(session) == 2 && second.is_none() {
+                second = Some(self.now());
+            }
+        }
+        second.expect("second attempt after the backoff")
+    }
+
     /// Stops this scheduler and starts a new one on the same database,
     /// simulator and clock: a daemon restart.
     pub async fn restart_daemon(self, settings: &Settings) -> Harness {
