@@ -9,19 +9,22 @@
 //! skip only the tool-based checks. The structural checks (every alert has its
 //! labels, annotations, runbook section and a firing unit test) need no tools.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::free_port;
+use common::tools::tool;
 use wa_watchdog::clock::Timestamp;
 use wa_watchdog::machine::State;
 use wa_watchdog::metrics::{Metrics, RestartResult};
 use wa_watchdog::provider::Outcome;
 
-const SKIP_ENV: &str = "WA_WATCHDOG_SKIP_PROMETHEUS_TOOLS";
 const ALERTS: &str = "contrib/prometheus/alerts.yml";
 const ALERTS_TEST: &str = "contrib/prometheus/alerts_test.yml";
 const PROMETHEUS_CONFIG: &str = "contrib/prometheus/prometheus.yml";
@@ -34,28 +37,6 @@ fn root() -> &'static Path {
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
-}
-
-/// The tool's path on `PATH`; `None` only when skipping is asked for.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var(SKIP_ENV).as_deref() == Ok("1") {
-            eprintln!("skipping: `{name}` not found and {SKIP_ENV}=1");
-            return None;
-        }
-        panic!(
-            "`{name}` not found on PATH. Install Debian's Prometheus tools: \
-             `apt-get install -y --no-install-recommends prometheus prometheus-alertmanager` \
-             (create a /usr/sbin/policy-rc.d that exits 101 first, or the daemons start), \
-             or set {SKIP_ENV}=1 to skip the checks that need them"
-        );
-    }
-    found
 }
 
 /// Runs `program args` in the crate root, with `stdin` if given.
@@ -482,11 +463,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// A minimal HTTP GET over loopback; the status line's code, if any.

@@ -2,15 +2,17 @@
 //! `run` against the simulator — stopped by SIGTERM and SIGINT, with its logs
 //! grepped for the API key.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::binary::{BIN, signal, system_sim, wait_for_db, wait_output};
+use common::free_port;
 use wa_watchdog::clock::Clock;
-use wa_watchdog::sim::waha::{self, Fault, WahaSimOptions};
-use wa_watchdog::store::Store;
+use wa_watchdog::sim::waha::Fault;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wa-watchdog");
 const KEY: &str = "cli-waha-key-SEKRET-55aa";
 
 fn fixtures() -> PathBuf {
@@ -91,44 +93,21 @@ fn usage_errors_exit_2_and_help_exits_0() {
     assert_eq!(run_missing.status.code(), Some(2));
 }
 
-/// Waits (real time, bounded) until `pred` holds on the database.
-async fn wait_for_db(
-    db: &Path,
-    what: &str,
-    mut pred: impl FnMut(&[wa_watchdog::store::SessionRecord]) -> bool,
-) {
-    let start = Instant::now();
-    loop {
-        if db.exists()
-            && let Ok(store) = Store::open_read_only(db).await
-        {
-            let rows = store.list_sessions(false).await.unwrap_or_default();
-            store.close().await;
-            if pred(&rows) {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Spawns `run` with the provider's secret in `secret` (variable, value) and
+/// trace-level logs; stdout and stderr are piped.
+fn spawn_run(config: &Path, secret: (&str, &str)) -> Child {
+    Command::new(BIN)
+        .args(["run", "--config", &config.to_string_lossy()])
+        .env(secret.0, secret.1)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn daemon")
 }
 
-async fn run_daemon_until_signal(signal: &str) {
-    let sim = waha::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WahaSimOptions {
-            api_key: Some(KEY.to_string()),
-            sessions: vec!["s1".into(), "s2".into()],
-            clock: Clock::system(),
-            restart_working_after: Duration::from_millis(300),
-            ..WahaSimOptions::default()
-        },
-    )
-    .await
-    .expect("sim");
+async fn run_daemon_until_signal(sig: &str) {
+    let sim = system_sim(KEY, &["s1", "s2"]).await;
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("wd.db");
     let config = dir.path().join("config.toml");
@@ -143,14 +122,7 @@ async fn run_daemon_until_signal(signal: &str) {
         ),
     )
     .expect("config");
-    let child = Command::new(BIN)
-        .args(["run", "--config", &config.to_string_lossy()])
-        .env("CLI_TEST_WAHA_KEY", KEY)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn daemon");
+    let child = spawn_run(&config, ("CLI_TEST_WAHA_KEY", KEY));
 
     wait_for_db(&db, "both sessions healthy", |rows| {
         rows.len() == 2 && rows.iter().all(|r| r.state == "healthy")
@@ -164,19 +136,11 @@ async fn run_daemon_until_signal(signal: &str) {
     })
     .await;
 
-    let pid = child.id().to_string();
-    let status = Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    signal(&child, sig);
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("wait");
+    let out = wait_output(child).await;
     let logs = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(0), "exit after {signal}: {logs}");
+    assert_eq!(out.status.code(), Some(0), "exit after {sig}: {logs}");
     assert!(started.elapsed() < Duration::from_secs(10), "slow shutdown");
     assert!(
         logs.contains("received; shutting down"),
@@ -199,13 +163,6 @@ async fn run_stops_cleanly_on_sigterm_and_never_logs_the_api_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_stops_cleanly_on_sigint() {
     run_daemon_until_signal("-INT").await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,18 +215,8 @@ async fn simulate_serves_both_simulators_until_sigterm() {
         .await
         .expect("json");
     assert_eq!(state["stateInstance"], "authorized");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("wait");
+    signal(&child, "-TERM");
+    let out = wait_output(child).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -307,14 +254,7 @@ async fn run_against_green_api_never_logs_the_token() {
         ),
     )
     .expect("config");
-    let child = Command::new(BIN)
-        .args(["run", "--config", &config.to_string_lossy()])
-        .env("CLI_TEST_GREEN_TOKEN", TOKEN)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn daemon");
+    let child = spawn_run(&config, ("CLI_TEST_GREEN_TOKEN", TOKEN));
     wait_for_db(&db, "the instance healthy", |rows| {
         rows.iter().any(|r| r.state == "healthy")
     })
@@ -343,18 +283,8 @@ async fn run_against_green_api_never_logs_the_token() {
                 .is_ok_and(|i| i.faults_pending == 0)
     })
     .await;
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("wait");
+    signal(&child, "-TERM");
+    let out = wait_output(child).await;
     let logs = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0));
     assert!(logs.contains("state change"), "trace logs were captured");

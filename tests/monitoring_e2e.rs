@@ -14,41 +14,18 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, DaemonOptions};
-use common::{Settings, t0};
+use common::tools::tool;
+use common::{Settings, free_port, t0};
 use wa_watchdog::alertmanager::Holds;
 use wa_watchdog::clock::Clock;
 use wa_watchdog::sim::waha::{Fault, Status};
 
-const SKIP_ENV: &str = "WA_WATCHDOG_SKIP_PROMETHEUS_TOOLS";
 const S: Duration = Duration::from_secs(1);
-
-/// The tool's path on `PATH`; `None` only when skipping is asked for.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var(SKIP_ENV).as_deref() == Ok("1") {
-            eprintln!("skipping: `{name}` not found and {SKIP_ENV}=1");
-            return None;
-        }
-        panic!(
-            "`{name}` not found on PATH. Install Debian's Prometheus tools: \
-             `apt-get install -y --no-install-recommends prometheus prometheus-alertmanager` \
-             (create a /usr/sbin/policy-rc.d that exits 101 first, or the daemons start), \
-             or set {SKIP_ENV}=1 to skip the checks that need them"
-        );
-    }
-    found
-}
 
 /// Kills and reaps the child when the test ends, however it ends.
 struct Running {
@@ -88,14 +65,6 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port that was free a moment ago (bound to 127.0.0.1:0 and released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral port")
-        .port()
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.

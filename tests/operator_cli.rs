@@ -10,12 +10,11 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::binary::BIN;
 use common::{Harness, Settings};
 use wa_watchdog::clock::Clock;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::waha::{self, Fault, WahaSimOptions};
-
-const BIN: &str = env!("CARGO_BIN_EXE_wa-watchdog");
 
 /// Runs the binary off the async runtime (the simulator it talks to runs on
 /// that runtime).

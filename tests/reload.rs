@@ -8,22 +8,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, PROVIDER, Settings};
+use common::{Harness, PROVIDER, Settings, healthy_fleet};
 use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::waha::Fault;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-async fn healthy(names: &[&str], settings: &Settings) -> Harness {
-    let mut h = Harness::start(names, settings).await;
-    h.run_for(secs(5)).await;
-    for n in names {
-        assert_eq!(h.state(n), State::Healthy, "{n} after warm-up");
-    }
-    h
 }
 
 /// A second provider on the same simulator, watching only `s1`.
@@ -72,16 +63,8 @@ async fn a_shorter_interval_takes_effect_at_once_and_machines_are_untouched() {
 #[tokio::test]
 async fn a_session_in_backoff_keeps_its_deadline_and_counters_across_a_reload() {
     let mut settings = Settings::default();
-    let mut h = healthy(&["s1"], &settings).await;
-    h.ctl.inject("s1", Fault::Desync).expect("desync");
-    h.ctl
-        .inject("s1", Fault::RestartDoesNotHeal)
-        .expect("fault");
-    h.run_until(secs(60), |h| {
-        h.state("s1") == State::Desynced && h.ctl.restart_count("s1") == 1
-    })
-    .await
-    .expect("first attempt failed");
+    let mut h = healthy_fleet(&["s1"], &settings).await;
+    h.fail_first_restart("s1").await;
     let before = h.scheduler.machine(PROVIDER, "s1").cloned().expect("m");
     let deadline = before.next_restart_at.expect("backoff deadline");
 
@@ -97,14 +80,7 @@ async fn a_session_in_backoff_keeps_its_deadline_and_counters_across_a_reload() 
     let step = h.scheduler.next_step(PROVIDER, "s1").expect("step");
     assert!(step.at <= deadline, "{step:?}");
 
-    let mut second = None;
-    while h.now() < deadline.plus(secs(5)) {
-        h.run_for(Duration::from_millis(500)).await;
-        if h.ctl.restart_count("s1") == 2 && second.is_none() {
-            second = Some(h.now());
-        }
-    }
-    let second = second.expect("second attempt after the backoff");
+    let second = h.second_restart("s1", deadline).await;
     assert!(second >= deadline, "restarted early");
 }
 
@@ -112,7 +88,7 @@ async fn a_session_in_backoff_keeps_its_deadline_and_counters_across_a_reload() 
 async fn a_lower_confirmation_threshold_applies_to_the_next_decision() {
     let mut settings = Settings::default();
     settings.policy("desync_confirmations", "5");
-    let mut h = healthy(&["s1"], &settings).await;
+    let mut h = healthy_fleet(&["s1"], &settings).await;
     settings.policy("desync_confirmations", "1");
     h.reload(&settings).await.expect("reload");
     let onset = h.now();
@@ -191,7 +167,7 @@ async fn a_removed_provider_retires_its_sessions_and_can_come_back() {
         extra: SECOND.to_string(),
         ..Settings::default()
     };
-    let mut h = healthy(&["s1", "s2"], &settings).await;
+    let mut h = healthy_fleet(&["s1", "s2"], &settings).await;
     assert_eq!(
         h.scheduler.machine("second", "s1").map(|m| m.state),
         Some(State::Healthy)
@@ -235,7 +211,7 @@ async fn a_removed_provider_retires_its_sessions_and_can_come_back() {
 #[tokio::test]
 async fn daemon_level_intervals_are_taken_over() {
     let mut settings = Settings::default();
-    let mut h = healthy(&["s1"], &settings).await;
+    let mut h = healthy_fleet(&["s1"], &settings).await;
     h.ctl.add_session("s9").expect("add");
     // Discovery every 10 s by default; make it 1 s: s9 appears quickly.
     settings.daemon("discovery_interval", "\"1s\"");

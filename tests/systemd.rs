@@ -5,32 +5,22 @@
 //! STOPPING=1 on SIGTERM. Also: journald-friendly logs, JSON logs, and the
 //! unit file checked by `systemd-analyze` when it is installed.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::net::UnixDatagram;
 
-use wa_watchdog::clock::Clock;
-use wa_watchdog::sim::waha::{self, WahaSim, WahaSimOptions};
+use common::binary::{BIN, signal, system_sim, wait_exit, wait_for_db};
+use wa_watchdog::sim::waha::WahaSim;
 use wa_watchdog::store::{SessionRecord, Store};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wa-watchdog");
 const KEY: &str = "systemd-test-key-SEKRET-3b9f";
 
 async fn sim(sessions: &[&str]) -> WahaSim {
-    waha::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        WahaSimOptions {
-            api_key: Some(KEY.to_string()),
-            sessions: sessions.iter().map(|s| s.to_string()).collect(),
-            clock: Clock::system(),
-            restart_working_after: Duration::from_millis(300),
-            ..WahaSimOptions::default()
-        },
-    )
-    .await
-    .expect("sim")
+    system_sim(KEY, sessions).await
 }
 
 fn config_text(db: &Path, url: &str, sessions: &str, extra_daemon: &str) -> String {
@@ -59,45 +49,6 @@ fn spawn(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
         cmd.env(k, v);
     }
     cmd.spawn().expect("spawn daemon")
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {sig}");
-}
-
-async fn wait_exit(child: Child) -> std::process::ExitStatus {
-    tokio::task::spawn_blocking(move || {
-        let mut child = child;
-        child.wait()
-    })
-    .await
-    .expect("join")
-    .expect("wait")
-}
-
-/// Waits (real time, bounded) until `pred` holds on the database.
-async fn wait_for_db(db: &Path, what: &str, mut pred: impl FnMut(&[SessionRecord]) -> bool) {
-    let start = Instant::now();
-    loop {
-        if db.exists()
-            && let Ok(store) = Store::open_read_only(db).await
-        {
-            let rows = store.list_sessions(false).await.unwrap_or_default();
-            store.close().await;
-            if pred(&rows) {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The service manager's end of `NOTIFY_SOCKET`.

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{GREEN_ID, GREEN_TOKEN, GREEN_WID, GreenHarness, Settings};
+use common::{GREEN_ID, GREEN_TOKEN, GREEN_WID, GreenHarness, Settings, database_text};
 use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::green_api::{ApiMethod, BodyForm, Canned, Fault, QueueMode, SimState};
@@ -303,13 +303,7 @@ async fn the_token_never_reaches_the_database_the_metrics_or_the_events() {
 
     let db = h.config.daemon.database.clone();
     h.store.close().await;
-    let mut bytes = std::fs::read(&db).expect("db");
-    for suffix in ["-wal", "-shm"] {
-        if let Ok(more) = std::fs::read(format!("{}{suffix}", db.display())) {
-            bytes.extend(more);
-        }
-    }
-    let hay = String::from_utf8_lossy(&bytes);
+    let hay = database_text(&db);
     assert!(hay.contains(GREEN_ID), "sanity: the database has content");
     assert!(!hay.contains(GREEN_TOKEN), "token in the database");
     assert!(h.log.iter().any(|e| matches!(e, Event::Remediation { .. })));

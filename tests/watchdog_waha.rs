@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{API_KEY, Harness, PROVIDER, Settings};
+use common::{API_KEY, Harness, PROVIDER, Settings, database_text, healthy_fleet};
 use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::waha::{Fault, Status};
@@ -15,15 +15,6 @@ const S: Duration = Duration::from_secs(1);
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-async fn healthy_fleet(names: &[&str], settings: &Settings) -> Harness {
-    let mut h = Harness::start(names, settings).await;
-    h.run_for(secs(5)).await;
-    for n in names {
-        assert_eq!(h.state(n), State::Healthy, "{n} after warm-up");
-    }
-    h
 }
 
 #[tokio::test]
@@ -484,16 +475,7 @@ async fn a_rejected_api_key_is_auth_rejected_and_never_restarts() {
 async fn a_daemon_restarted_mid_backoff_does_not_restart_early() {
     let settings = Settings::default();
     let mut h = healthy_fleet(&["s1"], &settings).await;
-    h.ctl.inject("s1", Fault::Desync).expect("desync");
-    h.ctl
-        .inject("s1", Fault::RestartDoesNotHeal)
-        .expect("no heal");
-    // Run until the first attempt failed and the session waits in backoff.
-    h.run_until(secs(60), |h| {
-        h.state("s1") == State::Desynced && h.ctl.restart_count("s1") == 1
-    })
-    .await
-    .expect("first attempt failed");
+    h.fail_first_restart("s1").await;
     let m = h
         .scheduler
         .machine(PROVIDER, "s1")
@@ -514,14 +496,7 @@ async fn a_daemon_restarted_mid_backoff_does_not_restart_early() {
     assert_eq!(restored.restart_history, m.restart_history);
     assert_eq!(restored.backoff_step, m.backoff_step);
 
-    let mut second = None;
-    while h.now() < deadline.plus(secs(5)) {
-        h.run_for(Duration::from_millis(500)).await;
-        if h.ctl.restart_count("s1") == 2 && second.is_none() {
-            second = Some(h.now());
-        }
-    }
-    let second = second.expect("second attempt after the backoff");
+    let second = h.second_restart("s1", deadline).await;
     assert!(
         second >= deadline,
         "restarted {} ms early",
@@ -560,13 +535,7 @@ async fn the_api_key_never_reaches_the_database() {
     assert!(h.ctl.restart_count("s1") >= 1);
     let db = h.dir.path().join("watchdog.db");
     h.store.close().await;
-    let mut bytes = std::fs::read(&db).expect("db");
-    for suffix in ["-wal", "-shm"] {
-        if let Ok(more) = std::fs::read(format!("{}{suffix}", db.display())) {
-            bytes.extend(more);
-        }
-    }
-    let hay = String::from_utf8_lossy(&bytes);
+    let hay = database_text(&db);
     assert!(hay.contains("s1"), "sanity: the database has content");
     assert!(!hay.contains(API_KEY), "the API key is in the database");
 }

@@ -1,7 +1,13 @@
 //! The alert model and the push bookkeeping, without I/O; and the rules
 //! table against `contrib/prometheus/alerts.yml`.
 
+use std::collections::BTreeMap;
+
 use super::*;
+use crate::clock::Timestamp;
+use crate::events::Event;
+use crate::machine::Action;
+use crate::provider::Outcome;
 
 const ALERTS_YML: &str = include_str!("../../contrib/prometheus/alerts.yml");
 

@@ -1,14 +1,12 @@
 //! Applying what jobs found: probe records, machine inputs and the machine's
-//! effects (persist, report, reschedule), discovery results, and the outage
-//! rule.
+//! effects (persist, report, reschedule), discovery results (handed to
+//! `discovery`), and the outage rule.
 
-use std::collections::BTreeSet;
-
-use super::{ACK_POLL, JobDone, Output, PendingAck, Scheduler, SessionRt};
+use super::{ACK_POLL, JobDone, Output, PendingAck, Scheduler};
 use crate::clock::Timestamp;
 use crate::events::Event;
 use crate::machine::Step;
-use crate::machine::{Action, Ctx, Effects, Input, Machine, Remediation, RemediationResult};
+use crate::machine::{Action, Ctx, Effects, Input, Remediation, RemediationResult};
 use crate::metrics::RestartResult;
 use crate::policy;
 use crate::provider::{Outcome, ProbeReport};
@@ -514,130 +512,5 @@ impl Scheduler {
                 outage,
             });
         }
-    }
-
-    /// Reconciles a provider's session list with what is watched.
-    async fn on_discovered(&mut self, p: usize, result: Result<Vec<String>, ProbeReport>) {
-        let now = self.clock.now();
-        let interval = self.discovery_interval;
-        let pr = &mut self.providers[p];
-        pr.discovery_in_flight = false;
-        pr.next_discovery = Some(now.plus(interval));
-        let up = result.is_ok();
-        if up != pr.up {
-            pr.up = up;
-            self.metrics.set_provider(&pr.cfg.name, up, pr.outage);
-            let _ = self.events.send(Event::ProviderHealth {
-                at: now,
-                provider: pr.cfg.name.clone(),
-                up,
-                outage: pr.outage,
-            });
-        }
-        let names = match result {
-            Ok(names) => names,
-            Err(report) => {
-                tracing::warn!(
-                    provider = %pr.cfg.name,
-                    outcome = %report.outcome,
-                    detail = %report.detail,
-                    "cannot read the session list"
-                );
-                return;
-            }
-        };
-        let listed: BTreeSet<String> = names.into_iter().filter(|n| pr.cfg.is_enabled(n)).collect();
-        let gone: Vec<String> = pr
-            .sessions
-            .iter()
-            .filter(|(n, s)| s.discovered && !listed.contains(*n))
-            .map(|(n, _)| n.clone())
-            .collect();
-        let new: Vec<String> = listed
-            .into_iter()
-            .filter(|n| !pr.sessions.contains_key(n))
-            .collect();
-        for name in gone {
-            self.retire(p, &name, "the provider no longer lists this session")
-                .await;
-        }
-        for name in new {
-            self.add(p, &name, true).await;
-        }
-    }
-
-    /// Starts watching a session.
-    pub(super) async fn add(&mut self, p: usize, name: &str, discovered: bool) {
-        let now = self.clock.now();
-        let interval = self.providers[p].cfg.interval_for(name);
-        let first = self.first_probe_at(now, interval);
-        let pr = &mut self.providers[p];
-        pr.sessions.insert(
-            name.to_string(),
-            SessionRt {
-                machine: Machine::new(now),
-                next: None,
-                seq: 0,
-                in_flight: false,
-                deferred: false,
-                discovered,
-                remediation_id: None,
-                pending_ack: None,
-            },
-        );
-        let provider = pr.cfg.name.clone();
-        tracing::info!(%provider, session = name, "watching session");
-        self.schedule(
-            p,
-            name,
-            Some(crate::machine::Step {
-                at: first,
-                action: Action::Probe,
-            }),
-        );
-        self.save(p, name).await;
-        let _ = self.events.send(Event::SessionAdded {
-            at: now,
-            provider,
-            session: name.to_string(),
-        });
-    }
-
-    /// Stops watching a session; its history stays in the store.
-    pub(super) async fn retire(&mut self, p: usize, name: &str, reason: &str) {
-        let now = self.clock.now();
-        let pr = &mut self.providers[p];
-        let Some(s) = pr.sessions.remove(name) else {
-            return;
-        };
-        if s.machine.state.holds_restart_slot() {
-            pr.guard.release();
-        }
-        if s.in_flight && s.next.map(|st| st.action) != Some(Action::Restart) {
-            pr.probes_in_flight = pr.probes_in_flight.saturating_sub(1);
-        }
-        let provider = pr.cfg.name.clone();
-        if let Some(id) = s.remediation_id {
-            let update = RemediationUpdate {
-                result: RemediationResult::Interrupted.as_str().to_string(),
-                detail: reason.to_string(),
-                finished_at: Some(now),
-                recovery_ms: None,
-            };
-            if let Err(e) = self.store.update_remediation(id, &update).await {
-                tracing::error!(%provider, session = name, error = %e, "cannot close restart record");
-            }
-        }
-        if let Err(e) = self.store.retire_session(&provider, name, now).await {
-            tracing::error!(%provider, session = name, error = %e, "cannot retire session");
-        }
-        self.metrics.retire_session(&provider, name);
-        tracing::info!(%provider, session = name, reason, "session retired");
-        let _ = self.events.send(Event::SessionRetired {
-            at: now,
-            provider,
-            session: name.to_string(),
-            reason: reason.to_string(),
-        });
     }
 }

@@ -80,14 +80,13 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use self::bodies::{error_reply, json_reply, reply, settings, text_reply};
 use self::messages::send_message;
 use self::request::Incoming;
 use self::state::Inst;
 use crate::clock::{Clock, Timestamp};
+use crate::sim::{SimServer, serve_until};
 
 /// How long `starting` lasts after a reboot unless configured (docs: seconds
 /// to about 2 minutes, §2.3).
@@ -235,79 +234,19 @@ impl Shared {
 // ---------------------------------------------------------------------------
 // Server
 
-/// A running simulator. Dropping it stops the server too (without waiting).
-pub struct GreenSim {
-    addr: SocketAddr,
-    control: GreenSimControl,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-impl GreenSim {
-    /// The address actually bound (the port is real when asked for port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Base URL (the instance `apiUrl`), e.g. `http://127.0.0.1:41234`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// A handle on the simulator's state; clones share it.
-    pub fn control(&self) -> GreenSimControl {
-        self.control.clone()
-    }
-
-    /// Stops accepting connections, lets in-flight requests finish, and
-    /// waits for the server task.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "green-api simulator stopped with an error")
-                }
-                Err(e) => tracing::warn!(error = %e, "green-api simulator task failed"),
-            }
-        }
-    }
-}
-
-impl Drop for GreenSim {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+/// A running Green-API simulator. Dropping it stops the server too (without
+/// waiting).
+pub type GreenSim = SimServer<GreenSimControl>;
 
 /// Binds `listen` and serves the simulator on a task owned by the returned
 /// [`GreenSim`]. Fails if the address cannot be bound or the instances are
 /// invalid (id not digits, empty token, an id twice).
 pub async fn start(listen: SocketAddr, opts: GreenSimOptions) -> std::io::Result<GreenSim> {
     let shared = Shared::new(opts)?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = router(shared.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                // A dropped sender also means "stop".
-                let _ = stopped.await;
-            })
-            .await
-    });
-    Ok(GreenSim {
-        addr,
-        control: GreenSimControl { shared },
-        stop: Some(stop),
-        task: Some(task),
-    })
+    let control = GreenSimControl {
+        shared: shared.clone(),
+    };
+    SimServer::start("green-api", listen, router(shared), control).await
 }
 
 /// Serves the simulator on `listen` until `shutdown` resolves (for
@@ -318,12 +257,7 @@ pub async fn run_standalone(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let shared = Shared::new(opts)?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    tracing::info!(url = %format!("http://{addr}"), "green-api simulator listening");
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_until("green-api", listen, router(shared), shutdown).await
 }
 
 fn router(shared: Arc<Shared>) -> Router {

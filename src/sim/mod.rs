@@ -4,20 +4,26 @@
 //! Each simulator is a real HTTP server on a loopback port that answers with
 //! the vendor's recorded status codes and bodies, plus a control surface (Rust
 //! handle and `/_sim/...` HTTP routes) to inject faults and read a call log.
-//! This module holds the vendor-neutral helpers; vendor behaviour lives in its
-//! own submodule ([`waha`], [`green_api`]). Simulators never touch the daemon's state: they
+//! This module holds the vendor-neutral helpers (the server's start and
+//! shutdown in [`SimServer`], JSON replies, query strings); vendor behaviour
+//! lives in its own submodule ([`waha`], [`green_api`]). Simulators never touch the daemon's state: they
 //! only see HTTP requests.
 
 pub mod green_api;
 pub mod waha;
 
 use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
+use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::clock::Timestamp;
 
@@ -43,6 +49,105 @@ pub struct CallRecord {
     /// The session the request is about, if the route names one (in the path
     /// or in the JSON body).
     pub session: Option<String>,
+}
+
+/// A running simulator: its HTTP server on a background task owned by this
+/// value, and its control handle `C`. Dropping it stops the server too
+/// (without waiting); [`SimServer::shutdown`] waits. The vendor modules name
+/// it ([`waha::WahaSim`], [`green_api::GreenSim`]) and build it in their
+/// `start`.
+pub struct SimServer<C> {
+    /// The simulator's name in log lines (`waha`, `green-api`).
+    name: &'static str,
+    addr: SocketAddr,
+    control: C,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl<C: Clone> SimServer<C> {
+    /// Binds `listen` and serves `app` on a task owned by the returned value.
+    pub(crate) async fn start(
+        name: &'static str,
+        listen: SocketAddr,
+        app: Router,
+        control: C,
+    ) -> std::io::Result<SimServer<C>> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    // A dropped sender also means "stop".
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(SimServer {
+            name,
+            addr,
+            control,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The address actually bound (the port is real when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash; for
+    /// Green-API, the instance `apiUrl`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A handle on the simulator's state; clones share it.
+    pub fn control(&self) -> C {
+        self.control.clone()
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, and
+    /// waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let name = self.name;
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "{name} simulator stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "{name} simulator task failed"),
+            }
+        }
+    }
+}
+
+impl<C> Drop for SimServer<C> {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Serves `app` on `listen` until `shutdown` resolves (for `wa-watchdog
+/// simulate`), logging the URL once bound.
+pub(crate) async fn serve_until(
+    name: &'static str,
+    listen: SocketAddr,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(url = %format!("http://{addr}"), "{name} simulator listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// A JSON value that keeps object keys in the order they were parsed or

@@ -43,13 +43,13 @@ use axum::Router;
 use axum::extract::{Request, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::Response;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use self::request::{Body, Incoming, authorized, is_protected, session_hint};
 use self::state::{SendDecision, State};
 use crate::clock::{Clock, Timestamp};
-use crate::sim::{CallRecord, OrderedJson, empty_response, json_response, lock};
+use crate::sim::{
+    CallRecord, OrderedJson, SimServer, empty_response, json_response, lock, serve_until,
+};
 
 /// Largest request body read (real WAHA allows large media bodies; the
 /// simulator only needs JSON for text).
@@ -175,77 +175,22 @@ impl Shared {
     }
 }
 
-/// A running simulator. Dropping it stops the server too (without waiting).
-pub struct WahaSim {
-    addr: SocketAddr,
-    control: SimControl,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-impl WahaSim {
-    /// The address actually bound (the port is real when asked for port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// A handle on the simulator's state; clones share it.
-    pub fn control(&self) -> SimControl {
-        self.control.clone()
-    }
-
-    /// Stops accepting connections, lets in-flight requests finish, and
-    /// waits for the server task.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "waha simulator stopped with an error"),
-                Err(e) => tracing::warn!(error = %e, "waha simulator task failed"),
-            }
-        }
-    }
-}
-
-impl Drop for WahaSim {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+/// A running WAHA simulator. Dropping it stops the server too (without
+/// waiting).
+pub type WahaSim = SimServer<SimControl>;
 
 /// Binds `listen` and serves the simulator on a background task owned by the
 /// returned [`WahaSim`]. Fails if the address cannot be bound or an initial
 /// session name is invalid or repeated.
 pub async fn start(listen: SocketAddr, opts: WahaSimOptions) -> std::io::Result<WahaSim> {
     let shared = Shared::new(opts)?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let app = router(shared.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                // A dropped sender also means "stop".
-                let _ = stopped.await;
-            })
-            .await
-    });
-    Ok(WahaSim {
-        addr,
-        control: SimControl::new(shared),
-        stop: Some(stop),
-        task: Some(task),
-    })
+    SimServer::start(
+        "waha",
+        listen,
+        router(shared.clone()),
+        SimControl::new(shared),
+    )
+    .await
 }
 
 /// Serves the simulator on `listen` until `shutdown` resolves (for
@@ -256,12 +201,7 @@ pub async fn run_standalone(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let shared = Shared::new(opts)?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    tracing::info!(url = %format!("http://{addr}"), "waha simulator listening");
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_until("waha", listen, router(shared), shutdown).await
 }
 
 fn router(shared: Arc<Shared>) -> Router {

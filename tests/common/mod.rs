@@ -4,7 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod binary;
 pub mod daemon;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::metrics::Metrics;
 use wa_watchdog::scheduler::{Parts, Scheduler};
-use wa_watchdog::sim::waha::{self, SimControl, WahaSim, WahaSimOptions};
+use wa_watchdog::sim::waha::{self, Fault, SimControl, WahaSim, WahaSimOptions};
 use wa_watchdog::store::Store;
 
 /// The WAHA API key the simulator demands; distinctive so a leak is easy to grep.
@@ -203,8 +205,39 @@ pub async fn sim(sessions: &[&str], clock: &Clock) -> WahaSim {
         .expect("start the WAHA simulator")
 }
 
+/// [`Harness::start`], then five seconds for every session to turn healthy
+/// (asserted).
+pub async fn healthy_fleet(names: &[&str], settings: &Settings) -> Harness {
+    let mut h = Harness::start(names, settings).await;
+    h.run_for(Duration::from_secs(5)).await;
+    for n in names {
+        assert_eq!(h.state(n), State::Healthy, "{n} after warm-up");
+    }
+    h
+}
+
 pub fn env(name: &str) -> Option<String> {
     (name == "WAHA_API_KEY").then(|| API_KEY.to_string())
+}
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0 and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("an ephemeral port")
+        .port()
+}
+
+/// The SQLite database at `db` with its `-wal` and `-shm` files, as text, for
+/// tests that grep it for secrets. Close the store first.
+pub fn database_text(db: &std::path::Path) -> String {
+    let mut bytes = std::fs::read(db).expect("db");
+    for suffix in ["-wal", "-shm"] {
+        if let Ok(more) = std::fs::read(format!("{}{suffix}", db.display())) {
+            bytes.extend(more);
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Runs `h` in quarter-second steps until `pred` holds or `limit` passes;
@@ -253,6 +286,34 @@ impl Harness {
         let d = Driver::build(clock, dir, &text, &env, PROVIDER).await;
         let ctl = sim.control();
         Harness { sim, ctl, d }
+    }
+
+    /// Desyncs `session` with restarts that do not heal it, and runs until the
+    /// first attempt failed and the session waits in backoff.
+    pub async fn fail_first_restart(&mut self, session: &str) {
+        self.ctl.inject(session, Fault::Desync).expect("desync");
+        self.ctl
+            .inject(session, Fault::RestartDoesNotHeal)
+            .expect("no heal");
+        self.run_until(Duration::from_secs(60), |h| {
+            h.state(session) == State::Desynced && h.ctl.restart_count(session) == 1
+        })
+        .await
+        .expect("first attempt failed");
+    }
+
+    /// Runs in half-second steps until five seconds past `deadline` (the end
+    /// of the backoff after [`Harness::fail_first_restart`]) and returns when
+    /// the second restart of `session` was seen.
+    pub async fn second_restart(&mut self, session: &str, deadline: Timestamp) -> Timestamp {
+        let mut second = None;
+        while self.now() < deadline.plus(Duration::from_secs(5)) {
+            self.run_for(Duration::from_millis(500)).await;
+            if self.ctl.restart_count(session) == 2 && second.is_none() {
+                second = Some(self.now());
+            }
+        }
+        second.expect("second attempt after the backoff")
     }
 
     /// Stops this scheduler and starts a new one on the same database,

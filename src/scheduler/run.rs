@@ -1,0 +1,371 @@
+//! The scheduler's loop and its single step: [`Scheduler::tick`] and
+//! [`Scheduler::advance`] for tests on a manual clock, [`Scheduler::run`] for
+//! the daemon (with the shutdown drain), operator commands, and starting
+//! what is due as owned jobs and taking their results back.
+//!
+//! What it owns: the order of one round (maintenance windows, the due heap,
+//! each provider's ready queue within `max_concurrent_probes`, discovery,
+//! pruning) and the bookkeeping of jobs in flight. What it must not do:
+//! decide policy (the machine does), detach a task, or leave a session
+//! in flight after its job panicked.
+
+use std::cmp::Reverse;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::{Command, HEARTBEAT, JobDone, JobKey, Output, Scheduler, Work, jobs};
+use crate::clock::Timestamp;
+use crate::config::ChatTarget;
+use crate::machine::{Action, Input, Step};
+use crate::provider::Provider;
+
+impl Scheduler {
+    /// Runs everything that is due now, and everything that becomes due now
+    /// as a consequence, until nothing is in flight. The single step of the
+    /// loop, for tests that drive a manual clock.
+    pub async fn tick(&mut self) {
+        loop {
+            self.start_due().await;
+            match self.jobs.join_next_with_id().await {
+                None => break,
+                Some(done) => self.on_joined(done).await,
+            }
+        }
+        self.beat();
+    }
+
+    /// Records that the loop is alive (for `/healthz`, systemd and metrics).
+    pub(super) fn beat(&self) {
+        self.heartbeat.beat();
+        self.metrics.scheduler_ticked(self.clock.now());
+    }
+
+    /// Moves a manual clock forward to `now + by`, in steps of `step`, running
+    /// everything due at each step (tests and benchmarks). Steps that would
+    /// land before the next due time jump straight to it, so idle stretches
+    /// cost nothing; what falls due within one step runs together, like a
+    /// scheduler with that resolution.
+    pub async fn advance(&mut self, by: Duration, step: Duration) {
+        let end = self.clock.now().plus(by);
+        loop {
+            self.tick().await;
+            let now = self.clock.now();
+            if now >= end {
+                break;
+            }
+            let stepped = now.plus(step.max(Duration::from_millis(1)));
+            let next = match self.next_due() {
+                Some(due) if due > stepped => due,
+                _ => stepped,
+            };
+            self.clock.set(next.min(end));
+        }
+    }
+
+    /// The daemon's loop: runs until `shutdown` resolves, then lets in-flight
+    /// jobs finish within `grace` and applies their results.
+    pub async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut commands: tokio::sync::mpsc::Receiver<(
+            Command,
+            tokio::sync::oneshot::Sender<Result<(), String>>,
+        )>,
+        grace: Duration,
+        on_beat: impl Fn(&Scheduler),
+    ) {
+        tokio::pin!(shutdown);
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut commands_open = true;
+        loop {
+            self.start_due().await;
+            let wake = self.next_due();
+            let clock = self.clock.clone();
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                cmd = commands.recv(), if commands_open => match cmd {
+                    Some((cmd, reply)) => {
+                        let result = self.command(cmd).await;
+                        let _ = reply.send(result);
+                    }
+                    None => commands_open = false,
+                },
+                Some(done) = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
+                    self.on_joined(done).await;
+                }
+                _ = async {
+                    match wake {
+                        Some(at) => clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+                _ = beat.tick() => {
+                    self.beat();
+                    on_beat(self);
+                }
+            }
+        }
+        self.drain(grace).await;
+    }
+
+    /// Waits up to `grace` for jobs in flight and applies their results;
+    /// aborts the rest.
+    async fn drain(&mut self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.jobs.is_empty() {
+            match tokio::time::timeout_at(deadline, self.jobs.join_next_with_id()).await {
+                Ok(Some(done)) => self.on_joined(done).await,
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        jobs = self.jobs.len(),
+                        "shutdown grace passed; abandoning jobs still in flight"
+                    );
+                    self.jobs.shutdown().await;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Carries out an operator command.
+    pub async fn command(&mut self, cmd: Command) -> Result<(), String> {
+        let (provider, session, input) = match cmd {
+            Command::Pause {
+                provider,
+                session,
+                until,
+                reason,
+            } => (provider, session, Input::Pause { until, reason }),
+            Command::Resume { provider, session } => (provider, session, Input::Resume),
+            Command::Restart { provider, session } => (provider, session, Input::OperatorRestart),
+            Command::Reload(config) => {
+                let report = self.reload(&config).await?;
+                tracing::info!(changes = %report, "configuration reloaded");
+                return Ok(());
+            }
+        };
+        let p = self
+            .providers
+            .iter()
+            .position(|p| p.cfg.name == provider)
+            .ok_or_else(|| format!("no provider named \"{provider}\""))?;
+        if !self.providers[p].sessions.contains_key(&session) {
+            return Err(format!(
+                "provider \"{provider}\" has no session \"{session}\""
+            ));
+        }
+        let now = self.clock.now();
+        let fx = self.apply_input(p, &session, input, now).await;
+        match fx.rejected {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// Pops everything due and starts the jobs that may start.
+    async fn start_due(&mut self) {
+        let now = self.clock.now();
+        // Windows first, so a session about to be paused is not probed.
+        if self.maintenance.next_check().is_some_and(|at| at <= now) {
+            self.run_maintenance(now).await;
+        }
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if top.at > now {
+                break;
+            }
+            let Some(Reverse(due)) = self.heap.pop() else {
+                break;
+            };
+            let Some(s) = self.providers[due.provider].sessions.get_mut(&due.session) else {
+                continue;
+            };
+            if s.seq != due.seq {
+                continue; // replaced since
+            }
+            if s.in_flight {
+                s.deferred = true;
+                continue;
+            }
+            let action = s.next.map(|st| st.action).unwrap_or(Action::Probe);
+            match action {
+                Action::Resume => {
+                    self.apply_input(due.provider, &due.session, Input::Resume, due.at)
+                        .await;
+                }
+                Action::Restart => self.spawn_session_job(due.provider, &due.session, due.at),
+                Action::Probe | Action::Verify | Action::PollStatus | Action::ConfirmAck => {
+                    self.providers[due.provider]
+                        .ready
+                        .push_back((due.session, due.seq));
+                }
+            }
+        }
+        for p in 0..self.providers.len() {
+            while self.providers[p].probes_in_flight < self.providers[p].cfg.max_concurrent_probes {
+                let Some((name, seq)) = self.providers[p].ready.pop_front() else {
+                    break;
+                };
+                let Some(s) = self.providers[p].sessions.get(&name) else {
+                    continue;
+                };
+                if s.seq != seq || s.in_flight {
+                    continue;
+                }
+                let due = s.next.map(|st| st.at).unwrap_or(now);
+                self.spawn_session_job(p, &name, due);
+            }
+            let pr = &self.providers[p];
+            if !pr.discovery_in_flight && pr.next_discovery.is_some_and(|at| at <= now) {
+                self.spawn_discovery(p, now);
+            }
+        }
+        if !self.prune_in_flight && self.next_prune <= now {
+            self.prune_in_flight = true;
+            let key = JobKey {
+                provider: 0,
+                session: None,
+                seq: 0,
+                action: None,
+                due: now,
+            };
+            let work = Work::Prune {
+                before: now.minus(self.retention),
+            };
+            self.spawn(key, work, None);
+        }
+    }
+
+    fn spawn(&mut self, key: JobKey, work: Work, provider: Option<Provider>) {
+        let owner = (key.provider, key.session.clone());
+        let handle = self.jobs.spawn(jobs::run(
+            key,
+            work,
+            provider,
+            self.store.clone(),
+            self.clock.clone(),
+        ));
+        self.job_owner.insert(handle.id(), owner);
+    }
+
+    fn spawn_session_job(&mut self, p: usize, name: &str, due: Timestamp) {
+        let nonce = format!("{:08x}", self.rng.random::<u32>());
+        let pr = &mut self.providers[p];
+        let Some(s) = pr.sessions.get_mut(name) else {
+            return;
+        };
+        let Some(step) = s.next else { return };
+        let timeout = pr.cfg.canary.timeout;
+        let work = match step.action {
+            Action::Probe | Action::Verify => Work::Probe {
+                chat: match pr.cfg.chat_for(name) {
+                    ChatTarget::SelfChat => None,
+                    ChatTarget::Id(id) => Some(id),
+                },
+                text: pr.cfg.canary.render_text(&nonce),
+                timeout,
+            },
+            Action::PollStatus => Work::Status { timeout },
+            Action::ConfirmAck => match &s.pending_ack {
+                Some(p) => Work::ConfirmAck {
+                    message_id: p.message_id.clone(),
+                    timeout,
+                },
+                None => return,
+            },
+            // WAHA answers a restart only after stopping (~3 s): give the call
+            // more room than a probe.
+            Action::Restart => Work::Restart {
+                timeout: timeout.max(Duration::from_secs(30)),
+            },
+            Action::Resume => return,
+        };
+        s.in_flight = true;
+        if step.action != Action::Restart {
+            pr.probes_in_flight += 1;
+        }
+        let key = JobKey {
+            provider: p,
+            session: Some(name.to_string()),
+            seq: s.seq,
+            action: Some(step.action),
+            due,
+        };
+        let client = pr.client.clone();
+        self.spawn(key, work, Some(client));
+    }
+
+    fn spawn_discovery(&mut self, p: usize, now: Timestamp) {
+        let pr = &mut self.providers[p];
+        pr.discovery_in_flight = true;
+        let key = JobKey {
+            provider: p,
+            session: None,
+            seq: 0,
+            action: None,
+            due: now,
+        };
+        let work = Work::Discover {
+            timeout: pr.cfg.canary.timeout,
+        };
+        let client = pr.client.clone();
+        self.spawn(key, work, Some(client));
+    }
+
+    async fn on_joined(
+        &mut self,
+        joined: Result<(tokio::task::Id, JobDone), tokio::task::JoinError>,
+    ) {
+        match joined {
+            Ok((id, done)) => {
+                self.job_owner.remove(&id);
+                if self.drop_if_provider_removed(&done) {
+                    return;
+                }
+                let discovered = matches!(done.output, Output::Discovered(_));
+                let p = done.key.provider;
+                self.finish(done).await;
+                if discovered {
+                    self.after_discovery(p);
+                }
+            }
+            Err(e) => {
+                // A job panicked (a bug): free its session and try again later
+                // instead of leaving the session stuck in flight forever.
+                let owner = self.job_owner.remove(&e.id());
+                tracing::error!(error = %e, "a scheduler job failed");
+                if let Some((p, session)) = owner {
+                    self.recover_failed_job(p, session);
+                }
+            }
+        }
+    }
+
+    fn recover_failed_job(&mut self, p: usize, session: Option<String>) {
+        let now = self.clock.now();
+        let retry = now.plus(Duration::from_secs(30));
+        let Some(name) = session else {
+            if let Some(pr) = self.providers.get_mut(p) {
+                pr.discovery_in_flight = false;
+                pr.next_discovery = pr.next_discovery.map(|_| retry);
+            }
+            self.prune_in_flight = false;
+            return;
+        };
+        let Some(pr) = self.providers.get_mut(p) else {
+            return;
+        };
+        let Some(s) = pr.sessions.get_mut(&name) else {
+            return;
+        };
+        if s.in_flight {
+            s.in_flight = false;
+            pr.probes_in_flight = pr.probes_in_flight.saturating_sub(1);
+        }
+        let step = s.next.map(|st| Step { at: retry, ..st });
+        self.schedule(p, &name, step);
+    }
+}
