@@ -46,7 +46,7 @@ impl Scheduler {
                 return; // retired while the job ran
             };
             s.in_flight = false;
-            if key.action != Some(Action::Restart) {
+            if std::mem::take(&mut s.probe_slot) {
                 pr.probes_in_flight = pr.probes_in_flight.saturating_sub(1);
             }
             let current = s.seq == key.seq;

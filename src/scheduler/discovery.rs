@@ -84,6 +84,7 @@ impl Scheduler {
                 next: None,
                 seq: 0,
                 in_flight: false,
+                probe_slot: false,
                 deferred: false,
                 discovered,
                 remediation_id: None,
@@ -118,7 +119,7 @@ impl Scheduler {
         if s.machine.state.holds_restart_slot() {
             pr.guard.release();
         }
-        if s.in_flight && s.next.map(|st| st.action) != Some(Action::Restart) {
+        if s.in_flight && s.probe_slot {
             pr.probes_in_flight = pr.probes_in_flight.saturating_sub(1);
         }
         let provider = pr.cfg.name.clone();

@@ -110,6 +110,9 @@ struct SessionRt {
     /// Bumped whenever `next` is replaced; jobs carry the value they ran for.
     seq: u64,
     in_flight: bool,
+    /// The job in flight holds one of the provider's probe slots (every
+    /// job but a restart call does).
+    probe_slot: bool,
     /// A due entry was popped while a job was in flight: re-queue on completion.
     deferred: bool,
     /// Found by discovery (retired when the provider no longer lists it).

@@ -206,6 +206,7 @@ impl Scheduler {
                 next: None,
                 seq: 0,
                 in_flight: false,
+                probe_slot: false,
                 deferred: false,
                 discovered,
                 remediation_id,

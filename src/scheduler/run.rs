@@ -284,7 +284,8 @@ impl Scheduler {
             Action::Resume => return,
         };
         s.in_flight = true;
-        if step.action != Action::Restart {
+        s.probe_slot = step.action != Action::Restart;
+        if s.probe_slot {
             pr.probes_in_flight += 1;
         }
         let key = JobKey {
@@ -361,8 +362,8 @@ impl Scheduler {
         let Some(s) = pr.sessions.get_mut(&name) else {
             return;
         };
-        if s.in_flight {
-            s.in_flight = false;
+        s.in_flight = false;
+        if std::mem::take(&mut s.probe_slot) {
             pr.probes_in_flight = pr.probes_in_flight.saturating_sub(1);
         }
         let step = s.next.map(|st| Step { at: retry, ..st });
