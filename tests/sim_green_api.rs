@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wa_watchdog::clock::{Clock, Timestamp};
+use wa_watchdog::confirm::Evidence;
 use wa_watchdog::provider::green_api::{Call, GreenApiClient, InstanceState, RULES, RetryPolicy};
 use wa_watchdog::provider::{BlockKind, NotReadyKind, Outcome};
 use wa_watchdog::sim::green_api::{
@@ -122,6 +123,26 @@ async fn perform(client: &GreenApiClient, call: Call) -> Seen {
             debug = format!("{r:?}");
             seen_of(r, "reboot accepted")
         }
+        Call::Message => {
+            let e = client
+                .get_message(WID, "3EB0C767D097B7C7C030", TIMEOUT)
+                .await;
+            debug = format!("{e:?}");
+            match e {
+                Evidence::LookupFailed(r) => Seen {
+                    outcome: Some(r.outcome),
+                    rule: "lookup failed",
+                    status: r.http_status,
+                    detail: r.detail,
+                },
+                _ => Seen {
+                    outcome: None,
+                    rule: "journal read",
+                    status: Some(200),
+                    detail: String::new(),
+                },
+            }
+        }
     };
     assert_no_token(&format!("{call:?}"), &debug);
     assert_no_token("detail", &seen.detail);
@@ -156,6 +177,7 @@ fn api(call: Call) -> ApiMethod {
         Call::Send => ApiMethod::SendMessage,
         Call::Queue => ApiMethod::ShowMessagesQueue,
         Call::Reboot => ApiMethod::Reboot,
+        Call::Message => ApiMethod::GetMessage,
     }
 }
 
@@ -182,6 +204,7 @@ fn sim_cases() -> Vec<(Call, Setup, &'static str, Option<Outcome>)> {
         (Call::Send, Setup::Normal, "message queued", None),
         (Call::Queue, Setup::Normal, "queue read", None),
         (Call::Reboot, Setup::Normal, "reboot accepted", None),
+        (Call::Message, Setup::Normal, "journal read", None),
         (
             Call::Send,
             Setup::Canned(Canned::CodeInBody401, BodyForm::Raw),

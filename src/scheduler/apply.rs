@@ -100,6 +100,7 @@ impl Scheduler {
                     return;
                 };
                 due = pending.due;
+                self.observe_verdict(p, &name, &verdict, report.outcome);
                 self.record_probe(
                     p,
                     &name,
@@ -181,7 +182,7 @@ impl Scheduler {
         );
     }
 
-    async fn record_probe(
+    pub(super) async fn record_probe(
         &mut self,
         p: usize,
         name: &str,

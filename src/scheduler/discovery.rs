@@ -84,6 +84,7 @@ impl Scheduler {
                 discovered,
                 remediation_id: None,
                 pending_ack: None,
+                unconfirmed_logged: false,
             },
         );
         let provider = pr.cfg.name.clone();

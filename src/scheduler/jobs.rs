@@ -18,12 +18,15 @@ pub enum Work {
         chat: Option<String>,
         text: String,
         timeout: Duration,
+        confirm: crate::config::ConfirmMode,
     },
     /// Status read while restarting.
     Status { timeout: Duration },
-    /// Is a queued canary still in the provider's queue?
+    /// One look at a sent canary (WAHA read-back, Green-API getMessage).
     ConfirmAck {
         message_id: String,
+        /// The configured canary chat (None: the session's own).
+        chat: Option<String>,
         timeout: Duration,
     },
     /// The provider's restart call.
@@ -85,6 +88,7 @@ pub async fn run(
                 chat,
                 text,
                 timeout,
+                confirm,
             },
             Some(p),
         ) => {
@@ -92,6 +96,7 @@ pub async fn run(
                 chat: chat.as_deref(),
                 text: &text,
                 timeout,
+                confirm,
             };
             Output::Probe(p.probe(&session, &canary).await)
         }
@@ -102,13 +107,14 @@ pub async fn run(
         (
             Work::ConfirmAck {
                 message_id,
+                chat,
                 timeout,
             },
             Some(p),
-        ) => Output::Ack(match p.still_queued(&message_id, timeout).await {
-            Ok(still_queued) => crate::confirm::Evidence::QueueRead { still_queued },
-            Err(report) => crate::confirm::Evidence::LookupFailed(report),
-        }),
+        ) => Output::Ack(
+            p.look(&session, &message_id, chat.as_deref(), timeout)
+                .await,
+        ),
         (Work::Restart { timeout }, Some(p)) => Output::Restart(p.restart(&session, timeout).await),
         (Work::Discover { timeout }, Some(p)) => Output::Discovered(p.list_sessions(timeout).await),
         (Work::Prune { before }, _) => Output::Pruned(store.prune_probes(before).await),

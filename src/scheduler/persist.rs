@@ -211,6 +211,7 @@ impl Scheduler {
                 discovered,
                 remediation_id,
                 pending_ack: None,
+                unconfirmed_logged: false,
             },
         );
         self.schedule(p, &rec.session, step);
