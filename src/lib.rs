@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod policy;
 pub mod provider;
+pub mod redact;
 pub mod reload;
 pub mod scheduler;
 pub mod service;

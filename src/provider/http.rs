@@ -100,7 +100,9 @@ pub async fn send_with_limit(
     }
     Ok(Reply {
         status,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        // A proxy may echo a request header (an API key) or the path (a
+        // Green-API token) in its answer: nothing after this sees them.
+        body: crate::redact::redact(&String::from_utf8_lossy(&body)),
         truncated,
         retry_after,
     })
@@ -128,7 +130,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = s.source();
     }
-    short(&parts.join(": "))
+    short(&crate::redact::redact(&parts.join(": ")))
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from APIs and ignored).

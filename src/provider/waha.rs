@@ -429,6 +429,7 @@ impl WahaClient {
         }
         let api_key = match api_key {
             Some(k) => {
+                crate::redact::register(k);
                 let mut v = HeaderValue::from_str(k).map_err(|_| {
                     "the WAHA api key contains characters not allowed in a header".to_string()
                 })?;
