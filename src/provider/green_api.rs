@@ -323,7 +323,7 @@ impl GreenApiClient {
             .and_then(InstanceState::from_json)
             .ok_or_else(|| {
                 self.failure(
-                    Outcome::SendFailed,
+                    Outcome::BadReply,
                     Some(reply.status),
                     "getStateInstance reply has no stateInstance",
                     "reply shape",

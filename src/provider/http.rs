@@ -139,6 +139,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// The detail of a reply cut off at the body cap: says so, instead of
+/// "not JSON" (which it may well have been, whole).
+pub fn truncated_detail(status: u16) -> String {
+    format!("HTTP {status}: body cut off at the size cap (larger than any answer expected)")
+}
+
 /// One line, at most [`MAX_DETAIL_CHARS`] characters.
 pub fn short(text: &str) -> String {
     let one_line: String = text

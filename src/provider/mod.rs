@@ -80,6 +80,14 @@ pub enum Outcome {
     BadRequest,
     Unreachable,
     Timeout,
+    /// A 2xx answer that cannot be understood: not JSON, empty, cut off at
+    /// the size cap, the wrong shape, an HTML page from a proxy — to a status
+    /// read (WAHA `GET /api/sessions/{s}`, Green-API `getStateInstance` /
+    /// `getSettings`) or to a send (WAHA `sendText`, Green-API
+    /// `sendMessage`). It proves nothing about the session (no canary was
+    /// sent, or nobody can tell whether it was): never counted toward a
+    /// restart; it feeds the provider outage rule like `unreachable`.
+    BadReply,
     SessionMissing,
     /// Green-API 466: the plan's monthly quota is used up.
     QuotaExceeded,
@@ -89,7 +97,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome name, in contract order (DESIGN.md "States and outcomes").
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "delivered",
         "desync",
         "send_failed",
@@ -102,6 +110,7 @@ impl Outcome {
         "bad_request",
         "unreachable",
         "timeout",
+        "bad_reply",
         "session_missing",
         "quota_exceeded",
         "instance_expired",
@@ -122,6 +131,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::Unreachable => "unreachable",
             Outcome::Timeout => "timeout",
+            Outcome::BadReply => "bad_reply",
             Outcome::SessionMissing => "session_missing",
             Outcome::QuotaExceeded => "quota_exceeded",
             Outcome::InstanceExpired => "instance_expired",
@@ -137,7 +147,10 @@ impl Outcome {
     /// Failures that say nothing about the session, only about the path to the
     /// provider: they feed the provider outage rule.
     pub fn is_provider_level(&self) -> bool {
-        matches!(self, Outcome::Unreachable | Outcome::Timeout)
+        matches!(
+            self,
+            Outcome::Unreachable | Outcome::Timeout | Outcome::BadReply
+        )
     }
 }
 
@@ -187,6 +200,7 @@ impl FromStr for Outcome {
             "bad_request" => Outcome::BadRequest,
             "unreachable" => Outcome::Unreachable,
             "timeout" => Outcome::Timeout,
+            "bad_reply" => Outcome::BadReply,
             "session_missing" => Outcome::SessionMissing,
             "quota_exceeded" => Outcome::QuotaExceeded,
             "instance_expired" => Outcome::InstanceExpired,
@@ -231,6 +245,7 @@ mod tests {
             Outcome::BadRequest,
             Outcome::Unreachable,
             Outcome::Timeout,
+            Outcome::BadReply,
             Outcome::SessionMissing,
             Outcome::QuotaExceeded,
             Outcome::InstanceExpired,
@@ -260,6 +275,15 @@ mod tests {
             .map(|o| o.as_str())
             .collect();
         assert_eq!(counting, ["desync", "send_failed", "stuck"]);
+    }
+}
+
+/// The text of a refused restart: the detail, then what it means. A 5xx is
+/// named a server error (the provider answered: it is not unreachable).
+pub(crate) fn restart_error(http_status: Option<u16>, detail: &str, outcome: Outcome) -> String {
+    match http_status {
+        Some(code) if code >= 500 => format!("{detail} (server error {code})"),
+        _ => format!("{detail} ({})", outcome.as_str()),
     }
 }
 
@@ -461,7 +485,7 @@ impl Provider {
                         pending_ack: Some(id),
                     },
                     (Outcome::Delivered, None) => ProbeReport {
-                        outcome: Outcome::SendFailed,
+                        outcome: Outcome::BadReply,
                         http_status: r.http_status,
                         detail: "sendMessage answered without an idMessage".to_string(),
                         sent: true,
@@ -534,7 +558,7 @@ impl Provider {
                 .client
                 .reboot(timeout)
                 .await
-                .map_err(|f| format!("{} ({})", f.detail, f.outcome.as_str())),
+                .map_err(|f| restart_error(f.http_status, &f.detail, f.outcome)),
         }
     }
 

@@ -61,7 +61,7 @@ fn cases() -> Vec<(Call, u16, &'static str, &'static str, Option<Outcome>)> {
             201,
             "<html>ok</html>",
             "send accepted without a JSON body",
-            Some(SendFailed),
+            Some(BadReply),
         ),
         (Call::Status, 200, SESSION_INFO, "status read", None),
         (
@@ -69,7 +69,7 @@ fn cases() -> Vec<(Call, u16, &'static str, &'static str, Option<Outcome>)> {
             200,
             "",
             "status reply is not JSON",
-            Some(SendFailed),
+            Some(BadReply),
         ),
         (Call::Restart, 201, SESSION_INFO, "restart accepted", None),
         (Call::Restart, 201, "", "restart accepted", None),
