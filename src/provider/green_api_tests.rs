@@ -544,7 +544,9 @@ fn retry_after_is_carried_into_the_outcome() {
 fn truncated_bodies_are_not_parsed() {
     let mut r = reply(200, r#"{"idMessage":"3EB0C767D097B7C7C030"}"#);
     r.truncated = true;
-    assert_eq!(classify(Call::Send, &r).outcome, Some(Outcome::SendFailed));
+    let c = classify(Call::Send, &r);
+    assert_eq!(c.outcome, Some(Outcome::BadReply));
+    assert!(c.detail.contains("cut off"), "{}", c.detail);
     let mut r = reply(200, "");
     r.truncated = true;
     assert_eq!(classify(Call::Queue, &r).outcome, Some(Outcome::SendFailed));

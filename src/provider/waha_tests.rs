@@ -303,10 +303,9 @@ fn retry_after_is_carried_into_the_outcome() {
 fn truncated_bodies_are_not_parsed() {
     let mut r = reply(201, GOWS_SENT);
     r.truncated = true;
-    assert_eq!(
-        classify(Call::Send, &r, &sigs()).outcome,
-        Some(Outcome::SendFailed)
-    );
+    let c = classify(Call::Send, &r, &sigs());
+    assert_eq!(c.outcome, Some(Outcome::BadReply));
+    assert!(c.detail.contains("cut off"), "{}", c.detail);
 }
 
 #[test]
