@@ -58,10 +58,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::app::Handle;
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::metrics::{self, Metrics};
+use crate::scheduler::Handle;
 use crate::scheduler::Heartbeat;
 use crate::store::Store;
 

@@ -69,10 +69,7 @@ impl Scheduler {
     pub async fn run(
         &mut self,
         shutdown: impl std::future::Future<Output = ()>,
-        mut commands: tokio::sync::mpsc::Receiver<(
-            Command,
-            tokio::sync::oneshot::Sender<Result<(), String>>,
-        )>,
+        mut commands: tokio::sync::mpsc::Receiver<super::CommandRequest>,
         grace: Duration,
         on_beat: impl Fn(&Scheduler),
     ) {
@@ -275,7 +272,7 @@ impl Scheduler {
             Action::PollStatus => Work::Status { timeout },
             Action::ConfirmAck => match &s.pending_ack {
                 Some(p) => Work::ConfirmAck {
-                    message_id: p.message_id.clone(),
+                    message_id: p.canary.message_id.clone(),
                     timeout,
                 },
                 None => return,

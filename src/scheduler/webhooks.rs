@@ -83,7 +83,7 @@ impl Scheduler {
             .sessions
             .get(name)
             .and_then(|s| s.pending_ack.as_ref())
-            .map(|a| a.message_id.clone())
+            .map(|a| a.canary.message_id.clone())
     }
 
     /// Hands evidence for the pending canary to the confirmation step: the
@@ -94,7 +94,7 @@ impl Scheduler {
             .sessions
             .get(name)
             .and_then(|s| s.pending_ack.clone())
-            .filter(|a| a.message_id == evidence.message_id)
+            .filter(|a| a.canary.message_id == evidence.message_id)
         else {
             return;
         };
@@ -106,12 +106,12 @@ impl Scheduler {
         let now = self.clock.now();
         let report = ProbeReport {
             outcome,
-            http_status: pending.http_status,
+            http_status: pending.canary.http_status,
             detail: format!(
                 "message {} {} within {}s (webhook)",
-                pending.message_id,
+                pending.canary.message_id,
                 evidence.detail,
-                now.since(pending.sent_at).as_secs()
+                now.since(pending.canary.sent_at).as_secs()
             ),
             sent: true,
             pending_ack: None,
@@ -121,7 +121,7 @@ impl Scheduler {
             name,
             pending.action,
             &report,
-            pending.sent_at,
+            pending.canary.sent_at,
             pending.latency,
         )
         .await;
