@@ -156,3 +156,131 @@ impl Resolver<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, SecretSource};
+
+    fn load(waha_extra: &str, green_extra: &str) -> Result<Config, String> {
+        let text = format!(
+            r#"
+[daemon]
+database = "w.db"
+
+[[provider]]
+name = "w"
+kind = "waha"
+url = "http://127.0.0.1:3000"
+{waha_extra}
+
+[[provider]]
+name = "g"
+kind = "green-api"
+url = "http://127.0.0.1:3001"
+id_instance = "1101"
+api_token_env = "T"
+{green_extra}
+"#
+        );
+        let env = |k: &str| match k {
+            "T" => Some("api-token".to_string()),
+            "K" => Some("hook-key-value".to_string()),
+            _ => None,
+        };
+        Config::from_toml_str(&text, "/tmp/c.toml", &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_off_with_the_documented_bounds() {
+        let c = load("", "").expect("config");
+        for p in &c.providers {
+            assert_eq!(p.webhook, WebhookConfig::default());
+            assert_eq!(p.webhook.auth, WebhookAuth::Off);
+            assert_eq!(p.webhook.replay_window, Duration::from_secs(300));
+            assert_eq!(p.webhook.body_limit, 1024 * 1024);
+        }
+        assert_eq!(c.daemon.webhook_listen, None);
+    }
+
+    #[test]
+    fn keys_resolve_like_every_secret() {
+        let c = load(
+            "webhook_hmac_key_env = \"K\"\nwebhook_replay_window = \"2m\"\nwebhook_body_limit = 4096\nwebhook_queue_size = 8",
+            "webhook_token_env = \"K\"",
+        )
+        .expect("config");
+        let w = &c.providers[0].webhook;
+        assert_eq!(
+            w.auth,
+            WebhookAuth::Hmac(Secret::new("hook-key-value", SecretSource::Env("K".into())))
+        );
+        assert_eq!(
+            (w.replay_window, w.body_limit, w.queue_size),
+            (Duration::from_secs(120), 4096, 8)
+        );
+        assert!(matches!(c.providers[1].webhook.auth, WebhookAuth::Token(_)));
+        let rendered = crate::config::render_redacted(&c);
+        assert!(!rendered.contains("hook-key-value"), "{rendered}");
+        assert!(rendered.contains("webhook_hmac_key"), "{rendered}");
+    }
+
+    #[test]
+    fn insecure_is_explicit_and_warned() {
+        let c = load("webhook_insecure = true", "").expect("config");
+        assert_eq!(c.providers[0].webhook.auth, WebhookAuth::Insecure);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("webhook_insecure")),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_named() {
+        let cases = [
+            (
+                "webhook_insecure = true\nwebhook_hmac_key_env = \"K\"",
+                "",
+                "both set",
+            ),
+            (
+                "webhook_token_env = \"K\"",
+                "",
+                "webhook_token_env is not allowed for kind \"waha\"",
+            ),
+            (
+                "",
+                "webhook_hmac_key_env = \"K\"",
+                "webhook_hmac_key_env is not allowed",
+            ),
+            (
+                "webhook_hmac_key_env = \"MISSING\"",
+                "",
+                "webhook_hmac_key_env: environment variable MISSING is not set",
+            ),
+            (
+                "webhook_replay_window = \"0s\"",
+                "",
+                "webhook_replay_window",
+            ),
+            (
+                "webhook_replay_window = \"2d\"",
+                "",
+                "webhook_replay_window",
+            ),
+            ("webhook_body_limit = 10", "", "webhook_body_limit"),
+            ("webhook_body_limit = 999999999", "", "webhook_body_limit"),
+            ("webhook_queue_size = 0", "", "webhook_queue_size"),
+            ("webhook_hmac_key = 12345", "", "the value is not shown"),
+        ];
+        for (w, g, want) in cases {
+            let err = load(w, g).expect_err(w);
+            assert!(err.contains(want), "{w} / {g}: {err}");
+            assert!(
+                !err.contains("hook-key-value") && !err.contains("12345"),
+                "{err}"
+            );
+        }
+    }
+}

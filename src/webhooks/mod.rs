@@ -23,3 +23,6 @@ pub mod rules;
 pub use parse::{Body, Event, Marker};
 pub use receiver::{Queued, Receiver, Reply, Request};
 pub use rules::{Effect, Evidence, Verdict};
+
+#[cfg(test)]
+mod tests;

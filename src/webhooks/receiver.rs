@@ -308,8 +308,8 @@ impl Receiver {
             );
             return Reply::ignored(e.reason());
         }
-        m.webhook_event(name, &event.event_type);
         if rules::is_passive(&event.body) {
+            m.webhook_event(name, &event.event_type);
             let reason = match rules::decide(&event.body, None).first() {
                 Some(rules::Effect::Ignore(r)) => r,
                 _ => "unused_type",
@@ -332,6 +332,7 @@ impl Receiver {
             return self.full(name);
         }
         let key = event.dedupe_key.clone();
+        let event_type = event.event_type.clone();
         let queued = Queued {
             provider: name.to_string(),
             event,
@@ -340,6 +341,7 @@ impl Receiver {
         match self.inner.tx.try_send(queued) {
             Ok(()) => {
                 seen.insert(&key, now);
+                m.webhook_event(name, &event_type);
                 Reply {
                     status: 202,
                     body: json!({ "status": "accepted" }),
