@@ -645,6 +645,7 @@ impl Probe {
             clock,
             admin_token: None,
             config_path: dir.path().join("c.toml"),
+            webhooks: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
