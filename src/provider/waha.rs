@@ -146,7 +146,7 @@ pub const RULES: &[Rule] = &[
         Some(Call::Send),
         Range(200, 299),
         B::Any,
-        V::Is(Outcome::SendFailed),
+        V::Is(Outcome::BadReply),
     ),
     rule(
         "status read",
@@ -160,7 +160,7 @@ pub const RULES: &[Rule] = &[
         Some(Call::Status),
         Range(200, 299),
         B::Any,
-        V::Is(Outcome::SendFailed),
+        V::Is(Outcome::BadReply),
     ),
     rule(
         "restart accepted",
@@ -375,6 +375,9 @@ fn detail(reply: &Reply, json: Option<&Value>) -> String {
         Some(s) => format!(" (status {s})"),
         None => String::new(),
     };
+    if reply.truncated {
+        return http::truncated_detail(reply.status);
+    }
     match message {
         Some(m) => http::short(&format!("HTTP {}: {m}{status}", reply.status)),
         None if reply.body.trim().is_empty() => format!("HTTP {} with an empty body", reply.status),
@@ -458,6 +461,7 @@ impl WahaClient {
         }
         let api_key = match api_key {
             Some(k) => {
+                crate::redact::register(k);
                 let mut v = HeaderValue::from_str(k).map_err(|_| {
                     "the WAHA api key contains characters not allowed in a header".to_string()
                 })?;
@@ -523,7 +527,7 @@ impl WahaClient {
             .json()
             .and_then(|j| j.as_array().cloned())
             .ok_or_else(|| Failure {
-                outcome: Outcome::SendFailed,
+                outcome: Outcome::BadReply,
                 http_status: Some(reply.status),
                 detail: "session list is not a JSON array".to_string(),
             })?;
@@ -549,7 +553,7 @@ impl WahaClient {
             .as_ref()
             .and_then(parse_session)
             .ok_or_else(|| Failure {
-                outcome: Outcome::SendFailed,
+                outcome: Outcome::BadReply,
                 http_status: Some(reply.status),
                 detail: "session reply has no `name`/`status`".to_string(),
             })
@@ -650,7 +654,7 @@ impl WahaClient {
         let c = classify(Call::Restart, &reply, &self.signatures);
         match c.outcome {
             None => Ok(()),
-            Some(o) => Err(format!("{} ({})", c.detail, o.as_str())),
+            Some(o) => Err(super::restart_error(Some(reply.status), &c.detail, o)),
         }
     }
 }
