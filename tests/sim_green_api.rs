@@ -135,6 +135,12 @@ async fn perform(client: &GreenApiClient, call: Call) -> Seen {
                     status: r.http_status,
                     detail: r.detail,
                 },
+                Evidence::NotFound { .. } => Seen {
+                    outcome: None,
+                    rule: "not in the journal (404)",
+                    status: Some(404),
+                    detail: String::new(),
+                },
                 _ => Seen {
                     outcome: None,
                     rule: "journal read",
@@ -204,7 +210,18 @@ fn sim_cases() -> Vec<(Call, Setup, &'static str, Option<Outcome>)> {
         (Call::Send, Setup::Normal, "message queued", None),
         (Call::Queue, Setup::Normal, "queue read", None),
         (Call::Reboot, Setup::Normal, "reboot accepted", None),
-        (Call::Message, Setup::Normal, "journal read", None),
+        (
+            Call::Message,
+            Setup::Normal,
+            "not in the journal (404)",
+            None,
+        ),
+        (
+            Call::Message,
+            Setup::Custom(200, r#"{"statusMessage":"sent"}"#, BodyForm::Raw, 1),
+            "journal read",
+            None,
+        ),
         (
             Call::Send,
             Setup::Canned(Canned::CodeInBody401, BodyForm::Raw),
@@ -533,6 +550,8 @@ row_tests! {
     row_queue_read => "queue read",
     row_reboot_accepted => "reboot accepted",
     row_reboot_refused => "reboot refused",
+    row_journal_read => "journal read",
+    row_not_in_the_journal_404 => "not in the journal (404)",
     row_unexpected_2xx_body => "unexpected 2xx body",
     row_unusable_send_reply => "unusable send reply",
     row_unusable_state_reply => "unusable state reply",
