@@ -11,6 +11,7 @@
 
 pub mod green_api;
 pub mod waha;
+pub mod webhooks;
 
 use std::fmt;
 use std::future::Future;
