@@ -336,7 +336,8 @@ async fn forged_stale_future_and_replayed_pushes_are_refused_counted_and_change_
     // One flipped byte, a missing header, another algorithm.
     let sign = |body: &str| wa_watchdog::webhooks::auth::sign_waha(HMAC_KEY, body.as_bytes());
     let body = good.body.replace("SCAN_QR_CODE", "SCAN_QR_CODF");
-    let cases: Vec<(&str, Vec<(&str, String)>, String, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, String, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "flipped byte",
             vec![("x-webhook-hmac", sign(&good.body))],
