@@ -75,6 +75,8 @@ pub(super) struct RawPolicy {
     #[serde(deserialize_with = "duration")]
     pub restart_poll_interval: Option<Duration>,
     #[serde(deserialize_with = "duration")]
+    pub restart_call_timeout: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
     pub starting_grace: Option<Duration>,
     pub restart_stopped: Option<bool>,
     pub max_restarts: Option<u32>,

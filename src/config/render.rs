@@ -160,6 +160,7 @@ fn policy(out: &mut Out, p: &PolicyConfig) {
     out.kv("confirm_interval", duration(p.confirm_interval));
     out.kv("restart_timeout", duration(p.restart_timeout));
     out.kv("restart_poll_interval", duration(p.restart_poll_interval));
+    out.kv("restart_call_timeout", duration(p.restart_call_timeout));
     out.kv("starting_grace", duration(p.starting_grace));
     out.kv("restart_stopped", p.restart_stopped);
     out.kv("max_restarts", p.max_restarts);

@@ -488,6 +488,9 @@ fn merge_policy(base: &PolicyConfig, raw: RawPolicy) -> Result<PolicyConfig, Str
         restart_poll_interval: raw
             .restart_poll_interval
             .unwrap_or(base.restart_poll_interval),
+        restart_call_timeout: raw
+            .restart_call_timeout
+            .unwrap_or(base.restart_call_timeout),
         starting_grace: raw.starting_grace.unwrap_or(base.starting_grace),
         restart_stopped: raw.restart_stopped.unwrap_or(base.restart_stopped),
         max_restarts: raw.max_restarts.unwrap_or(base.max_restarts),
@@ -522,6 +525,11 @@ fn merge_policy(base: &PolicyConfig, raw: RawPolicy) -> Result<PolicyConfig, Str
     positive("policy.restart_poll_interval", p.restart_poll_interval)?;
     not_above(
         ("policy.restart_poll_interval", p.restart_poll_interval),
+        ("policy.restart_timeout", p.restart_timeout),
+    )?;
+    positive("policy.restart_call_timeout", p.restart_call_timeout)?;
+    not_above(
+        ("policy.restart_call_timeout", p.restart_call_timeout),
         ("policy.restart_timeout", p.restart_timeout),
     )?;
     positive("policy.starting_grace", p.starting_grace)?;

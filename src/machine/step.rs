@@ -166,7 +166,7 @@ impl Machine {
                     action,
                 });
             }
-            Outcome::Unreachable | Outcome::Timeout => {
+            Outcome::Unreachable | Outcome::Timeout | Outcome::BadReply => {
                 self.finish_restart(
                     fx,
                     RemediationResult::NotHealed,

@@ -277,10 +277,10 @@ impl Scheduler {
                 },
                 None => return,
             },
-            // WAHA answers a restart only after stopping (~3 s): give the call
-            // more room than a probe.
+            // WAHA answers a restart only after stopping (~3 s): the call has
+            // its own deadline (policy.restart_call_timeout).
             Action::Restart => Work::Restart {
-                timeout: timeout.max(Duration::from_secs(30)),
+                timeout: pr.cfg.policy.restart_call_timeout,
             },
             Action::Resume => return,
         };
