@@ -72,7 +72,9 @@ impl HookSender {
             url: url.into(),
             auth,
             clock,
-            client: reqwest::Client::new(),
+            // The daemon's client builder: it installs the TLS provider.
+            client: crate::provider::http::build_client(std::time::Duration::from_secs(5))
+                .unwrap_or_default(),
             state: Arc::new(Mutex::new(SenderState::default())),
         }
     }
