@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::alertmanager::{self, Holds};
@@ -25,45 +25,11 @@ use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
-use crate::scheduler::{Command, Parts, Scheduler};
+use crate::scheduler::{self, Parts, Scheduler};
 use crate::service::{self, Notifier};
 use crate::store::Store;
 
-/// A request to the running scheduler and the channel for its answer.
-pub type CommandRequest = (Command, oneshot::Sender<Result<(), String>>);
-
-/// Why a command was not carried out.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
-    /// The scheduler loop is not running (stopping, or not started).
-    #[error("the scheduler is not running")]
-    NotRunning,
-    /// The scheduler refused; the text says why (e.g. the provider's restart
-    /// slots are busy, the session is not paused).
-    #[error("{0}")]
-    Refused(String),
-}
-
-/// Sends commands to a running [`App`].
-#[derive(Clone, Debug)]
-pub struct Handle {
-    tx: mpsc::Sender<CommandRequest>,
-}
-
-impl Handle {
-    /// Sends a command and waits for the scheduler's answer.
-    pub async fn command(&self, cmd: Command) -> Result<(), CommandError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send((cmd, reply))
-            .await
-            .map_err(|_| CommandError::NotRunning)?;
-        match rx.await {
-            Ok(result) => result.map_err(CommandError::Refused),
-            Err(_) => Err(CommandError::NotRunning),
-        }
-    }
-}
+pub use crate::scheduler::{CommandError, CommandRequest, Handle};
 
 /// The daemon, built and ready to run.
 pub struct App {
@@ -110,14 +76,14 @@ impl App {
             .local_addr()
             .with_context(|| format!("cannot read the address bound for {listen}"))?;
         tracing::info!(%http_addr, "http: listening (/metrics, /healthz, /readyz, /api/v1)");
-        let (tx, commands) = mpsc::channel(64);
+        let (handle, commands) = scheduler::command::channel(64);
         Ok(App {
             config,
             store,
             metrics,
             scheduler,
             commands,
-            handle: Handle { tx },
+            handle,
             listener,
             http_addr,
             heartbeat_max_age: http::HEARTBEAT_MAX_AGE,

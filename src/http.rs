@@ -13,10 +13,17 @@
 //! echoes the admin token, and answers bad input with a 4xx, never a panic.
 //!
 //! Bounds, because the listener may be reachable by more than Prometheus:
-//! - at most [`MAX_CONNECTIONS`] connections at once; further clients wait in
-//!   the kernel's accept backlog until one closes (no unbounded task growth);
+//! - at most [`MAX_CONNECTIONS`] connections are served at once, plus
+//!   [`PROBE_SLOTS`] kept for `/healthz` and `/readyz` (so systemd's and
+//!   Prometheus's probes of the daemon are answered when every other slot is
+//!   busy); a connection gets a slot only once it has sent its first byte;
+//! - a connection must send its first byte within [`FIRST_BYTE_TIMEOUT`],
+//!   and at most [`MAX_WAITING`] connections wait for that (or for a slot)
+//!   at once: a new one closes the oldest waiting one, so silent clients
+//!   cannot hold slots nor starve a prompt client (see `server`);
 //! - request headers must arrive within [`HEADER_READ_TIMEOUT`] (hyper closes
-//!   the connection otherwise: slowloris on headers);
+//!   the connection otherwise: slowloris on headers; also the longest a
+//!   keep-alive connection idles between requests);
 //! - every request, body read included, is answered within
 //!   [`REQUEST_TIMEOUT`] (a 503 after that: slowloris on bodies, a wedged
 //!   store);
@@ -52,10 +59,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::app::Handle;
 use crate::clock::Clock;
 use crate::config::Secret;
 use crate::metrics::{self, Metrics};
+use crate::scheduler::Handle;
 use crate::scheduler::Heartbeat;
 use crate::store::Store;
 
@@ -67,8 +74,15 @@ pub use server::serve;
 /// Largest request body accepted (the admin routes take at most a small JSON
 /// object).
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// Connections served at once.
+/// Connections served at once (besides [`PROBE_SLOTS`]).
 pub const MAX_CONNECTIONS: usize = 64;
+/// Slots only `/healthz` and `/readyz` may use when the others are busy.
+pub const PROBE_SLOTS: usize = 8;
+/// Connections accepted and not yet served (waiting for their first byte or
+/// a slot); one more closes the oldest.
+pub const MAX_WAITING: usize = 256;
+/// Deadline for a new connection's first byte.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Deadline for one request, from the end of its headers to the end of the
 /// handler (body read included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

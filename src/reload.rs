@@ -13,10 +13,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::app::Handle;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::scheduler::Command;
+use crate::scheduler::Handle;
 use crate::service::Notifier;
 
 /// Reloads the configuration of a running [`App`](crate::app::App).

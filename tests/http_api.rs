@@ -749,28 +749,58 @@ async fn a_running_daemon_is_healthy_and_ready_and_stops_its_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_limit_wait_until_one_closes() {
+async fn probes_are_answered_while_idle_and_slow_clients_hold_every_slot() {
+    use tokio::io::AsyncWriteExt;
     let d = healthy(&["s1"], false).await;
-    // Fill every slot with a client that connects and sends nothing.
-    let mut idle = Vec::new();
+    // Every serving slot held by a client that sent half a request (it keeps
+    // its slot until the header timeout), and more silent clients than the
+    // waiting queue holds.
+    let mut held = Vec::new();
     for _ in 0..http::MAX_CONNECTIONS {
-        idle.push(
+        let mut c = tokio::net::TcpStream::connect(d.addr)
+            .await
+            .expect("connect");
+        c.write_all(b"GET /metrics HTTP/1.1\r\n")
+            .await
+            .expect("half a request");
+        held.push(c);
+    }
+    for _ in 0..http::MAX_WAITING + 20 {
+        held.push(
             tokio::net::TcpStream::connect(d.addr)
                 .await
                 .expect("connect"),
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let quick = reqwest::Client::builder()
-        .timeout(Duration::from_millis(500))
-        .build()
-        .expect("client");
-    let blocked = quick.get(d.url("/healthz")).send().await;
-    assert!(blocked.is_err(), "served beyond the limit: {blocked:?}");
-    // One slot frees up: the next client is served.
-    idle.pop();
-    let r = d.get("/healthz").await;
-    assert_eq!(r.status, 200);
-    drop(idle);
+    let client = reqwest::Client::builder().build().expect("client");
+    for path in ["/healthz", "/readyz", "/healthz"] {
+        let answered =
+            tokio::time::timeout(Duration::from_secs(3), client.get(d.url(path)).send()).await;
+        let response = answered
+            .unwrap_or_else(|_| panic!("{path} not answered while the slots are held"))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    drop(held);
+    // Once they are gone the ordinary routes are served again.
+    assert_eq!(d.get("/metrics").await.status, 200);
+    d.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_nothing_is_closed_early() {
+    use tokio::io::AsyncReadExt;
+    let d = healthy(&["s1"], false).await;
+    let mut silent = tokio::net::TcpStream::connect(d.addr)
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(
+        http::FIRST_BYTE_TIMEOUT + Duration::from_secs(3),
+        silent.read(&mut buf),
+    )
+    .await
+    .expect("the server closes a silent connection");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
     d.stop().await.expect("clean stop");
 }

@@ -436,8 +436,10 @@ async fn every_grafana_panel_query_runs_on_real_prometheus() {
         let url = format!("{base}/api/v1/query");
         async move {
             let r = http
-                .get(&url)
-                .query(&[("query", expr.as_str())])
+                .get(format!(
+                    "{url}?query={}",
+                    wa_watchdog::status_page::path_segment(&expr)
+                ))
                 .send()
                 .await
                 .ok()?;
@@ -469,7 +471,6 @@ async fn every_grafana_panel_query_runs_on_real_prometheus() {
 
     let exprs = common::grafana::expressions(&dashboard);
     assert!(!exprs.is_empty());
-    let mut empty = Vec::new();
     for (title, ref_id, expr) in &exprs {
         let promql = common::grafana::substitute(&dashboard, expr);
         let v = query(promql.clone())
@@ -482,21 +483,16 @@ async fn every_grafana_panel_query_runs_on_real_prometheus() {
         }
         // Core panels: data while the daemon runs (bounded wait for rates
         // that need a second sample in their window).
-        let has_data = poll(
+        poll(
             &format!("data for {title}/{ref_id}: {promql}"),
             20 * S,
             || async {
                 let v = query(promql.clone()).await?;
-                let n = v["data"]["result"].as_array()?.len();
-                (n > 0).then_some(n)
+                (!v["data"]["result"].as_array()?.is_empty()).then_some(())
             },
         )
         .await;
-        if has_data == 0 {
-            empty.push(title.clone());
-        }
     }
-    assert!(empty.is_empty(), "core panels without data: {empty:?}");
     drop(prom);
     d.stop().await.expect("clean stop");
 }

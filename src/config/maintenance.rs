@@ -39,7 +39,7 @@ pub(super) fn resolve(
         let Some(name) = w.name.clone() else {
             return Err(format!("[[maintenance]] #{}: name is required", i + 1));
         };
-        if !super::resolve::valid_name(&name) {
+        if !super::name::valid_name(&name) {
             return Err(format!(
                 "[[maintenance]] #{}: name {name:?} must be 1 to 64 characters from \
                  A-Z a-z 0-9 _ . -",

@@ -14,6 +14,7 @@
 //! error names the key path (`provider "waha-main": policy.max_restarts`).
 
 mod maintenance;
+mod name;
 mod operator;
 mod raw;
 mod render;

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::name::{NAME_RULE, valid_name};
 use super::raw::{
     RawAlertmanager, RawCanary, RawConfig, RawDaemon, RawPolicy, RawProvider, RawSession,
 };
@@ -330,19 +331,6 @@ impl Resolver<'_> {
         })
     }
 }
-
-/// `[A-Za-z0-9_.-]{1,64}`, and not `.` or `..` (which a URL path would
-/// collapse). Used for provider names and configured session names.
-pub(super) fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        && name != "."
-        && name != ".."
-}
-
-const NAME_RULE: &str = "1 to 64 characters from A-Z a-z 0-9 _ . -";
 
 fn session_selector(list: Vec<String>) -> Result<SessionSelector, String> {
     if list.is_empty() {

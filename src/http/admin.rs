@@ -5,7 +5,7 @@
 //! What it owns: parsing the pause's `for` and `reason` (query string or
 //! body), and turning a [`Command`] result into 200, 409 or 503. What it
 //! must not do: change a session itself (the scheduler does, through
-//! [`Handle::command`](crate::app::Handle::command)), or echo the token.
+//! [`Handle::command`](crate::scheduler::Handle::command)), or echo the token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +20,9 @@ use serde_json::json;
 
 use super::reads::{active_session, rfc3339};
 use super::{HttpState, error, too_large};
-use crate::app::CommandError;
 use crate::config::MAX_DURATION;
 use crate::scheduler::Command;
+use crate::scheduler::CommandError;
 
 /// `?for=2h`.
 #[derive(Deserialize, Default)]

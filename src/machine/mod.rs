@@ -13,8 +13,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::clock::Timestamp;
+use crate::outcome::Outcome;
+pub use crate::outcome::StatusRead;
 use crate::policy::PolicyConfig;
-use crate::provider::Outcome;
 
 mod step;
 
@@ -136,15 +137,6 @@ impl Action {
 pub struct Step {
     pub at: Timestamp,
     pub action: Action,
-}
-
-/// A status read while restarting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatusRead {
-    /// The provider reports the session healthy (WAHA WORKING, Green-API authorized).
-    Working,
-    /// Anything else, classified.
-    Not(Outcome),
 }
 
 /// One input to the machine.

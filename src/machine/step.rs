@@ -9,8 +9,8 @@ use super::{
     Transition,
 };
 use crate::clock::Timestamp;
+use crate::outcome::{BlockKind, NotReadyKind, Outcome};
 use crate::policy::{self, Decision, PolicyConfig, ProviderGuard};
-use crate::provider::{BlockKind, NotReadyKind, Outcome};
 
 impl Machine {
     /// Feeds one input. See the transition table in DESIGN.md.

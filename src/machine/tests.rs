@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::*;
+use crate::outcome::{BlockKind, NotReadyKind, Outcome};
 use crate::policy::{PolicyConfig, ProviderGuard};
-use crate::provider::{BlockKind, NotReadyKind, Outcome};
 
 const MIN: Duration = Duration::from_secs(60);
 

@@ -2,14 +2,15 @@
 //! effects (persist, report, reschedule), discovery results (handed to
 //! `discovery`), and the outage rule.
 
-use super::{ACK_POLL, JobDone, Output, PendingAck, Scheduler};
+use super::{JobDone, Output, PendingAck, Scheduler};
 use crate::clock::Timestamp;
+use crate::confirm;
 use crate::events::Event;
+use crate::health::{self, Health};
 use crate::machine::Step;
 use crate::machine::{Action, Ctx, Effects, Input, Remediation, RemediationResult};
 use crate::metrics::RestartResult;
-use crate::policy;
-use crate::provider::{Outcome, ProbeReport};
+use crate::provider::ProbeReport;
 use crate::store::{NewRemediation, ProbeRecord, RemediationUpdate, TransitionRecord};
 
 impl Scheduler {
@@ -73,7 +74,7 @@ impl Scheduler {
                     .await;
                 Input::Probe(report.outcome)
             }
-            Output::Ack(result) => {
+            Output::Ack(evidence) => {
                 if !current {
                     return;
                 }
@@ -84,33 +85,9 @@ impl Scheduler {
                 else {
                     return;
                 };
-                let report = match result {
-                    Ok(false) => ProbeReport {
-                        outcome: Outcome::Delivered,
-                        http_status: pending.http_status,
-                        detail: format!(
-                            "message {} left the queue within {}s",
-                            pending.message_id,
-                            finished.since(pending.sent_at).as_secs()
-                        ),
-                        sent: true,
-                        pending_ack: None,
-                    },
-                    Ok(true) if finished >= pending.deadline => ProbeReport {
-                        outcome: Outcome::Stuck,
-                        http_status: pending.http_status,
-                        detail: format!(
-                            "message {} still queued {}s after sending (ack_timeout)",
-                            pending.message_id,
-                            finished.since(pending.sent_at).as_secs()
-                        ),
-                        sent: true,
-                        pending_ack: None,
-                    },
-                    Err(report) if finished >= pending.deadline => report,
-                    // Still queued, or the queue could not be read: look again.
-                    Ok(true) | Err(_) => {
-                        let at = finished.plus(ACK_POLL).min(pending.deadline).max(finished);
+                let verdict = confirm::verdict(&pending.canary, evidence, finished);
+                let Some(report) = verdict.report(&pending.canary) else {
+                    if let confirm::Verdict::LookAgainAt(at) = verdict {
                         self.schedule(
                             p,
                             &name,
@@ -119,8 +96,8 @@ impl Scheduler {
                                 action: Action::ConfirmAck,
                             }),
                         );
-                        return;
                     }
+                    return;
                 };
                 due = pending.due;
                 self.record_probe(
@@ -128,7 +105,7 @@ impl Scheduler {
                     &name,
                     pending.action,
                     &report,
-                    pending.sent_at,
+                    pending.canary.sent_at,
                     pending.latency,
                 )
                 .await;
@@ -182,21 +159,18 @@ impl Scheduler {
         let Some(message_id) = report.pending_ack else {
             return;
         };
-        let deadline = sent_at.plus(ack_timeout);
+        let canary = confirm::Pending::new(message_id, sent_at, ack_timeout, report.http_status);
+        let at = canary.first_look();
         s.pending_ack = Some(PendingAck {
-            message_id,
+            canary,
             action: if action == Action::Verify {
                 Action::Verify
             } else {
                 Action::Probe
             },
             due,
-            sent_at,
-            deadline,
             latency,
-            http_status: report.http_status,
         });
-        let at = sent_at.plus(ACK_POLL).min(deadline);
         self.schedule(
             p,
             name,
@@ -237,19 +211,10 @@ impl Scheduler {
         }
         // Providers without a session list to read (named sessions,
         // Green-API) are "up" unless probes find them unreachable.
-        let pr = &mut self.providers[p];
-        if pr.next_discovery.is_none() {
-            let up = !report.outcome.is_provider_level();
-            if up != pr.up {
-                pr.up = up;
-                self.metrics.set_provider(&provider, up, pr.outage);
-                let _ = self.events.send(Event::ProviderHealth {
-                    at,
-                    provider: provider.clone(),
-                    up,
-                    outage: pr.outage,
-                });
-            }
+        let pr = &self.providers[p];
+        if let Some(up) = health::up_after_probe(&report.outcome, pr.next_discovery.is_some()) {
+            let new = Health { up, ..pr.health };
+            self.set_health(p, new, at);
         }
         tracing::debug!(
             %provider, session = name, kind, outcome = %report.outcome,
@@ -484,33 +449,39 @@ impl Scheduler {
     /// The outage rule over this provider's sessions (paused ones do not count).
     fn update_outage(&mut self, p: usize, now: Timestamp) {
         let pr = &mut self.providers[p];
-        let watched = pr
-            .sessions
-            .values()
-            .filter(|s| s.machine.state != crate::machine::State::Paused);
-        let (mut total, mut failing) = (0usize, 0usize);
-        for s in watched {
-            total += 1;
-            if s.machine.state == crate::machine::State::Unreachable {
-                failing += 1;
-            }
-        }
-        let outage = policy::outage(failing, total, &pr.cfg.policy);
-        pr.guard.in_outage = outage;
-        if outage != pr.outage {
-            pr.outage = outage;
-            if outage {
-                tracing::warn!(provider = %pr.cfg.name, failing, total, "provider in outage: restarts suspended");
+        let count = health::outage(
+            pr.sessions.values().map(|s| s.machine.state),
+            &pr.cfg.policy,
+        );
+        pr.guard.in_outage = count.outage;
+        if count.outage != pr.health.outage {
+            if count.outage {
+                tracing::warn!(provider = %pr.cfg.name, failing = count.failing, total = count.total, "provider in outage: restarts suspended");
             } else {
                 tracing::info!(provider = %pr.cfg.name, "provider outage over");
             }
-            self.metrics.set_provider(&pr.cfg.name, pr.up, outage);
-            let _ = self.events.send(Event::ProviderHealth {
-                at: now,
-                provider: pr.cfg.name.clone(),
-                up: pr.up,
-                outage,
-            });
         }
+        let new = Health {
+            outage: count.outage,
+            ..pr.health
+        };
+        self.set_health(p, new, now);
+    }
+
+    /// Records a provider's health when it changed: metrics and the
+    /// `ProviderHealth` event.
+    pub(super) fn set_health(&mut self, p: usize, new: Health, at: Timestamp) {
+        let pr = &mut self.providers[p];
+        let Some(h) = health::changed(pr.health, new) else {
+            return;
+        };
+        pr.health = h;
+        self.metrics.set_provider(&pr.cfg.name, h.up, h.outage);
+        let _ = self.events.send(Event::ProviderHealth {
+            at,
+            provider: pr.cfg.name.clone(),
+            up: h.up,
+            outage: h.outage,
+        });
     }
 }

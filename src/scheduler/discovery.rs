@@ -28,17 +28,12 @@ impl Scheduler {
         let pr = &mut self.providers[p];
         pr.discovery_in_flight = false;
         pr.next_discovery = Some(now.plus(interval));
-        let up = result.is_ok();
-        if up != pr.up {
-            pr.up = up;
-            self.metrics.set_provider(&pr.cfg.name, up, pr.outage);
-            let _ = self.events.send(Event::ProviderHealth {
-                at: now,
-                provider: pr.cfg.name.clone(),
-                up,
-                outage: pr.outage,
-            });
-        }
+        let new = crate::health::Health {
+            up: crate::health::up_after_list_read(result.is_ok()),
+            ..pr.health
+        };
+        self.set_health(p, new, now);
+        let pr = &mut self.providers[p];
         let names = match result {
             Ok(names) => names,
             Err(report) => {

@@ -39,8 +39,8 @@ pub enum Work {
 pub enum Output {
     Probe(ProbeReport),
     Status(StatusRead, ProbeReport),
-    /// `Ok(true)`: still queued.
-    Ack(Result<bool, ProbeReport>),
+    /// One look at a queued canary, for the confirmation verdict.
+    Ack(crate::confirm::Evidence),
     Restart(Result<(), String>),
     Discovered(Result<Vec<String>, ProbeReport>),
     Pruned(Result<u64, StoreError>),
@@ -105,7 +105,10 @@ pub async fn run(
                 timeout,
             },
             Some(p),
-        ) => Output::Ack(p.still_queued(&message_id, timeout).await),
+        ) => Output::Ack(match p.still_queued(&message_id, timeout).await {
+            Ok(still_queued) => crate::confirm::Evidence::QueueRead { still_queued },
+            Err(report) => crate::confirm::Evidence::LookupFailed(report),
+        }),
         (Work::Restart { timeout }, Some(p)) => Output::Restart(p.restart(&session, timeout).await),
         (Work::Discover { timeout }, Some(p)) => Output::Discovered(p.list_sessions(timeout).await),
         (Work::Prune { before }, _) => Output::Pruned(store.prune_probes(before).await),

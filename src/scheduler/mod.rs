@@ -18,6 +18,7 @@
 //!   I/O that depends on it (the intent of a restart before the call).
 
 mod apply;
+pub mod command;
 mod discovery;
 mod jobs;
 mod maintenance;
@@ -39,12 +40,14 @@ use tokio::task::JoinSet;
 use crate::clock::{Clock, Timestamp};
 use crate::config::{Config, ProviderConfig, SessionSelector};
 use crate::events::Event;
+use crate::health::Health;
 use crate::machine::{Action, Machine, Step};
 use crate::metrics::Metrics;
 use crate::policy::ProviderGuard;
 use crate::provider::Provider;
 use crate::store::Store;
 
+pub use command::{CommandError, CommandRequest, Handle};
 pub use jobs::{JobDone, JobKey, Output, Work};
 pub use reload::ReloadReport;
 
@@ -54,7 +57,6 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How often old probes are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How often a queued canary's queue is re-read (Green-API allows 1/s).
-const ACK_POLL: Duration = Duration::from_secs(2);
 /// First probes of many sessions are spread over at most this long.
 const INITIAL_SPREAD_MAX: Duration = Duration::from_secs(30);
 
@@ -123,19 +125,16 @@ struct SessionRt {
     pending_ack: Option<PendingAck>,
 }
 
-/// A queued canary whose outcome is not known yet.
+/// A queued canary whose outcome is not known yet: the canary for the
+/// confirmation verdict, and what the scheduler needs to apply it.
 #[derive(Debug, Clone)]
 struct PendingAck {
-    message_id: String,
+    canary: crate::confirm::Pending,
     /// `Probe` or `Verify`: what the final outcome is fed back as.
     action: Action,
     /// When the probe was due (anchors the next periodic probe).
     due: Timestamp,
-    /// When the canary was sent; still queued at `deadline` = stuck.
-    sent_at: Timestamp,
-    deadline: Timestamp,
     latency: Duration,
-    http_status: Option<u16>,
 }
 
 /// One provider with its sessions.
@@ -149,8 +148,7 @@ struct ProviderRt {
     probes_in_flight: usize,
     next_discovery: Option<Timestamp>,
     discovery_in_flight: bool,
-    up: bool,
-    outage: bool,
+    health: Health,
 }
 
 impl ProviderRt {
@@ -165,8 +163,7 @@ impl ProviderRt {
             ready: VecDeque::new(),
             probes_in_flight: 0,
             discovery_in_flight: false,
-            up: true,
-            outage: false,
+            health: Health::default(),
         }
     }
 }

@@ -37,8 +37,16 @@ impl Scheduler {
 
     /// Records that the loop is alive (for `/healthz`, systemd and metrics).
     pub(super) fn beat(&self) {
+        let now = self.clock.now();
         self.heartbeat.beat();
-        self.metrics.scheduler_ticked(self.clock.now());
+        self.metrics.scheduler_ticked(now);
+        // `wa_watchdog_restart_budget_remaining`: tokens come back as the
+        // window slides, so it is refreshed on every turn of the loop, not
+        // only when a restart takes one (removed providers have no name).
+        for pr in self.providers.iter().filter(|pr| !pr.cfg.name.is_empty()) {
+            self.metrics
+                .set_restart_budget(&pr.cfg.name, pr.guard.budget_remaining(&pr.cfg.policy, now));
+        }
     }
 
     /// Moves a manual clock forward to `now + by`, in steps of `step`, running
@@ -68,10 +76,7 @@ impl Scheduler {
     pub async fn run(
         &mut self,
         shutdown: impl std::future::Future<Output = ()>,
-        mut commands: tokio::sync::mpsc::Receiver<(
-            Command,
-            tokio::sync::oneshot::Sender<Result<(), String>>,
-        )>,
+        mut commands: tokio::sync::mpsc::Receiver<super::CommandRequest>,
         grace: Duration,
         on_beat: impl Fn(&Scheduler),
     ) {
@@ -271,7 +276,7 @@ impl Scheduler {
             Action::PollStatus => Work::Status { timeout },
             Action::ConfirmAck => match &s.pending_ack {
                 Some(p) => Work::ConfirmAck {
-                    message_id: p.message_id.clone(),
+                    message_id: p.canary.message_id.clone(),
                     timeout,
                 },
                 None => return,

@@ -25,7 +25,8 @@ pub fn tool(name: &str) -> Option<PathBuf> {
             return None;
         }
         panic!(
-            "`{name}` not found on PATH. Install Debian's Prometheus tools: \
+            "`{name}` not found on PATH. Run the suite with `scripts/test` (it installs \
+             what is missing), or install Debian's Prometheus tools: \
              `apt-get install -y --no-install-recommends prometheus prometheus-alertmanager` \
              (create a /usr/sbin/policy-rc.d that exits 101 first, or the daemons start), \
              or set {SKIP_ENV}=1 to skip the checks that need them"

@@ -1,0 +1,171 @@
+//! The import rules of ARCHITECTURE.md ("Layers"), read from the source: the
+//! pure core (machine, policy, the outcome vocabulary, the confirmation
+//! verdict, provider health) imports nothing that does I/O, and the modules below the
+//! scheduler never reach back up into it.
+
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file of `rel` (a file or a directory under `src/`).
+fn files(rel: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(rel);
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    if root.is_file() {
+        return vec![root];
+    }
+    assert!(root.is_dir(), "src/{rel} is neither a file nor a directory");
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Code lines only: comments and doc comments may name any module.
+fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().filter_map(|(i, line)| {
+        let code = match line.find("//") {
+            Some(at) => &line[..at],
+            None => line,
+        };
+        (!code.trim().is_empty()).then_some((i + 1, code))
+    })
+}
+
+/// Lines of the module(s) at `rel` that use one of `forbidden` (a path
+/// prefix such as `crate::provider` or a crate name such as `tokio`).
+fn violations(rel: &str, forbidden: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in files(rel) {
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for (n, code) in code_lines(&text) {
+            for f in forbidden {
+                let hit = if f.contains("::") {
+                    code.contains(f)
+                } else {
+                    // a crate used by path (`tokio::`) or imported (`use tokio`)
+                    code.contains(&format!("{f}::")) || code.contains(&format!("use {f}"))
+                };
+                if hit {
+                    found.push(format!(
+                        "{}:{n}: `{f}` in `{}`",
+                        file.display(),
+                        code.trim()
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+const IO: &[&str] = &[
+    "crate::provider",
+    "crate::store",
+    "crate::http",
+    "crate::scheduler",
+    "crate::app",
+    "crate::metrics",
+    "crate::events",
+    "crate::alertmanager",
+    "crate::sim",
+    "crate::reload",
+    "crate::service",
+    "crate::config",
+    "crate::clock::Clock",
+    "reqwest",
+    "sqlx",
+    "axum",
+    "hyper",
+    "tokio",
+    "std::fs",
+    "std::net",
+    "std::time::SystemTime",
+    "std::time::Instant",
+    "tracing",
+    "rand",
+];
+
+#[test]
+fn the_pure_core_imports_nothing_with_io() {
+    let mut all = Vec::new();
+    for module in [
+        "machine",
+        "policy.rs",
+        "outcome.rs",
+        "confirm.rs",
+        "health.rs",
+    ] {
+        all.extend(violations(module, IO));
+    }
+    assert!(
+        all.is_empty(),
+        "the pure core reaches I/O:\n{}",
+        all.join("\n")
+    );
+}
+
+#[test]
+fn providers_do_not_reach_up_into_the_machine_or_the_scheduler() {
+    let up = [
+        "crate::machine",
+        "crate::scheduler",
+        "crate::store",
+        "crate::http",
+        "crate::app",
+        "crate::metrics",
+    ];
+    let found = violations("provider", &up);
+    assert!(
+        found.is_empty(),
+        "provider imports upward:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_http_side_and_the_reloader_talk_to_the_scheduler_not_the_app() {
+    let mut found = violations("http.rs", &["crate::app"]);
+    found.extend(violations("http", &["crate::app"]));
+    found.extend(violations("reload.rs", &["crate::app"]));
+    found.extend(violations("scheduler", &["crate::app", "crate::http"]));
+    assert!(found.is_empty(), "import circle:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_status_page_reads_the_store_and_registry_never_the_scheduler() {
+    let found = violations(
+        "status_page",
+        &[
+            "crate::scheduler",
+            "crate::app",
+            "crate::http",
+            "axum",
+            "hyper",
+        ],
+    );
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn config_name_rules_live_in_one_module() {
+    // resolve.rs and maintenance.rs both use the name rule; neither imports
+    // the other for it.
+    let found = violations("config/maintenance.rs", &["resolve::"]);
+    assert!(found.is_empty(), "config circle:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_checker_sees_a_violation() {
+    // The rules above pass only because the code is clean, not because the
+    // checker is blind: it finds the scheduler's own use of the provider.
+    assert!(!violations("scheduler", &["crate::provider"]).is_empty());
+    assert!(!violations("provider/http.rs", &["reqwest"]).is_empty());
+}
