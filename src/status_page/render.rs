@@ -297,7 +297,7 @@ pub fn session_html(h: &SessionHistory) -> String {
             detail: r.reason.clone(),
         });
     }
-    timeline.sort_by(|a, b| b.at.cmp(&a.at));
+    timeline.sort_by_key(|e| std::cmp::Reverse(e.at));
     let title = format!("{} / {} — wa-watchdog", s.provider, s.session);
     let body = html! {
         p { a href="/" { "← all sessions" } }
