@@ -12,6 +12,15 @@ use std::time::Duration;
 
 pub use crate::outcome::{BlockKind, NotReadyKind, Outcome, ProbeReport, StatusRead};
 
+/// The text of a refused restart: the detail, then what it means. A 5xx is
+/// named a server error (the provider answered: it is not unreachable).
+pub(crate) fn restart_error(http_status: Option<u16>, detail: &str, outcome: Outcome) -> String {
+    match http_status {
+        Some(code) if code >= 500 => format!("{detail} (server error {code})"),
+        _ => format!("{detail} ({})", outcome.as_str()),
+    }
+}
+
 impl ProbeReport {
     fn from_waha(f: waha::Failure) -> Self {
         Self::failed(f.outcome, f.http_status, f.detail)
@@ -186,7 +195,7 @@ impl Provider {
                         pending_ack: Some(id),
                     },
                     (Outcome::Delivered, None) => ProbeReport {
-                        outcome: Outcome::SendFailed,
+                        outcome: Outcome::BadReply,
                         http_status: r.http_status,
                         detail: "sendMessage answered without an idMessage".to_string(),
                         sent: true,
@@ -254,7 +263,7 @@ impl Provider {
                 .client
                 .reboot(timeout)
                 .await
-                .map_err(|f| format!("{} ({})", f.detail, f.outcome.as_str())),
+                .map_err(|f| restart_error(f.http_status, &f.detail, f.outcome)),
         }
     }
 

@@ -137,7 +137,7 @@ pub const RULES: &[Rule] = &[
         Some(Call::Send),
         Range(200, 299),
         B::Any,
-        V::Is(Outcome::SendFailed),
+        V::Is(Outcome::BadReply),
     ),
     rule(
         "status read",
@@ -151,7 +151,7 @@ pub const RULES: &[Rule] = &[
         Some(Call::Status),
         Range(200, 299),
         B::Any,
-        V::Is(Outcome::SendFailed),
+        V::Is(Outcome::BadReply),
     ),
     rule(
         "restart accepted",
@@ -349,6 +349,9 @@ fn detail(reply: &Reply, json: Option<&Value>) -> String {
         Some(s) => format!(" (status {s})"),
         None => String::new(),
     };
+    if reply.truncated {
+        return http::truncated_detail(reply.status);
+    }
     match message {
         Some(m) => http::short(&format!("HTTP {}: {m}{status}", reply.status)),
         None if reply.body.trim().is_empty() => format!("HTTP {} with an empty body", reply.status),
@@ -429,6 +432,7 @@ impl WahaClient {
         }
         let api_key = match api_key {
             Some(k) => {
+                crate::redact::register(k);
                 let mut v = HeaderValue::from_str(k).map_err(|_| {
                     "the WAHA api key contains characters not allowed in a header".to_string()
                 })?;
@@ -494,7 +498,7 @@ impl WahaClient {
             .json()
             .and_then(|j| j.as_array().cloned())
             .ok_or_else(|| Failure {
-                outcome: Outcome::SendFailed,
+                outcome: Outcome::BadReply,
                 http_status: Some(reply.status),
                 detail: "session list is not a JSON array".to_string(),
             })?;
@@ -520,7 +524,7 @@ impl WahaClient {
             .as_ref()
             .and_then(parse_session)
             .ok_or_else(|| Failure {
-                outcome: Outcome::SendFailed,
+                outcome: Outcome::BadReply,
                 http_status: Some(reply.status),
                 detail: "session reply has no `name`/`status`".to_string(),
             })
@@ -579,7 +583,7 @@ impl WahaClient {
         let c = classify(Call::Restart, &reply, &self.signatures);
         match c.outcome {
             None => Ok(()),
-            Some(o) => Err(format!("{} ({})", c.detail, o.as_str())),
+            Some(o) => Err(super::restart_error(Some(reply.status), &c.detail, o)),
         }
     }
 }
