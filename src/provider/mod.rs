@@ -5,6 +5,7 @@
 
 pub mod green_api;
 pub mod http;
+pub mod rules;
 pub mod waha;
 
 use std::time::Duration;

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
+use crate::provider::NotReadyKind;
 use crate::provider::http::Reply;
 
 fn reply(status: u16, body: &str) -> Reply {

@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use super::InstanceState;
 use crate::provider::http::{self, Reply};
+pub use crate::provider::rules::Codes;
+use crate::provider::rules::{self, Common, Row};
 use crate::provider::{NotReadyKind, Outcome};
 
 /// The methods this client calls: a closed set (see the module comment for
@@ -75,13 +77,6 @@ impl Scope {
     }
 }
 
-/// Status codes a rule applies to.
-#[derive(Clone, Copy, Debug)]
-pub enum Codes {
-    One(u16),
-    Range(u16, u16),
-}
-
 /// What the body must show for a rule to apply.
 #[derive(Clone, Copy, Debug)]
 pub enum BodyMatch {
@@ -144,6 +139,28 @@ pub struct Rule {
     pub body: BodyMatch,
     pub verdict: Verdict,
     pub retry: Retry,
+}
+
+impl Row for Rule {
+    type Call = Call;
+    type Body = BodyMatch;
+    type Verdict = Verdict;
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn covers(&self, call: Call) -> bool {
+        self.scope.covers(call)
+    }
+    fn codes(&self) -> Codes {
+        self.codes
+    }
+    fn body(&self) -> BodyMatch {
+        self.body
+    }
+    fn verdict(&self) -> Verdict {
+        self.verdict
+    }
 }
 
 const fn rule(
@@ -445,36 +462,25 @@ pub struct Classified {
 pub fn classify(call: Call, reply: &Reply) -> Classified {
     let json = reply.json();
     let texts = texts(reply, json.as_ref());
-    for r in RULES {
-        if !r.scope.covers(call) {
-            continue;
+    let matched = rules::first_match(RULES, call, reply, |b| {
+        body_matches(b, reply, json.as_ref(), &texts)
+    });
+    let (rule, outcome, retry) = match matched {
+        Some(r) => {
+            let common = match r.verdict {
+                V::Is(o) => Common::Is(o),
+                V::RateLimited => Common::RateLimited,
+                V::Success => Common::Success,
+            };
+            (r.name, common.outcome(reply), r.retry)
         }
-        let code_ok = match r.codes {
-            One(c) => reply.status == c,
-            Range(lo, hi) => (lo..=hi).contains(&reply.status),
-        };
-        if !code_ok || !body_matches(r.body, reply, json.as_ref(), &texts) {
-            continue;
-        }
-        let outcome = match r.verdict {
-            V::Is(o) => Some(o),
-            V::RateLimited => Some(Outcome::RateLimited {
-                retry_after: reply.retry_after,
-            }),
-            V::Success => None,
-        };
-        return Classified {
-            rule: r.name,
-            outcome,
-            retry: r.retry,
-            detail: detail(reply, json.as_ref()),
-        };
-    }
-    // The last row matches every status code; this is unreachable in practice.
+        // The last row matches every status code; this is unreachable in practice.
+        None => (rules::UNEXPECTED, Some(Outcome::SendFailed), Retry::No),
+    };
     Classified {
-        rule: "unexpected status",
-        outcome: Some(Outcome::SendFailed),
-        retry: Retry::No,
+        rule,
+        outcome,
+        retry,
         detail: detail(reply, json.as_ref()),
     }
 }
@@ -540,16 +546,14 @@ fn detail(reply: &Reply, json: Option<&Value>) -> String {
             .into_iter()
             .find_map(|k| j.get(k).and_then(Value::as_str))
     });
-    match message {
-        Some(m) => http::short(&format!("HTTP {}: {m}", reply.status)),
-        None if reply.body.trim().is_empty() => format!("HTTP {} with an empty body", reply.status),
-        None if json.is_none() => http::short(&format!(
-            "HTTP {}: {}",
-            reply.status,
-            reply.body.chars().take(100).collect::<String>()
-        )),
-        None => format!("HTTP {}", reply.status),
-    }
+    rules::describe(
+        reply,
+        json.is_some(),
+        message.map(str::to_string),
+        "",
+        "",
+        100,
+    )
 }
 
 /// The 466 body (§4.2): names the quota that is used up. The body says
