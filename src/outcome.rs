@@ -239,6 +239,17 @@ impl ProbeReport {
     }
 }
 
+/// Why a provider call (a restart) did not do what was asked: the
+/// classified outcome (an auth failure and a 5xx stay apart), the HTTP
+/// status if one came, and a short, secret-free detail.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{detail} ({})", outcome.as_str())]
+pub struct CallFailed {
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    pub detail: String,
+}
+
 /// A status read while restarting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatusRead {

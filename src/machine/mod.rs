@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::outcome::Outcome;
-pub use crate::outcome::StatusRead;
+pub use crate::outcome::{CallFailed, StatusRead};
 use crate::policy::PolicyConfig;
 
 mod step;
@@ -145,7 +145,7 @@ pub enum Input {
     /// The result of a probe or a verification canary.
     Probe(Outcome),
     /// The result of the restart call itself.
-    RestartCalled(Result<(), String>),
+    RestartCalled(Result<(), CallFailed>),
     /// A status read while restarting.
     Status(StatusRead),
     /// Operator pause or maintenance window; `until` None = until resumed.

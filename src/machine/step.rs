@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::{
-    Action, Ctx, Effects, Input, Machine, Remediation, RemediationResult, State, StatusRead, Step,
-    Transition,
+    Action, CallFailed, Ctx, Effects, Input, Machine, Remediation, RemediationResult, State,
+    StatusRead, Step, Transition,
 };
 use crate::clock::Timestamp;
 use crate::outcome::{BlockKind, NotReadyKind, Outcome};
@@ -385,7 +385,7 @@ impl Machine {
 
     fn on_restart_called(
         &mut self,
-        result: Result<(), String>,
+        result: Result<(), CallFailed>,
         guard: &mut ProviderGuard,
         ctx: &Ctx<'_>,
         fx: &mut Effects,
@@ -399,7 +399,8 @@ impl Machine {
                 fx.remediations.push(Remediation::Called);
                 fx.next = Some(self.poll_step(ctx));
             }
-            Err(detail) => {
+            Err(failed) => {
+                let detail = failed.to_string();
                 fx.remediations.push(Remediation::Finished {
                     result: RemediationResult::Failed,
                     detail: detail.clone(),

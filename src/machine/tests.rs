@@ -218,7 +218,11 @@ fn restart_path_inputs_apply_only_while_restarting() {
     let now = t(0);
     let inputs = [
         Input::RestartCalled(Ok(())),
-        Input::RestartCalled(Err("500".into())),
+        Input::RestartCalled(Err(CallFailed {
+            outcome: Outcome::Unreachable,
+            http_status: Some(500),
+            detail: "500".into(),
+        })),
         Input::Status(StatusRead::Working),
         Input::Status(StatusRead::Not(Outcome::NotReady(NotReadyKind::Starting))),
     ];
@@ -275,7 +279,11 @@ fn restarting_follows_the_call_and_the_status_polls() {
     // A failed call goes back to desynced; the backoff from the attempt holds.
     let (mut m, mut g) = machine_in(State::Restarting, now);
     let fx = m.step(
-        Input::RestartCalled(Err("HTTP 500".into())),
+        Input::RestartCalled(Err(CallFailed {
+            outcome: Outcome::Unreachable,
+            http_status: Some(500),
+            detail: "HTTP 500".into(),
+        })),
         &mut g,
         &ctx(now, &cfg),
     );

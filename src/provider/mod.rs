@@ -10,7 +10,7 @@ pub mod waha;
 
 use std::time::Duration;
 
-pub use crate::outcome::{BlockKind, NotReadyKind, Outcome, ProbeReport, StatusRead};
+pub use crate::outcome::{BlockKind, CallFailed, NotReadyKind, Outcome, ProbeReport, StatusRead};
 
 impl ProbeReport {
     fn from_waha(f: waha::Failure) -> Self {
@@ -247,14 +247,18 @@ impl Provider {
     }
 
     /// The provider's restart (WAHA restart, Green-API reboot). Ok = accepted.
-    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), String> {
+    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), CallFailed> {
         match self {
-            Provider::Waha(c) => c.restart(session, timeout).await,
-            Provider::GreenApi(g) => g
-                .client
-                .reboot(timeout)
-                .await
-                .map_err(|f| format!("{} ({})", f.detail, f.outcome.as_str())),
+            Provider::Waha(c) => c.restart(session, timeout).await.map_err(|f| CallFailed {
+                outcome: f.outcome,
+                http_status: f.http_status,
+                detail: f.detail,
+            }),
+            Provider::GreenApi(g) => g.client.reboot(timeout).await.map_err(|f| CallFailed {
+                outcome: f.outcome,
+                http_status: f.http_status,
+                detail: f.detail,
+            }),
         }
     }
 

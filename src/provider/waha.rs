@@ -251,15 +251,19 @@ impl WahaClient {
 
     /// Restarts one session (`POST /api/sessions/{s}/restart`): stop + start,
     /// credentials kept. Ok means WAHA accepted it; WORKING comes later.
-    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), String> {
+    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), Failure> {
         let url = self.url(&["api", "sessions", session, "restart"]);
         let reply = http::send(self.request(reqwest::Method::POST, url, timeout))
             .await
-            .map_err(|t| Failure::transport(t).detail)?;
+            .map_err(Failure::transport)?;
         let c = classify(Call::Restart, &reply, &self.signatures);
         match c.outcome {
             None => Ok(()),
-            Some(o) => Err(format!("{} ({})", c.detail, o.as_str())),
+            Some(outcome) => Err(Failure {
+                outcome,
+                http_status: Some(reply.status),
+                detail: c.detail,
+            }),
         }
     }
 }

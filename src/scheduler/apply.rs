@@ -310,7 +310,27 @@ impl Scheduler {
         }
         self.schedule(p, name, fx.next);
         self.save(p, name).await;
+        // A restart that began took a budget token.
+        self.publish_budget(p, now);
         fx
+    }
+
+    /// Sets `wa_watchdog_restart_budget_remaining` for every provider: the
+    /// budget changes when a restart takes a token and when the window moves
+    /// past one, so this runs on every pass of the loop.
+    pub(super) fn publish_budgets(&self, now: Timestamp) {
+        for p in 0..self.providers.len() {
+            self.publish_budget(p, now);
+        }
+    }
+
+    fn publish_budget(&self, p: usize, now: Timestamp) {
+        let pr = &self.providers[p];
+        if pr.cfg.name.is_empty() {
+            return; // a provider removed by a reload: its series are gone
+        }
+        let remaining = pr.guard.budget_remaining(&pr.cfg.policy, now);
+        self.metrics.set_restart_budget(&pr.cfg.name, remaining);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -41,7 +41,7 @@ pub enum Output {
     Status(StatusRead, ProbeReport),
     /// One look at a queued canary, for the confirmation verdict.
     Ack(crate::confirm::Evidence),
-    Restart(Result<(), String>),
+    Restart(Result<(), crate::provider::CallFailed>),
     Discovered(Result<Vec<String>, ProbeReport>),
     Pruned(Result<u64, StoreError>),
 }

@@ -47,7 +47,7 @@ use crate::policy::ProviderGuard;
 use crate::provider::Provider;
 use crate::store::Store;
 
-pub use command::{CommandError, CommandRequest, Handle};
+pub use command::{CommandError, CommandRequest, Handle, Refusal};
 pub use jobs::{JobDone, JobKey, Output, Work};
 pub use reload::ReloadReport;
 
@@ -252,6 +252,7 @@ impl Scheduler {
             s.metrics.add_provider(&p.cfg.name);
         }
         s.restore().await?;
+        s.publish_budgets(now);
         s.beat();
         Ok(s)
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::{Command, HEARTBEAT, JobDone, JobKey, Output, Scheduler, Work, jobs};
+use super::{Command, HEARTBEAT, JobDone, JobKey, Output, Refusal, Scheduler, Work, jobs};
 use crate::clock::Timestamp;
 use crate::config::ChatTarget;
 use crate::machine::{Action, Input, Step};
@@ -129,7 +129,7 @@ impl Scheduler {
     }
 
     /// Carries out an operator command.
-    pub async fn command(&mut self, cmd: Command) -> Result<(), String> {
+    pub async fn command(&mut self, cmd: Command) -> Result<(), Refusal> {
         let (provider, session, input) = match cmd {
             Command::Pause {
                 provider,
@@ -140,7 +140,7 @@ impl Scheduler {
             Command::Resume { provider, session } => (provider, session, Input::Resume),
             Command::Restart { provider, session } => (provider, session, Input::OperatorRestart),
             Command::Reload(config) => {
-                let report = self.reload(&config).await?;
+                let report = self.reload(&config).await.map_err(Refusal::Reload)?;
                 tracing::info!(changes = %report, "configuration reloaded");
                 return Ok(());
             }
@@ -149,16 +149,14 @@ impl Scheduler {
             .providers
             .iter()
             .position(|p| p.cfg.name == provider)
-            .ok_or_else(|| format!("no provider named \"{provider}\""))?;
+            .ok_or_else(|| Refusal::NoProvider(provider.clone()))?;
         if !self.providers[p].sessions.contains_key(&session) {
-            return Err(format!(
-                "provider \"{provider}\" has no session \"{session}\""
-            ));
+            return Err(Refusal::NoSession { provider, session });
         }
         let now = self.clock.now();
         let fx = self.apply_input(p, &session, input, now).await;
         match fx.rejected {
-            Some(why) => Err(why),
+            Some(why) => Err(Refusal::Machine(why)),
             None => Ok(()),
         }
     }
@@ -166,6 +164,7 @@ impl Scheduler {
     /// Pops everything due and starts the jobs that may start.
     async fn start_due(&mut self) {
         let now = self.clock.now();
+        self.publish_budgets(now);
         // Windows first, so a session about to be paused is not probed.
         if self.maintenance.next_check().is_some_and(|at| at <= now) {
             self.run_maintenance(now).await;
