@@ -183,6 +183,14 @@ pub enum RemediationResult {
 }
 
 impl RemediationResult {
+    pub const ALL: [RemediationResult; 5] = [
+        RemediationResult::Healed,
+        RemediationResult::Failed,
+        RemediationResult::Timeout,
+        RemediationResult::NotHealed,
+        RemediationResult::Interrupted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RemediationResult::Healed => "healed",
@@ -190,6 +198,64 @@ impl RemediationResult {
             RemediationResult::Timeout => "timeout",
             RemediationResult::NotHealed => "not_healed",
             RemediationResult::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Where a restart attempt stands: the stored `result` of its remediation
+/// row (`pending`, `called`, `dry_run`, or the final result).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemediationStatus {
+    /// The intent is written; the restart call has not answered yet.
+    Pending,
+    /// The provider accepted the restart call.
+    Called,
+    /// `dry_run`: a restart would have been attempted.
+    DryRun,
+    /// The attempt ended.
+    Ended(RemediationResult),
+}
+
+impl RemediationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemediationStatus::Pending => "pending",
+            RemediationStatus::Called => "called",
+            RemediationStatus::DryRun => "dry_run",
+            RemediationStatus::Ended(r) => r.as_str(),
+        }
+    }
+
+    /// An attempt still in progress (its row is open).
+    pub fn is_open(self) -> bool {
+        matches!(self, RemediationStatus::Pending | RemediationStatus::Called)
+    }
+
+    /// A real attempt (it took a budget token), not a dry run.
+    pub fn is_attempt(self) -> bool {
+        self != RemediationStatus::DryRun
+    }
+}
+
+impl fmt::Display for RemediationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RemediationStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(RemediationStatus::Pending),
+            "called" => Ok(RemediationStatus::Called),
+            "dry_run" => Ok(RemediationStatus::DryRun),
+            other => RemediationResult::ALL
+                .into_iter()
+                .find(|r| r.as_str() == other)
+                .map(RemediationStatus::Ended)
+                .ok_or_else(|| format!("unknown remediation result `{other}`")),
         }
     }
 }

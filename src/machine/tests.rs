@@ -847,3 +847,31 @@ fn state_names_round_trip() {
     }
     assert!("nope".parse::<State>().is_err());
 }
+
+#[test]
+fn remediation_status_stored_form_round_trips() {
+    let mut all = vec![
+        RemediationStatus::Pending,
+        RemediationStatus::Called,
+        RemediationStatus::DryRun,
+    ];
+    all.extend(RemediationResult::ALL.map(RemediationStatus::Ended));
+    for st in all {
+        assert_eq!(st.as_str().parse::<RemediationStatus>(), Ok(st), "{st}");
+    }
+    let open: Vec<&str> = RemediationResult::ALL
+        .map(RemediationStatus::Ended)
+        .into_iter()
+        .chain([
+            RemediationStatus::Pending,
+            RemediationStatus::Called,
+            RemediationStatus::DryRun,
+        ])
+        .filter(|s| s.is_open())
+        .map(RemediationStatus::as_str)
+        .collect();
+    assert_eq!(open, ["pending", "called"]);
+    assert!(!RemediationStatus::DryRun.is_attempt());
+    assert!(RemediationStatus::Pending.is_attempt());
+    assert!("bogus".parse::<RemediationStatus>().is_err());
+}

@@ -48,7 +48,7 @@ use crate::provider::Provider;
 use crate::store::Store;
 
 pub use command::{CommandError, CommandRequest, Handle, Refusal};
-pub use jobs::{JobDone, JobKey, Output, Work};
+pub use jobs::{Job, JobDone, JobKey, Output, Owner, Work};
 pub use reload::ReloadReport;
 
 /// How often the loop wakes even when nothing is due, so that `/healthz`
@@ -149,6 +149,10 @@ struct ProviderRt {
     next_discovery: Option<Timestamp>,
     discovery_in_flight: bool,
     health: Health,
+    /// Removed by a reload: the slot stays (heap entries and jobs in flight
+    /// name providers by index) but no lookup by name finds it, it has no
+    /// sessions, and results of its jobs still in flight are dropped.
+    removed: bool,
 }
 
 impl ProviderRt {
@@ -164,6 +168,7 @@ impl ProviderRt {
             probes_in_flight: 0,
             discovery_in_flight: false,
             health: Health::default(),
+            removed: false,
         }
     }
 }
@@ -186,7 +191,7 @@ pub struct Scheduler {
     jobs: JoinSet<JobDone>,
     /// Which job task belongs to which provider/session, to recover from a
     /// job that panicked.
-    job_owner: HashMap<tokio::task::Id, (usize, Option<String>)>,
+    job_owner: HashMap<tokio::task::Id, jobs::Owner>,
     rng: StdRng,
     events: broadcast::Sender<Event>,
     heartbeat: Heartbeat,
@@ -284,9 +289,7 @@ impl Scheduler {
 
     /// The machine of one session (for tests and the API).
     pub fn machine(&self, provider: &str, session: &str) -> Option<&Machine> {
-        self.providers
-            .iter()
-            .find(|p| p.cfg.name == provider)?
+        self.providers[self.slot(provider)?]
             .sessions
             .get(session)
             .map(|s| &s.machine)
@@ -294,9 +297,7 @@ impl Scheduler {
 
     /// The next step of one session.
     pub fn next_step(&self, provider: &str, session: &str) -> Option<Step> {
-        self.providers
-            .iter()
-            .find(|p| p.cfg.name == provider)?
+        self.providers[self.slot(provider)?]
             .sessions
             .get(session)?
             .next
