@@ -14,8 +14,9 @@ use wa_watchdog::clock::{Clock, Timestamp};
 use wa_watchdog::provider::green_api::{Call, GreenApiClient, InstanceState, RULES, RetryPolicy};
 use wa_watchdog::provider::{BlockKind, NotReadyKind, Outcome};
 use wa_watchdog::sim::green_api::{
-    ApiMethod, BodyForm, Canned, Fault, GreenSim, GreenSimControl, GreenSimOptions, MessageStatus,
-    QueueMode, SendWhenNotReady, SimInstance, SimState, start,
+    ApiMethod, BodyForm, Canned, FAILED_DESCRIPTION, Fault, GreenSim, GreenSimControl,
+    GreenSimOptions, MessageFate, MessageStatus, NotFoundForm, QUEUE_LIST_CAP, QueueMode,
+    SendWhenNotReady, SimInstance, SimState, start,
 };
 
 const TOKEN: &str = "tok3n-SEKRET-9f8e7d";
@@ -1327,4 +1328,196 @@ async fn the_http_control_api_drives_the_simulator_and_hides_tokens() {
     let r = http.delete(ctl("/calls")).send().await.expect("delete");
     assert_eq!(r.status().as_u16(), 204);
     assert!(e.ctl.calls().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// The journal: getMessage, message fates, the backlog
+
+/// One raw Green-API call: (status, body text).
+async fn raw(e: &Env, method: &str, body: Option<Value>) -> (u16, String) {
+    let http = reqwest::Client::new();
+    let url = format!("{}/waInstance{ID}/{method}/{TOKEN}", e.sim.url());
+    let req = match body {
+        Some(b) => http.post(url).json(&b),
+        None => http.get(url),
+    };
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+async fn sim_send(e: &Env, chat: &str) -> String {
+    let (status, text) = raw(
+        e,
+        "sendMessage",
+        Some(json!({"chatId": chat, "message": "canary"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("json");
+    v["idMessage"].as_str().expect("idMessage").to_owned()
+}
+
+async fn get_message(e: &Env, chat: &str, id: &str) -> (u16, String) {
+    raw(
+        e,
+        "getMessage",
+        Some(json!({"chatId": chat, "idMessage": id})),
+    )
+    .await
+}
+
+fn status_of(text: &str) -> Value {
+    serde_json::from_str::<Value>(text).expect("json")["statusMessage"].clone()
+}
+
+#[tokio::test]
+async fn get_message_reports_the_status_progression() {
+    let e = env_with(|mut o| {
+        o.journal_lag = Duration::from_secs(10);
+        o
+    })
+    .await;
+    let own = sim_send(&e, WID).await;
+    let other = sim_send(&e, CHAT).await;
+    // Not in the journal yet: 404 by default.
+    assert_eq!(
+        get_message(&e, WID, &own).await,
+        (404, "Not Found".to_owned())
+    );
+    e.clock.advance(Duration::from_secs(10));
+    let (status, text) = get_message(&e, WID, &own).await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["type"], "outgoing");
+    assert_eq!(v["idMessage"], own.as_str());
+    assert_eq!(v["chatId"], WID);
+    assert_eq!(v["textMessage"], "canary");
+    assert_eq!(v["sendByApi"], true);
+    // Left the queue: `sent` to one's own number, `delivered` elsewhere.
+    assert_eq!(v["statusMessage"], "sent");
+    assert_eq!(
+        status_of(&get_message(&e, CHAT, &other).await.1),
+        "delivered"
+    );
+    // The chat must match the message.
+    assert_eq!(get_message(&e, CHAT, &own).await.0, 404);
+
+    e.ctl.set_queue_mode(ID, QueueMode::NeverDrains).unwrap();
+    let queued = sim_send(&e, WID).await;
+    e.clock.advance(Duration::from_secs(10));
+    assert_eq!(status_of(&get_message(&e, WID, &queued).await.1), "pending");
+
+    // The other not-found forms.
+    e.ctl
+        .set_not_found_form(ID, NotFoundForm::EmptyBody)
+        .unwrap();
+    assert_eq!(get_message(&e, WID, "NOPE").await, (200, String::new()));
+    e.ctl
+        .set_not_found_form(ID, NotFoundForm::EmptyObject)
+        .unwrap();
+    assert_eq!(get_message(&e, WID, "NOPE").await, (200, "{}".to_owned()));
+    // Bad bodies are 400s, GET is a wrong verb.
+    assert_eq!(
+        raw(&e, "getMessage", Some(json!({"chatId": WID}))).await.0,
+        400
+    );
+    assert_eq!(raw(&e, "getMessage", None).await.0, 404);
+    assert_eq!(e.ctl.count("getMessage"), 9);
+}
+
+#[tokio::test]
+async fn fates_leaves_failed_until_reboot_and_no_account_sticks() {
+    let e = env().await;
+    e.ctl.set_fate(ID, MessageFate::LeavesFailed).unwrap();
+    let id = sim_send(&e, WID).await;
+    e.clock.advance(Duration::from_secs(1));
+    let (_, text) = get_message(&e, WID, &id).await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["statusMessage"], "failed");
+    assert_eq!(v["description"], FAILED_DESCRIPTION);
+    // It left the queue: the old verdict would have called it delivered.
+    assert!(e.ctl.queued(ID).unwrap().is_empty());
+    assert_eq!(e.ctl.messages(ID).unwrap()[0].status, MessageStatus::Failed);
+
+    // A reboot clears it.
+    assert_eq!(raw(&e, "reboot", None).await.0, 200);
+    e.clock.advance(Duration::from_secs(60));
+    let id = sim_send(&e, WID).await;
+    e.clock.advance(Duration::from_secs(1));
+    assert_eq!(status_of(&get_message(&e, WID, &id).await.1), "sent");
+
+    e.ctl.set_fate(ID, MessageFate::NoAccount).unwrap();
+    raw(&e, "reboot", None).await;
+    e.clock.advance(Duration::from_secs(60));
+    let id = sim_send(&e, CHAT).await;
+    e.clock.advance(Duration::from_secs(1));
+    assert_eq!(status_of(&get_message(&e, CHAT, &id).await.1), "noAccount");
+    assert_eq!(e.ctl.instance(ID).unwrap().fate, MessageFate::NoAccount);
+}
+
+#[tokio::test]
+async fn a_backlog_above_500_hides_the_canary_from_show_messages_queue() {
+    let e = env().await;
+    e.ctl.add_backlog(ID, 600).unwrap();
+    let canary = sim_send(&e, WID).await;
+    e.clock.advance(Duration::from_secs(30));
+    let (status, text) = raw(&e, "showMessagesQueue", None).await;
+    assert_eq!(status, 200);
+    let listed: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed.len(), QUEUE_LIST_CAP);
+    assert!(!text.contains(&canary), "the canary is the 601st");
+    assert_eq!(e.ctl.queued(ID).unwrap().len(), 601);
+    // The journal still knows it is pending.
+    assert_eq!(status_of(&get_message(&e, WID, &canary).await.1), "pending");
+    // A reboot lets the queue drain.
+    raw(&e, "reboot", None).await;
+    e.clock.advance(Duration::from_secs(60));
+    assert_eq!(status_of(&get_message(&e, WID, &canary).await.1), "sent");
+    assert!(e.ctl.queued(ID).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn journal_controls_over_http() {
+    let e = env().await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/_sim/instances/{ID}", e.sim.url());
+    let put = |path: &str, body: Value| http.put(format!("{base}/{path}")).json(&body).send();
+    assert_eq!(
+        put("fate", json!({"fate": "leaves_failed"}))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(e.ctl.instance(ID).unwrap().fate, MessageFate::LeavesFailed);
+    assert_eq!(
+        put("fate", json!({"fate": "lost"}))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        400
+    );
+    assert_eq!(
+        put("not_found_form", json!({"form": "empty_object"}))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+    let r = http
+        .post(format!("{base}/backlog"))
+        .json(&json!({"count": 501}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(e.ctl.queued(ID).unwrap().len(), 501);
+    assert_eq!(
+        e.ctl.instance(ID).unwrap().queue_mode,
+        QueueMode::StuckUntilReboot
+    );
 }

@@ -200,8 +200,8 @@ async fn list_hides_stopped_sessions_unless_all() {
         200,
         &format!(
             concat!(
-                r#"[{{"name":"a","status":"WORKING","config":null,"me":{{"id":"15550000001@c.us","pushName":"a"}},"presence":"online","timestamps":{{"activity":{t}}}}},"#,
-                r#"{{"name":"b","status":"WORKING","config":null,"me":{{"id":"15550000002@c.us","pushName":"b"}},"presence":"online","timestamps":{{"activity":{t}}}}},"#,
+                r#"[{{"name":"a","status":"WORKING","config":null,"me":{{"id":"15550000001@c.us","pushName":"a"}},"presence":{{"status":"online"}},"timestamps":{{"activity":{t}}}}},"#,
+                r#"{{"name":"b","status":"WORKING","config":null,"me":{{"id":"15550000002@c.us","pushName":"b"}},"presence":{{"status":"online"}},"timestamps":{{"activity":{t}}}}},"#,
                 r#"{{"name":"c","status":"STOPPED","config":null,"me":null,"presence":null,"timestamps":{{"activity":{t}}}}}]"#
             ),
             t = t
@@ -224,7 +224,7 @@ async fn single_session_has_engine_block_and_unknown_is_404() {
     get(&c, &sim, "/api/sessions/a").await.assert_exact(
         200,
         &format!(
-            r#"{{"name":"a","status":"WORKING","config":null,"me":{{"id":"15550000001@c.us","pushName":"a"}},"presence":"online","timestamps":{{"activity":{t}}},"engine":{{"engine":"GOWS","grpc":{{"client":"READY","stream":"READY"}},"gows":{{"found":true,"connected":true}}}}}}"#
+            r#"{{"name":"a","status":"WORKING","config":null,"me":{{"id":"15550000001@c.us","pushName":"a"}},"presence":{{"status":"online"}},"timestamps":{{"activity":{t}}},"engine":{{"engine":"GOWS","grpc":{{"client":"READY","stream":"READY"}},"gows":{{"found":true,"connected":true}}}}}}"#
         ),
     );
     let not_found = r#"{"message":"Session not found","error":"Not Found","statusCode":404}"#;
@@ -654,7 +654,7 @@ async fn send_bodies_follow_the_engine() {
     let v = r.json();
     assert_eq!(v["message"]["extendedTextMessage"]["text"], "canary");
     assert_eq!(v["messageTimestamp"], (T0.as_millis() / 1000).to_string());
-    assert_eq!(v["status"], "PENDING");
+    assert_eq!(v["status"], "SERVER_ACK");
     assert_eq!(
         get(&c, &noweb, "/api/sessions/a").await.json()["engine"],
         json!({"engine": "NOWEB"})
@@ -684,7 +684,8 @@ async fn send_bodies_follow_the_engine() {
         v["id"]["_serialized"],
         format!("true_5511999990001@c.us_{id}")
     );
-    assert_eq!(v["ack"], 0);
+    // Acked at once by default (`ack_server_after` zero).
+    assert_eq!(v["ack"], 1);
     assert_eq!(v["body"], "canary");
     assert_eq!(v["fromMe"], true);
     webjs.shutdown().await;
@@ -1129,4 +1130,358 @@ async fn run_standalone_serves_until_shutdown() {
     assert_eq!(pong, Some(200));
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+// ---------------------------------------------------------------- delivery acks
+
+/// `GET /api/{s}/chats/{chat}/messages/{id}?downloadMedia=false`, ids and
+/// chats percent-encoded as a client would send them.
+async fn read_back(c: &Client, sim: &WahaSim, session: &str, chat: &str, id: &str) -> Reply {
+    let enc = |s: &str| s.replace('@', "%40");
+    get(
+        c,
+        sim,
+        &format!(
+            "/api/{session}/chats/{}/messages/{}?downloadMedia=false",
+            enc(chat),
+            enc(id)
+        ),
+    )
+    .await
+}
+
+const CANARY_CHAT: &str = "5511999990001@c.us";
+
+fn last_id(sim: &WahaSim) -> String {
+    sim.control()
+        .sent_messages()
+        .last()
+        .expect("a sent message")
+        .id
+        .clone()
+}
+
+#[tokio::test]
+async fn acks_progress_pending_server_device_on_the_clock() {
+    let sim = start(WahaSimOptions {
+        ack_server_after: Duration::from_secs(2),
+        ack_device_after: Duration::from_secs(5),
+        engine: Engine::Webjs,
+        ..opts(&["a"])
+    })
+    .await;
+    let c = client();
+    let r = send(&c, &sim, "a").await;
+    assert_eq!(r.status, 201);
+    // WEBJS's own reply carries the ack at send time.
+    assert_eq!(r.json()["ack"], 0);
+    let id = last_id(&sim);
+    assert_eq!(r.json()["id"]["_serialized"], id.as_str());
+
+    let r = read_back(&c, &sim, "a", CANARY_CHAT, &id).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["ack"], 0);
+    assert_eq!(v["ackName"], "PENDING");
+    assert_eq!(v["fromMe"], true);
+    assert_eq!(v["to"], CANARY_CHAT);
+
+    sim.control().clock().advance(Duration::from_secs(2));
+    let v = read_back(&c, &sim, "a", CANARY_CHAT, &id).await.json();
+    assert_eq!(
+        (v["ack"].as_i64(), v["ackName"].as_str()),
+        (Some(1), Some("SERVER"))
+    );
+    sim.control().clock().advance(Duration::from_secs(3));
+    let v = read_back(&c, &sim, "a", CANARY_CHAT, &id).await.json();
+    assert_eq!(
+        (v["ack"].as_i64(), v["ackName"].as_str()),
+        (Some(2), Some("DEVICE"))
+    );
+    assert_eq!(sim.control().message_ack(&id), Some(2));
+}
+
+#[tokio::test]
+async fn read_back_tells_unknown_messages_sessions_and_chats_apart() {
+    let sim = start(opts(&["a", "b"])).await;
+    let c = client();
+    assert_eq!(send(&c, &sim, "a").await.status, 201);
+    let id = last_id(&sim);
+    // Default: SERVER at once.
+    assert_eq!(
+        read_back(&c, &sim, "a", CANARY_CHAT, &id).await.json()["ack"],
+        1
+    );
+
+    read_back(&c, &sim, "a", CANARY_CHAT, "true_5511999990001@c.us_NOPE")
+        .await
+        .assert_exact(
+            404,
+            r#"{"message":"Message not found","error":"Not Found","statusCode":404}"#,
+        );
+    // Another session's message, or the wrong chat: not found either.
+    assert_eq!(read_back(&c, &sim, "b", CANARY_CHAT, &id).await.status, 404);
+    assert_eq!(
+        read_back(&c, &sim, "a", "5511000000000@c.us", &id)
+            .await
+            .status,
+        404
+    );
+    // A session that is not WORKING answers like the send path.
+    sim.control().set_status("a", Status::Stopped).unwrap();
+    let r = read_back(&c, &sim, "a", CANARY_CHAT, &id).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["status"], "STOPPED");
+    assert_eq!(
+        read_back(&c, &sim, "zz", CANARY_CHAT, &id).await.status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn engines_without_the_read_back_answer_501_or_the_router_404() {
+    let c = client();
+    let sim = start(WahaSimOptions {
+        read_back: waha::ReadBack::NotImplemented,
+        ..opts(&["a"])
+    })
+    .await;
+    send(&c, &sim, "a").await;
+    let r = read_back(&c, &sim, "a", CANARY_CHAT, &last_id(&sim)).await;
+    r.assert_exact(
+        501,
+        r#"{"message":"The method is not implemented by the engine","error":"Not Implemented","statusCode":501}"#,
+    );
+
+    let sim = start(WahaSimOptions {
+        read_back: waha::ReadBack::NoRoute,
+        ..opts(&["a"])
+    })
+    .await;
+    let r = read_back(&c, &sim, "a", CANARY_CHAT, "x").await;
+    assert_eq!(r.status, 404);
+    // The router's 404 names the route; a missing message does not.
+    assert_eq!(
+        r.json()["message"],
+        "Cannot GET /api/a/chats/5511999990001%40c.us/messages/x?downloadMedia=false"
+    );
+}
+
+#[tokio::test]
+async fn ack_faults_never_acked_error_and_slow() {
+    let sim = start(opts(&["a", "b", "c"])).await;
+    let ctl = sim.control();
+    let c = client();
+    ctl.inject("a", Fault::AcceptedNeverAcked).unwrap();
+    ctl.inject("b", Fault::AckError).unwrap();
+    ctl.inject("c", Fault::AckSlow(Duration::from_secs(30)))
+        .unwrap();
+
+    let mut ids = Vec::new();
+    for s in ["a", "b", "c"] {
+        assert_eq!(send(&c, &sim, s).await.status, 201);
+        ids.push(last_id(&sim));
+    }
+    let ack = |i: usize| ctl.message_ack(&ids[i]);
+    assert_eq!((ack(0), ack(1), ack(2)), (Some(0), Some(0), Some(0)));
+    ctl.clock().advance(Duration::from_secs(1));
+    assert_eq!(ack(1), Some(-1));
+    let v = read_back(&c, &sim, "b", CANARY_CHAT, &ids[1]).await.json();
+    assert_eq!(
+        (v["ack"].as_i64(), v["ackName"].as_str()),
+        (Some(-1), Some("ERROR"))
+    );
+    ctl.clock().advance(Duration::from_secs(29));
+    assert_eq!((ack(0), ack(2)), (Some(0), Some(2)));
+    ctl.clock().advance(Duration::from_secs(86_400));
+    assert_eq!(ack(0), Some(0), "never acked stays PENDING");
+
+    // A restart heals never-acked and ack-error; the slow session stays slow.
+    for s in ["a", "b", "c"] {
+        assert_eq!(
+            post(&c, &sim, &format!("/api/sessions/{s}/restart"))
+                .await
+                .status,
+            201
+        );
+    }
+    ctl.clock().advance(Duration::from_secs(5));
+    assert!(ctl.session("a").unwrap().faults.is_empty());
+    assert!(ctl.session("b").unwrap().faults.is_empty());
+    assert_eq!(
+        ctl.session("c").unwrap().faults,
+        vec![Fault::AckSlow(Duration::from_secs(30))]
+    );
+    send(&c, &sim, "a").await;
+    assert_eq!(ctl.message_ack(&last_id(&sim)), Some(1));
+    // Wire form of the new faults.
+    for (json, fault) in [
+        (
+            r#"{"fault":"accepted_never_acked"}"#,
+            Fault::AcceptedNeverAcked,
+        ),
+        (r#"{"fault":"ack_error"}"#, Fault::AckError),
+        (
+            r#"{"fault":"ack_slow","ms":1500}"#,
+            Fault::AckSlow(Duration::from_millis(1500)),
+        ),
+        (
+            r#"{"fault":"whatsapp_error","code":403,"times":1}"#,
+            Fault::WhatsappError {
+                code: 403,
+                times: Some(1),
+            },
+        ),
+        (
+            r#"{"fault":"reachout_timelock","ms":60000}"#,
+            Fault::ReachoutTimelock(Duration::from_secs(60)),
+        ),
+    ] {
+        assert_eq!(serde_json::from_str::<Fault>(json).unwrap(), fault);
+        assert_eq!(serde_json::to_string(&fault).unwrap(), json);
+    }
+}
+
+#[tokio::test]
+async fn send_replies_carry_the_ack_per_engine() {
+    let c = client();
+    for (engine, field) in [(Engine::Webjs, "ack"), (Engine::Noweb, "status")] {
+        let sim = start(WahaSimOptions {
+            engine,
+            ..opts(&["a"])
+        })
+        .await;
+        let v = send(&c, &sim, "a").await.json();
+        let want = if engine == Engine::Webjs {
+            json!(1)
+        } else {
+            json!("SERVER_ACK")
+        };
+        assert_eq!(v[field], want, "{engine:?}: {v}");
+        sim.control().inject("a", Fault::AckError).unwrap();
+        let v = send(&c, &sim, "a").await.json();
+        let want = if engine == Engine::Webjs {
+            json!(0)
+        } else {
+            json!("PENDING")
+        };
+        assert_eq!(v[field], want, "{engine:?}: {v}");
+    }
+    // NOWEB's id sits at key.id, the read-back takes the serialized form.
+    let sim = start(WahaSimOptions {
+        engine: Engine::Noweb,
+        ..opts(&["a"])
+    })
+    .await;
+    let v = send(&c, &sim, "a").await.json();
+    let id = last_id(&sim);
+    assert!(
+        id.ends_with(v["key"]["id"].as_str().unwrap()),
+        "{id} vs {v}"
+    );
+    assert_eq!(read_back(&c, &sim, "a", CANARY_CHAT, &id).await.status, 200);
+}
+
+#[tokio::test]
+async fn passkey_statuses_need_a_person_and_survive_restarts() {
+    let sim = start(opts(&["a", "b"])).await;
+    let ctl = sim.control();
+    let c = client();
+    ctl.set_status("a", Status::PasskeyRequired).unwrap();
+    ctl.set_status("b", Status::PasskeyConfirmationRequired)
+        .unwrap();
+    let v = get(&c, &sim, "/api/sessions/a").await.json();
+    assert_eq!(v["status"], "PASSKEY_REQUIRED");
+    assert_eq!(v["me"], Value::Null);
+    assert_eq!(
+        get(&c, &sim, "/api/sessions/b").await.json()["status"],
+        "PASSKEY_CONFIRMATION_REQUIRED"
+    );
+    // Sends are refused like any other non-WORKING status.
+    let r = send(&c, &sim, "a").await;
+    assert_eq!(
+        (r.status, r.json()["status"].clone()),
+        (422, json!("PASSKEY_REQUIRED"))
+    );
+    // A restart does not pair: the session asks for the passkey again.
+    post(&c, &sim, "/api/sessions/a/restart").await;
+    ctl.clock().advance(Duration::from_secs(5));
+    assert_eq!(ctl.status("a"), Some(Status::PasskeyRequired));
+    let body = json!({"status": "PASSKEY_REQUIRED"});
+    assert_eq!(
+        serde_json::from_value::<Status>(body["status"].clone()).unwrap(),
+        Status::PasskeyRequired
+    );
+}
+
+#[tokio::test]
+async fn whatsapp_errors_463_timelock_and_403() {
+    let sim = start(opts(&["a", "b"])).await;
+    let ctl = sim.control();
+    let c = client();
+    ctl.inject("a", Fault::ReachoutTimelock(Duration::from_secs(600)))
+        .unwrap();
+    let r = send(&c, &sim, "a").await;
+    assert_eq!(r.status, 500);
+    let v = r.json();
+    assert_eq!(
+        v["exception"]["message"],
+        "2 UNKNOWN: server returned error 463"
+    );
+    assert_eq!(v["exception"]["details"], "server returned error 463");
+    let me = get(&c, &sim, "/api/sessions/a").await.json()["me"].clone();
+    assert_eq!(me["reachoutTimelock"]["isActive"], true);
+    assert!(me["reachoutTimelock"]["timeEnforcementEnds"].is_string());
+    // A restart does not lift it; time does.
+    post(&c, &sim, "/api/sessions/a/restart").await;
+    ctl.clock().advance(Duration::from_secs(5));
+    assert_eq!(send(&c, &sim, "a").await.status, 500);
+    ctl.clock().advance(Duration::from_secs(600));
+    assert_eq!(send(&c, &sim, "a").await.status, 201);
+    let me = get(&c, &sim, "/api/sessions/a/me").await.json();
+    assert_eq!(me["reachoutTimelock"]["isActive"], false);
+    // No timelock ever: the key is absent (older servers).
+    assert!(
+        get(&c, &sim, "/api/sessions/b").await.json()["me"]
+            .get("reachoutTimelock")
+            .is_none()
+    );
+
+    ctl.inject(
+        "b",
+        Fault::WhatsappError {
+            code: 403,
+            times: Some(1),
+        },
+    )
+    .unwrap();
+    let v = send(&c, &sim, "b").await.json();
+    assert_eq!(
+        v["exception"]["message"],
+        "2 UNKNOWN: server returned error 403"
+    );
+    assert_eq!(send(&c, &sim, "b").await.status, 201);
+}
+
+#[tokio::test]
+async fn presence_is_an_object_a_string_or_null() {
+    let c = client();
+    for (form, want) in [
+        (waha::PresenceForm::Object, json!({"status": "online"})),
+        (waha::PresenceForm::String, json!("online")),
+        (waha::PresenceForm::Null, Value::Null),
+    ] {
+        let sim = start(WahaSimOptions {
+            presence: form,
+            ..opts(&["a"])
+        })
+        .await;
+        assert_eq!(
+            get(&c, &sim, "/api/sessions/a").await.json()["presence"],
+            want
+        );
+        let list = get(&c, &sim, "/api/sessions").await.json();
+        assert_eq!(list[0]["presence"], want);
+    }
 }

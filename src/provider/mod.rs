@@ -3,6 +3,7 @@
 //! Only modules below `provider::` know vendor JSON; everything above sees
 //! outcomes.
 
+pub mod delivery;
 pub mod green_api;
 pub mod http;
 pub mod rules;

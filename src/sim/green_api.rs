@@ -56,12 +56,14 @@
 mod bodies;
 mod control;
 mod faults;
+mod journal;
 mod messages;
 mod request;
 mod state;
 
 pub use control::GreenSimControl;
 pub use faults::{BodyForm, Canned, Fault};
+pub use journal::{FAILED_DESCRIPTION, MessageFate, NotFoundForm, QUEUE_LIST_CAP};
 pub use request::{ApiMethod, CallRecord};
 pub use state::{
     ControlError, InstanceSnapshot, MessageStatus, QueueMode, SendWhenNotReady, SimMessage,
@@ -143,6 +145,9 @@ pub struct GreenSimOptions {
     pub reboot_starting_for: Duration,
     /// How long a queued message stays queued on an `authorized` instance.
     pub queue_drain_after: Duration,
+    /// How long after `sendMessage` a message appears in the journal
+    /// (`getMessage`); the docs allow up to 2 minutes.
+    pub journal_lag: Duration,
 }
 
 impl GreenSimOptions {
@@ -152,6 +157,7 @@ impl GreenSimOptions {
             clock,
             reboot_starting_for: DEFAULT_REBOOT_STARTING_FOR,
             queue_drain_after: DEFAULT_QUEUE_DRAIN_AFTER,
+            journal_lag: Duration::ZERO,
         }
     }
 }
@@ -165,6 +171,7 @@ struct Shared {
     clock: Clock,
     reboot_starting_for: Duration,
     queue_drain_after: Duration,
+    journal_lag: Duration,
     inner: Mutex<Inner>,
 }
 
@@ -193,6 +200,8 @@ impl Shared {
                 latency: BTreeMap::new(),
                 messages: Vec::new(),
                 bodies: BTreeMap::new(),
+                fate: MessageFate::Sent,
+                not_found_form: NotFoundForm::NotFound404,
             };
             if instances.insert(i.id.clone(), inst).is_some() {
                 return Err(invalid(format!("instance `{}` listed twice", i.id)));
@@ -202,6 +211,7 @@ impl Shared {
             clock: opts.clock,
             reboot_starting_for: opts.reboot_starting_for,
             queue_drain_after: opts.queue_drain_after,
+            journal_lag: opts.journal_lag,
             inner: Mutex::new(Inner {
                 instances,
                 calls: Vec::new(),
@@ -362,6 +372,7 @@ fn answer(
                 .messages
                 .iter()
                 .filter(|m| m.status == MessageStatus::Queued)
+                .take(QUEUE_LIST_CAP)
                 .map(|m| {
                     json!({
                         "messageID": m.id_message,
@@ -372,6 +383,7 @@ fn answer(
                 .collect();
             json_reply(200, &Value::Array(items))
         }
+        ApiMethod::GetMessage => journal::get_message(inst, now, shared.journal_lag, &req.body),
         ApiMethod::Reboot => {
             inst.reboot(now, shared.reboot_starting_for);
             json_reply(200, &json!({ "isReboot": true }))

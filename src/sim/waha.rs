@@ -22,6 +22,7 @@
 //! Status changes over time are lazy (see `state`), so the simulator runs no
 //! background tasks besides the server itself.
 
+mod acks;
 mod bodies;
 mod control;
 mod fault;
@@ -29,6 +30,7 @@ mod messages;
 mod request;
 mod state;
 
+pub use acks::{PresenceForm, ReadBack, ack_name};
 pub use control::{SessionSnapshot, SimControl, StateSnapshot};
 pub use fault::Fault;
 pub use state::{ControlError, Engine, SentMessage, Status};
@@ -84,6 +86,14 @@ pub struct WahaSimOptions {
     /// not WORKING (real WAHA polls for up to 10 s and succeeds if the
     /// session becomes WORKING meanwhile).
     pub not_working_delay: Duration,
+    /// Clock time from an accepted send until its ack is 1 (SERVER).
+    pub ack_server_after: Duration,
+    /// Clock time from an accepted send until its ack is 2 (DEVICE).
+    pub ack_device_after: Duration,
+    /// Whether the engine serves the message read-back.
+    pub read_back: ReadBack,
+    /// How SessionInfo writes `presence`.
+    pub presence: PresenceForm,
 }
 
 impl Default for WahaSimOptions {
@@ -96,6 +106,10 @@ impl Default for WahaSimOptions {
             restart_reply_delay: Duration::ZERO,
             restart_working_after: Duration::from_secs(5),
             not_working_delay: Duration::ZERO,
+            ack_server_after: Duration::ZERO,
+            ack_device_after: Duration::from_secs(1),
+            read_back: ReadBack::Supported,
+            presence: PresenceForm::Object,
         }
     }
 }
@@ -118,6 +132,20 @@ struct Settings {
     restart_reply_delay: Duration,
     restart_working_after: Duration,
     not_working_delay: Duration,
+    ack_server_after: Duration,
+    ack_device_after: Duration,
+    read_back: ReadBack,
+    presence: PresenceForm,
+}
+
+impl Settings {
+    fn view(&self, now: Timestamp) -> bodies::View {
+        bodies::View {
+            engine: self.engine,
+            presence: self.presence,
+            now,
+        }
+    }
 }
 
 /// What the server and every [`SimControl`] share.
@@ -167,6 +195,10 @@ impl Shared {
                 restart_reply_delay: opts.restart_reply_delay,
                 restart_working_after: opts.restart_working_after,
                 not_working_delay: opts.not_working_delay,
+                ack_server_after: opts.ack_server_after,
+                ack_device_after: opts.ack_device_after,
+                read_back: opts.read_back,
+                presence: opts.presence,
             },
             started: now,
             in_flight: AtomicUsize::new(0),
@@ -267,6 +299,9 @@ async fn route(shared: &Shared, inc: &Incoming, segs: &[&str]) -> Response {
         ("POST", ["api", "sessions", name, "stop"]) => stop_session(shared, name).await,
         ("POST", ["api", "sessions", name, "logout"]) => logout(shared, name),
         ("POST", ["api", "sendText"]) => send_text(shared, inc).await,
+        ("GET", ["api", session, "chats", chat, "messages", id]) => {
+            read_back(shared, inc, session, chat, id)
+        }
         (method, _) => bodies::route_not_found(method, &inc.url),
     }
 }
@@ -279,13 +314,13 @@ fn list_sessions(shared: &Shared, inc: &Incoming) -> Response {
         Some("false" | "False" | "0") => false,
         Some(_) => return bodies::validation_failed(&["all must be a boolean value"]),
     };
-    let engine = shared.settings.engine;
     let now = shared.clock.now();
+    let view = shared.settings.view(now);
     let mut st = lock(&shared.state);
     let list: Vec<_> = st
         .sessions(now)
         .filter(|(_, s)| all || s.is_running())
-        .map(|(name, s)| bodies::session_info(name, s, engine, false))
+        .map(|(name, s)| bodies::session_info(name, s, view, false))
         .collect();
     json_response(StatusCode::OK, &list)
 }
@@ -296,7 +331,7 @@ fn get_session(shared: &Shared, name: &str) -> Response {
     match st.session(name, now) {
         Some(s) => json_response(
             StatusCode::OK,
-            &bodies::session_info(name, s, shared.settings.engine, true),
+            &bodies::session_info(name, s, shared.settings.view(now), true),
         ),
         None => bodies::session_not_found(),
     }
@@ -306,7 +341,7 @@ fn me(shared: &Shared, name: &str) -> Response {
     let now = shared.clock.now();
     let mut st = lock(&shared.state);
     match st.session(name, now) {
-        Some(s) if s.is_running() => bodies::me(name, s),
+        Some(s) if s.is_running() => bodies::me(name, s, now),
         _ => bodies::session_not_running(name),
     }
 }
@@ -343,7 +378,7 @@ fn start_reply(shared: &Shared, name: &str) -> Response {
     match started {
         Ok(s) => json_response(
             StatusCode::CREATED,
-            &bodies::session_info(name, &s, shared.settings.engine, true),
+            &bodies::session_info(name, &s, shared.settings.view(now), true),
         ),
         // Deleted while the restart waited.
         Err(_) => bodies::session_not_found(),
@@ -383,7 +418,7 @@ fn detailed_reply(shared: &Shared, name: &str, status: StatusCode) -> Response {
     match st.session(name, now) {
         Some(s) => json_response(
             status,
-            &bodies::session_info(name, s, shared.settings.engine, true),
+            &bodies::session_info(name, s, shared.settings.view(now), true),
         ),
         None => bodies::session_not_found(),
     }
@@ -488,16 +523,36 @@ async fn send_text(shared: &Shared, inc: &Incoming) -> Response {
         SendDecision::Error(spec) => bodies::send_error(&spec, &inc.failed(engine, now)),
         SendDecision::RateLimited { retry_after_secs } => bodies::rate_limited(retry_after_secs),
         SendDecision::Desync => bodies::desync(&inc.failed(engine, now)),
-        SendDecision::Sent { me_id } => {
-            let (resp, id) = messages::sent(&messages::Sent {
+        SendDecision::WhatsappError(code) => bodies::whatsapp_error(&inc.failed(engine, now), code),
+        SendDecision::Sent { me_id, ack_fault } => {
+            let plan = acks::Plan::new(
+                ack_fault,
+                now,
+                shared.settings.ack_server_after,
+                shared.settings.ack_device_after,
+            );
+            let (resp, id, chat) = messages::sent(&messages::Sent {
                 engine,
                 session: name,
                 me_id: &me_id,
                 chat_id,
                 text,
                 now,
+                ack: plan.ack(now),
             });
-            lock(&shared.state).sent.push(SentMessage {
+            let mut st = lock(&shared.state);
+            st.tracked.insert(
+                id.clone(),
+                acks::Tracked {
+                    session: name.to_owned(),
+                    chat,
+                    from: me_id.clone(),
+                    body: text.to_owned(),
+                    at: now,
+                    plan,
+                },
+            );
+            st.sent.push(SentMessage {
                 at: now,
                 session: name.to_owned(),
                 chat_id: chat_id.to_owned(),
@@ -506,6 +561,33 @@ async fn send_text(shared: &Shared, inc: &Incoming) -> Response {
             });
             resp
         }
+    }
+}
+
+/// `GET /api/{session}/chats/{chatId}/messages/{messageId}` (WAHA OpenAPI
+/// 2026.7.2): the message with its current ack. Engines without the route
+/// answer 501 or the router's 404; an unknown message is a 404 "Message not
+/// found"; a session that is not WORKING gets the send path's 422.
+fn read_back(shared: &Shared, inc: &Incoming, session: &str, chat: &str, id: &str) -> Response {
+    if let Some(resp) = acks::unsupported(shared.settings.read_back, &inc.method, &inc.url) {
+        return resp;
+    }
+    let session = crate::sim::percent_decode(session);
+    let chat = crate::sim::percent_decode(chat);
+    let id = crate::sim::percent_decode(id);
+    let now = shared.clock.now();
+    let mut st = lock(&shared.state);
+    match st.send_readiness(&session, now) {
+        Some(SendDecision::NotWorking(status)) => {
+            return bodies::status_not_expected(&session, status);
+        }
+        Some(_) => return bodies::session_not_running(&session),
+        None => {}
+    }
+    let chat = messages::canonical_chat(&chat);
+    match st.tracked.get(&id) {
+        Some(m) if m.session == session && m.chat == chat => acks::message_reply(&id, m, now),
+        _ => acks::message_not_found(),
     }
 }
 

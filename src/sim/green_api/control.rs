@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::faults::{BodyForm, Canned, Fault, Injection};
+use super::journal::{MessageFate, NotFoundForm};
 use super::request::{ApiMethod, CallRecord};
 use super::state::{
     ControlError, InstanceSnapshot, MessageStatus, QueueMode, SendWhenNotReady, SimMessage,
@@ -157,6 +158,25 @@ impl GreenSimControl {
         })
     }
 
+    /// What messages become when they leave the queue (`leaves_failed` is
+    /// cleared by the next reboot, `no_account` stays).
+    pub fn set_fate(&self, id: &str, fate: MessageFate) -> Result<(), ControlError> {
+        self.shared.with_inst(id, |i, _| i.fate = fate)
+    }
+
+    /// How `getMessage` answers an id that is not in the journal.
+    pub fn set_not_found_form(&self, id: &str, form: NotFoundForm) -> Result<(), ControlError> {
+        self.shared.with_inst(id, |i, _| i.not_found_form = form)
+    }
+
+    /// Queues `count` messages to another chat and stalls the queue until
+    /// the next reboot: with more than 500, `showMessagesQueue` no longer
+    /// lists what comes after them.
+    pub fn add_backlog(&self, id: &str, count: usize) -> Result<(), ControlError> {
+        self.shared
+            .with_inst(id, |i, now| super::journal::add_backlog(i, count, now))
+    }
+
     /// Every message `sendMessage` accepted, oldest first.
     pub fn messages(&self, id: &str) -> Result<Vec<SimMessage>, ControlError> {
         self.shared.with_inst(id, |i, _| i.messages.clone())
@@ -225,6 +245,12 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             post(ctl_inject).delete(ctl_clear_faults),
         )
         .route("/_sim/instances/{id}/messages", get(ctl_messages))
+        .route("/_sim/instances/{id}/fate", put(ctl_set_fate))
+        .route(
+            "/_sim/instances/{id}/not_found_form",
+            put(ctl_set_not_found_form),
+        )
+        .route("/_sim/instances/{id}/backlog", post(ctl_add_backlog))
         .route("/_sim/calls", get(ctl_calls).delete(ctl_clear_calls))
         .route("/_sim/calls/counts", get(ctl_counts))
         .route("/_sim/canned", get(ctl_canned))
@@ -416,6 +442,42 @@ async fn ctl_inject(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: 
         }
         control(&s).inject(&id, method, times, fault)
     });
+    ctl_ok(r)
+}
+
+/// `{"fate": "sent" | "leaves_failed" | "no_account"}`.
+async fn ctl_set_fate(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let r = ctl_body(&body)
+        .and_then(|o| ctl_field::<MessageFate>(&o, "fate"))
+        .and_then(|f| control(&s).set_fate(&id, f));
+    ctl_ok(r)
+}
+
+/// `{"form": "not_found404" | "empty_body" | "empty_object"}`.
+async fn ctl_set_not_found_form(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let r = ctl_body(&body)
+        .and_then(|o| ctl_field::<NotFoundForm>(&o, "form"))
+        .and_then(|f| control(&s).set_not_found_form(&id, f));
+    ctl_ok(r)
+}
+
+/// `{"count": 600}`.
+async fn ctl_add_backlog(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let r = ctl_body(&body)
+        .and_then(|o| ctl_field::<usize>(&o, "count"))
+        .and_then(|n| control(&s).add_backlog(&id, n));
     ctl_ok(r)
 }
 

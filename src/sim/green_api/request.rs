@@ -17,6 +17,8 @@ pub enum ApiMethod {
     GetSettings,
     SendMessage,
     ShowMessagesQueue,
+    /// The journal: one message and its `statusMessage`.
+    GetMessage,
     Reboot,
     /// Never called by the watchdog: wipes the link.
     Logout,
@@ -27,11 +29,12 @@ pub enum ApiMethod {
 }
 
 impl ApiMethod {
-    pub const ALL: [ApiMethod; 8] = [
+    pub const ALL: [ApiMethod; 9] = [
         ApiMethod::GetStateInstance,
         ApiMethod::GetSettings,
         ApiMethod::SendMessage,
         ApiMethod::ShowMessagesQueue,
+        ApiMethod::GetMessage,
         ApiMethod::Reboot,
         ApiMethod::Logout,
         ApiMethod::SetSettings,
@@ -44,6 +47,7 @@ impl ApiMethod {
             ApiMethod::GetSettings => "getSettings",
             ApiMethod::SendMessage => "sendMessage",
             ApiMethod::ShowMessagesQueue => "showMessagesQueue",
+            ApiMethod::GetMessage => "getMessage",
             ApiMethod::Reboot => "reboot",
             ApiMethod::Logout => "logout",
             ApiMethod::SetSettings => "setSettings",
@@ -61,7 +65,7 @@ impl ApiMethod {
     /// The documented verb; any other gets 404 (§1).
     pub fn verb(self) -> Method {
         match self {
-            ApiMethod::SendMessage | ApiMethod::SetSettings => Method::POST,
+            ApiMethod::SendMessage | ApiMethod::SetSettings | ApiMethod::GetMessage => Method::POST,
             _ => Method::GET,
         }
     }
@@ -70,6 +74,7 @@ impl ApiMethod {
     pub(super) fn rate_limit(self) -> usize {
         match self {
             ApiMethod::SendMessage => 50,
+            ApiMethod::GetMessage => 10,
             _ => 1,
         }
     }

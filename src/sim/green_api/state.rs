@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::faults::{BodyForm, Injection};
+use super::journal::{MessageFate, NotFoundForm, leave_status};
 use super::request::ApiMethod;
 use crate::clock::Timestamp;
 
@@ -104,6 +105,14 @@ pub enum MessageStatus {
     Dropped,
     /// Removed by `clearMessagesQueue`.
     Cleared,
+    /// Left the queue as `failed` ([`MessageFate::LeavesFailed`]).
+    ///
+    /// [`MessageFate::LeavesFailed`]: super::journal::MessageFate::LeavesFailed
+    Failed,
+    /// Left the queue as `noAccount` ([`MessageFate::NoAccount`]).
+    ///
+    /// [`MessageFate::NoAccount`]: super::journal::MessageFate::NoAccount
+    NoAccount,
 }
 
 /// A message the simulator accepted.
@@ -135,6 +144,7 @@ pub struct InstanceSnapshot {
     pub rate_limits: bool,
     pub queued: usize,
     pub faults_pending: u32,
+    pub fate: MessageFate,
 }
 
 /// Why a control call was refused.
@@ -163,6 +173,10 @@ pub(super) struct Inst {
     pub(super) messages: Vec<SimMessage>,
     /// The original `sendMessage` bodies, by idMessage (showMessagesQueue echoes them).
     pub(super) bodies: BTreeMap<String, Value>,
+    /// What messages become when they leave the queue.
+    pub(super) fate: MessageFate,
+    /// How getMessage answers an id not in the journal.
+    pub(super) not_found_form: NotFoundForm,
 }
 
 impl Inst {
@@ -181,9 +195,10 @@ impl Inst {
         if self.queue_mode != QueueMode::Drains || self.effective(now) != SimState::Authorized {
             return;
         }
+        let leave = leave_status(self.fate);
         for m in &mut self.messages {
             if m.status == MessageStatus::Queued && now >= m.queued_at.plus(drain_after) {
-                m.status = MessageStatus::Sent;
+                m.status = leave;
                 m.done_at = Some(now);
             }
         }
@@ -194,6 +209,9 @@ impl Inst {
         if self.queue_mode == QueueMode::StuckUntilReboot {
             // Stuck messages leave once the instance is authorized again.
             self.queue_mode = QueueMode::Drains;
+        }
+        if self.fate == MessageFate::LeavesFailed {
+            self.fate = MessageFate::Sent;
         }
     }
 
@@ -214,6 +232,7 @@ impl Inst {
                 .filter(|m| m.status == MessageStatus::Queued)
                 .count(),
             faults_pending: self.injections.iter().map(|i| i.remaining).sum(),
+            fate: self.fate,
         }
     }
 }

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::acks::{PresenceForm, presence};
 use super::state::{Engine, SendErrorSpec, Session, Status};
 use crate::clock::Timestamp;
 use crate::sim::{OrderedJson, json_response};
@@ -281,6 +282,31 @@ pub fn server_status(started: Timestamp, now: Timestamp) -> Response {
 struct Me<'a> {
     id: &'a str,
     push_name: &'a str,
+    /// 2026 servers only; omitted unless a timelock was ever set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reachout_timelock: Option<Timelock>,
+}
+
+/// `MeInfo.reachoutTimelock` (WAHA 2026 `sessions.dto.ts`). The type of
+/// `timeEnforcementEnds` is not confirmed; the simulator writes RFC 3339.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Timelock {
+    enforcement_type: &'static str,
+    is_active: bool,
+    time_enforcement_ends: String,
+}
+
+fn me_info<'a>(name: &'a str, s: &'a Session, now: Timestamp) -> Me<'a> {
+    Me {
+        id: &s.me_id,
+        push_name: name,
+        reachout_timelock: s.timelock(now).map(|(active, until)| Timelock {
+            enforcement_type: "REACHOUT_TIMELOCK",
+            is_active: active,
+            time_enforcement_ends: until.to_rfc3339(),
+        }),
+    }
 }
 
 #[derive(Serialize)]
@@ -323,19 +349,29 @@ struct SessionInfo<'a> {
     status: Status,
     config: Option<Empty>,
     me: Option<Me<'a>>,
-    presence: Option<&'static str>,
+    presence: serde_json::Value,
     timestamps: Timestamps,
     #[serde(skip_serializing_if = "Option::is_none")]
     engine: Option<EngineInfo>,
+}
+
+/// How a SessionInfo is written: the engine, the `presence` form, and the
+/// instant (for `me.reachoutTimelock`).
+#[derive(Clone, Copy)]
+pub struct View {
+    pub engine: Engine,
+    pub presence: PresenceForm,
+    pub now: Timestamp,
 }
 
 /// The serializable view of one session; `detailed` adds the engine block.
 pub fn session_info<'a>(
     name: &'a str,
     s: &'a Session,
-    engine: Engine,
+    view: View,
     detailed: bool,
 ) -> impl Serialize + 'a {
+    let engine = view.engine;
     let status = s.status();
     let working = status == Status::Working;
     let engine_info = detailed.then(|| match (s.is_running(), engine) {
@@ -359,11 +395,8 @@ pub fn session_info<'a>(
         name,
         status,
         config: None,
-        me: working.then_some(Me {
-            id: &s.me_id,
-            push_name: name,
-        }),
-        presence: working.then_some("online"),
+        me: working.then(|| me_info(name, s, view.now)),
+        presence: presence(view.presence, working),
         timestamps: Timestamps {
             activity: s.activity.map(Timestamp::as_millis),
         },
@@ -373,15 +406,9 @@ pub fn session_info<'a>(
 
 /// `GET /api/sessions/{s}/me` of a running session: MeInfo, or an empty
 /// body when not logged in (recorded, waha.md 10.3).
-pub fn me(name: &str, s: &Session) -> Response {
+pub fn me(name: &str, s: &Session, now: Timestamp) -> Response {
     if s.status() == Status::Working {
-        json_response(
-            StatusCode::OK,
-            &Me {
-                id: &s.me_id,
-                push_name: name,
-            },
-        )
+        json_response(StatusCode::OK, &me_info(name, s, now))
     } else {
         StatusCode::OK.into_response()
     }
@@ -417,6 +444,18 @@ struct GrpcException {
     metadata: Empty,
     name: &'static str,
     stack: &'static str,
+}
+
+/// A gRPC error with WhatsApp's own code (whatsmeow's
+/// `server returned error <code>`).
+#[derive(Serialize)]
+struct GrpcCodeException {
+    message: String,
+    code: u8,
+    details: String,
+    metadata: Empty,
+    name: &'static str,
+    stack: String,
 }
 
 /// A plain JavaScript `Error`.
@@ -471,6 +510,28 @@ pub fn desync(req: &FailedRequest<'_>) -> Response {
             metadata: Empty {},
             name: "Error",
             stack: DESYNC_STACK,
+        },
+    )
+}
+
+/// WhatsApp refused the send with `code` (463: reachout timelock, 403: a
+/// refusal), forwarded by GOWS as gRPC UNKNOWN inside the 500 filter body.
+pub fn whatsapp_error(req: &FailedRequest<'_>, code: u16) -> Response {
+    let message = format!("2 UNKNOWN: server returned error {code}");
+    let stack = DESYNC_STACK.replacen(
+        "server returned error 400",
+        &format!("server returned error {code}"),
+        1,
+    );
+    filter_500(
+        req,
+        GrpcCodeException {
+            message,
+            code: 2,
+            details: format!("server returned error {code}"),
+            metadata: Empty {},
+            name: "Error",
+            stack,
         },
     )
 }

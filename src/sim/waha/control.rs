@@ -204,6 +204,15 @@ impl SimControl {
         std::mem::take(&mut lock(&self.shared.state).calls).len()
     }
 
+    /// The ack a read-back of message `id` (serialized) would show now.
+    pub fn message_ack(&self, id: &str) -> Option<i8> {
+        let now = self.now();
+        lock(&self.shared.state)
+            .tracked
+            .get(id)
+            .map(|m| m.plan.ack(now))
+    }
+
     /// Messages accepted with 201, in order.
     pub fn sent_messages(&self) -> Vec<SentMessage> {
         lock(&self.shared.state).sent.clone()

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 /// `{"fault":"desync"}`, `{"fault":"send_error","status":502,"body":null,"times":1}`,
 /// `{"fault":"rate_limited","retry_after_secs":30,"times":1}`,
 /// `{"fault":"latency","ms":150}`, `{"fault":"restart_fails"}`,
-/// `{"fault":"restart_does_not_heal"}`, `{"fault":"stuck_starting"}`.
+/// `{"fault":"restart_does_not_heal"}`, `{"fault":"stuck_starting"}`,
+/// `{"fault":"accepted_never_acked"}`, `{"fault":"ack_error"}`,
+/// `{"fault":"ack_slow","ms":30000}`, `{"fault":"whatsapp_error","code":403,"times":1}`,
+/// `{"fault":"reachout_timelock","ms":600000}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "FaultSpec", try_from = "FaultSpec")]
 pub enum Fault {
@@ -43,6 +46,23 @@ pub enum Fault {
     RestartDoesNotHeal,
     /// After a restart or start the session stays `STARTING` forever. Sticky.
     StuckStarting,
+    /// `sendText` answers 201 with an id, but the message's ack stays 0
+    /// (PENDING) forever (WAHA #1721). A restart clears it, like the desync.
+    AcceptedNeverAcked,
+    /// `sendText` answers 201, then the message's ack turns -1 (ERROR). A
+    /// restart clears it.
+    AckError,
+    /// Messages reach SERVER only this long after the send: a healthy but
+    /// slow session. Survives restarts.
+    AckSlow(Duration),
+    /// `sendText` answers 500 with the gRPC `2 UNKNOWN: server returned error
+    /// <code>` (whatsmeow forwards WhatsApp's error code: 403, 463, …).
+    /// `times` as for `SendError`.
+    WhatsappError { code: u16, times: Option<u32> },
+    /// WhatsApp's reachout timelock for this long from now: sends answer the
+    /// 463 error, `me.reachoutTimelock` says `isActive: true` until it lifts
+    /// by itself. Survives restarts.
+    ReachoutTimelock(Duration),
 }
 
 /// The wire form of [`Fault`].
@@ -69,6 +89,23 @@ enum FaultSpec {
     RestartFails,
     RestartDoesNotHeal,
     StuckStarting,
+    AcceptedNeverAcked,
+    AckError,
+    AckSlow {
+        ms: u64,
+    },
+    WhatsappError {
+        code: u16,
+        #[serde(default)]
+        times: Option<u32>,
+    },
+    ReachoutTimelock {
+        ms: u64,
+    },
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl From<Fault> for FaultSpec {
@@ -91,12 +128,15 @@ impl From<Fault> for FaultSpec {
                 retry_after_secs,
                 times,
             },
-            Fault::Latency(d) => FaultSpec::Latency {
-                ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-            },
+            Fault::Latency(d) => FaultSpec::Latency { ms: ms(d) },
             Fault::RestartFails => FaultSpec::RestartFails,
             Fault::RestartDoesNotHeal => FaultSpec::RestartDoesNotHeal,
             Fault::StuckStarting => FaultSpec::StuckStarting,
+            Fault::AcceptedNeverAcked => FaultSpec::AcceptedNeverAcked,
+            Fault::AckError => FaultSpec::AckError,
+            Fault::AckSlow(d) => FaultSpec::AckSlow { ms: ms(d) },
+            Fault::WhatsappError { code, times } => FaultSpec::WhatsappError { code, times },
+            Fault::ReachoutTimelock(d) => FaultSpec::ReachoutTimelock { ms: ms(d) },
         }
     }
 }
@@ -127,6 +167,13 @@ impl TryFrom<FaultSpec> for Fault {
             FaultSpec::RestartFails => Fault::RestartFails,
             FaultSpec::RestartDoesNotHeal => Fault::RestartDoesNotHeal,
             FaultSpec::StuckStarting => Fault::StuckStarting,
+            FaultSpec::AcceptedNeverAcked => Fault::AcceptedNeverAcked,
+            FaultSpec::AckError => Fault::AckError,
+            FaultSpec::AckSlow { ms } => Fault::AckSlow(Duration::from_millis(ms)),
+            FaultSpec::WhatsappError { code, times } => Fault::WhatsappError { code, times },
+            FaultSpec::ReachoutTimelock { ms } => {
+                Fault::ReachoutTimelock(Duration::from_millis(ms))
+            }
         };
         fault.validate()?;
         Ok(fault)
@@ -140,6 +187,9 @@ impl Fault {
         match self {
             Fault::SendError { status, .. } if !(400..=599).contains(status) => {
                 Err(format!("send_error status must be 400..=599, got {status}"))
+            }
+            Fault::WhatsappError { code, .. } if !(100..=999).contains(code) => {
+                Err(format!("whatsapp_error code must be 100..=999, got {code}"))
             }
             _ => Ok(()),
         }

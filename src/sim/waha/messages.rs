@@ -128,14 +128,14 @@ struct WebjsData<'a> {
     t: i64,
     from: &'a str,
     to: &'a str,
-    ack: u8,
+    ack: i8,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct WebjsMessage<'a> {
     id: WebjsId,
-    ack: u8,
+    ack: i8,
     has_media: bool,
     body: &'a str,
     #[serde(rename = "type")]
@@ -158,11 +158,18 @@ pub struct Sent<'a> {
     pub chat_id: &'a str,
     pub text: &'a str,
     pub now: Timestamp,
+    /// The message's ack at send time (WEBJS and NOWEB replies show it).
+    pub ack: i8,
+}
+
+/// The chat id in WAHA's canonical form, as the read-back compares it.
+pub fn canonical_chat(chat: &str) -> String {
+    to_c_us(&ensure_suffix(chat))
 }
 
 /// The 201 body of `sendText` in the engine's native shape (waha.md 3.2),
-/// and the serialized message id it carries.
-pub fn sent(s: &Sent<'_>) -> (Response, String) {
+/// the serialized message id it carries, and the canonical chat.
+pub fn sent(s: &Sent<'_>) -> (Response, String, String) {
     let chat = to_c_us(&ensure_suffix(s.chat_id));
     let msg_id = new_message_id();
     let secs = s.now.as_millis().div_euclid(1000);
@@ -207,7 +214,7 @@ pub fn sent(s: &Sent<'_>) -> (Response, String) {
                     extended_text_message: NowebText { text: s.text },
                 },
                 message_timestamp: secs.to_string(),
-                status: "PENDING",
+                status: super::acks::noweb_status(s.ack),
             },
         ),
         Engine::Webjs => {
@@ -221,7 +228,7 @@ pub fn sent(s: &Sent<'_>) -> (Response, String) {
                 StatusCode::CREATED,
                 &WebjsMessage {
                     id: id.clone(),
-                    ack: 0,
+                    ack: s.ack,
                     has_media: false,
                     body: s.text,
                     kind: "chat",
@@ -238,13 +245,13 @@ pub fn sent(s: &Sent<'_>) -> (Response, String) {
                         t: secs,
                         from: s.me_id,
                         to: &chat,
-                        ack: 0,
+                        ack: s.ack,
                     },
                 },
             )
         }
     };
-    (resp, serialized)
+    (resp, serialized, chat)
 }
 
 #[cfg(test)]

@@ -17,17 +17,23 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::acks::{AckFault, Tracked};
 pub use super::fault::Fault;
 use crate::clock::Timestamp;
 use crate::sim::CallRecord;
 
-/// A WAHA session status; the complete enum (waha.md 2.1).
+/// A WAHA session status; the complete enum of the WAHA OpenAPI 2026.7.2
+/// (`SessionInfo.status`: seven values, the two `PASSKEY_*` ones newer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Stopped,
     Starting,
     ScanQrCode,
+    /// Needs a person at the phone, like `SCAN_QR_CODE`.
+    PasskeyRequired,
+    /// Needs a person at the phone, like `SCAN_QR_CODE`.
+    PasskeyConfirmationRequired,
     Working,
     Failed,
 }
@@ -39,6 +45,8 @@ impl Status {
             Status::Stopped => "STOPPED",
             Status::Starting => "STARTING",
             Status::ScanQrCode => "SCAN_QR_CODE",
+            Status::PasskeyRequired => "PASSKEY_REQUIRED",
+            Status::PasskeyConfirmationRequired => "PASSKEY_CONFIRMATION_REQUIRED",
             Status::Working => "WORKING",
             Status::Failed => "FAILED",
         }
@@ -59,6 +67,8 @@ impl FromStr for Status {
             "STOPPED" => Ok(Status::Stopped),
             "STARTING" => Ok(Status::Starting),
             "SCAN_QR_CODE" => Ok(Status::ScanQrCode),
+            "PASSKEY_REQUIRED" => Ok(Status::PasskeyRequired),
+            "PASSKEY_CONFIRMATION_REQUIRED" => Ok(Status::PasskeyConfirmationRequired),
             "WORKING" => Ok(Status::Working),
             "FAILED" => Ok(Status::Failed),
             other => Err(format!("unknown waha status {other:?}")),
@@ -149,6 +159,13 @@ struct Faults {
     restart_fails: bool,
     restart_does_not_heal: bool,
     stuck_starting: bool,
+    /// Ack behaviour of new sends (`accepted_never_acked`, `ack_error`,
+    /// `ack_slow`); the first two are healed by a restart like the desync.
+    ack: Option<AckFault>,
+    /// `sendText` answers 500 `server returned error <code>` (gRPC UNKNOWN).
+    whatsapp_error: Option<Armed<u16>>,
+    /// WhatsApp's reachout timelock: until when, and for how long it was set.
+    timelock: Option<(Timestamp, Duration)>,
 }
 
 impl Faults {
@@ -183,6 +200,21 @@ impl Faults {
         if self.stuck_starting {
             out.push(Fault::StuckStarting);
         }
+        match self.ack {
+            Some(AckFault::NeverAcked) => out.push(Fault::AcceptedNeverAcked),
+            Some(AckFault::Error) => out.push(Fault::AckError),
+            Some(AckFault::Slow(d)) => out.push(Fault::AckSlow(d)),
+            None => {}
+        }
+        if let Some(a) = &self.whatsapp_error {
+            out.push(Fault::WhatsappError {
+                code: a.spec,
+                times: a.remaining,
+            });
+        }
+        if let Some((_, d)) = self.timelock {
+            out.push(Fault::ReachoutTimelock(d));
+        }
         out
     }
 }
@@ -197,8 +229,10 @@ pub(crate) struct Session {
     /// STARTING until told otherwise (set by hand, or `StuckStarting`).
     ready_at: Option<Timestamp>,
     /// Whether the session holds WhatsApp credentials. Logout clears it; an
-    /// unpaired session that finishes starting shows `SCAN_QR_CODE`.
+    /// unpaired session that finishes starting shows `pairing_status`.
     paired: bool,
+    /// What an unpaired session asks for: `SCAN_QR_CODE` or a `PASSKEY_*`.
+    pairing_status: Status,
     /// `timestamps.activity`: the last start, status change or send.
     pub activity: Option<Timestamp>,
     faults: Faults,
@@ -211,6 +245,7 @@ impl Session {
             status: Status::Working,
             ready_at: None,
             paired: true,
+            pairing_status: Status::ScanQrCode,
             activity: Some(now),
             faults: Faults::default(),
         }
@@ -225,7 +260,7 @@ impl Session {
             self.status = if self.paired {
                 Status::Working
             } else {
-                Status::ScanQrCode
+                self.pairing_status
             };
             self.ready_at = None;
             self.activity = Some(ready);
@@ -260,6 +295,12 @@ impl Session {
         self.faults.list()
     }
 
+    /// `me.reachoutTimelock` at `now`: `None` if never set, else whether it
+    /// is active and when it ends (it lifts by itself).
+    pub(crate) fn timelock(&self, now: Timestamp) -> Option<(bool, Timestamp)> {
+        self.faults.timelock.map(|(until, _)| (now < until, until))
+    }
+
     /// Engine `start()`: STARTING now, ready `after` later unless stuck. A
     /// fresh engine session has a fresh store, which is what heals #2084.
     fn begin_start(&mut self, now: Timestamp, after: Duration) {
@@ -268,6 +309,12 @@ impl Session {
         self.activity = Some(now);
         if !self.faults.restart_does_not_heal {
             self.faults.desync = false;
+            if matches!(
+                self.faults.ack,
+                Some(AckFault::NeverAcked | AckFault::Error)
+            ) {
+                self.faults.ack = None;
+            }
         }
     }
 
@@ -291,8 +338,14 @@ pub(crate) enum SendDecision {
     RateLimited { retry_after_secs: Option<u64> },
     /// The #2084 desync.
     Desync,
+    /// WhatsApp rejected the send: `server returned error <code>` (463 is
+    /// the reachout timelock, 403 a refusal).
+    WhatsappError(u16),
     /// Sent; the caller builds the engine body from this.
-    Sent { me_id: String },
+    Sent {
+        me_id: String,
+        ack_fault: Option<AckFault>,
+    },
 }
 
 /// A message the simulator accepted (201).
@@ -319,6 +372,8 @@ pub(crate) struct State {
     pub global_latency: Duration,
     pub calls: Vec<CallRecord>,
     pub sent: Vec<SentMessage>,
+    /// Accepted messages by serialized id, for the read-back.
+    pub(crate) tracked: BTreeMap<String, Tracked>,
 }
 
 /// WAHA's session name rule (waha.md 2.2): letters, digits, `-`, `_`, ≤ 54.
@@ -389,7 +444,10 @@ impl State {
         s.activity = Some(now);
         match status {
             Status::Working => s.paired = true,
-            Status::ScanQrCode => s.paired = false,
+            Status::ScanQrCode | Status::PasskeyRequired | Status::PasskeyConfirmationRequired => {
+                s.paired = false;
+                s.pairing_status = status;
+            }
             _ => {}
         }
         Ok(())
@@ -413,6 +471,11 @@ impl State {
             Fault::RestartFails => f.restart_fails = true,
             Fault::RestartDoesNotHeal => f.restart_does_not_heal = true,
             Fault::StuckStarting => f.stuck_starting = true,
+            Fault::AcceptedNeverAcked => f.ack = Some(AckFault::NeverAcked),
+            Fault::AckError => f.ack = Some(AckFault::Error),
+            Fault::AckSlow(d) => f.ack = Some(AckFault::Slow(d)),
+            Fault::WhatsappError { code, times } => f.whatsapp_error = Armed::new(code, times),
+            Fault::ReachoutTimelock(d) => f.timelock = Some((now.plus(d), d)),
         }
         Ok(())
     }
@@ -467,12 +530,23 @@ impl State {
             }
             return SendDecision::RateLimited { retry_after_secs };
         }
+        if f.timelock.is_some_and(|(until, _)| now < until) {
+            return SendDecision::WhatsappError(463);
+        }
+        if let Some(armed) = &mut f.whatsapp_error {
+            let (code, spent) = armed.fire();
+            if spent {
+                f.whatsapp_error = None;
+            }
+            return SendDecision::WhatsappError(code);
+        }
         if f.desync {
             return SendDecision::Desync;
         }
         s.activity = Some(now);
         SendDecision::Sent {
             me_id: s.me_id.clone(),
+            ack_fault: f.ack,
         }
     }
 
@@ -507,6 +581,7 @@ impl State {
     pub fn logout(&mut self, name: &str, now: Timestamp) -> Result<(), ControlError> {
         let s = self.session_mut(name, now)?;
         s.paired = false;
+        s.pairing_status = Status::ScanQrCode;
         s.faults.desync = false;
         if s.is_running() {
             s.status = Status::ScanQrCode;
