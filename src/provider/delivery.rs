@@ -115,10 +115,7 @@ pub fn waha_read_back(reply: &Reply) -> Lookup {
             Some(Value::Object(o)) => match o.get("ack").and_then(Value::as_i64) {
                 Some(ack) => Lookup::WahaAck {
                     ack,
-                    ack_name: o
-                        .get("ackName")
-                        .and_then(Value::as_str)
-                        .map(http::short),
+                    ack_name: o.get("ackName").and_then(Value::as_str).map(http::short),
                 },
                 None => Lookup::Unreadable {
                     detail: "read-back has no numeric `ack`".to_string(),
