@@ -28,6 +28,7 @@ use crate::reload::Reloader;
 use crate::scheduler::{self, Parts, Scheduler};
 use crate::service::{self, Notifier};
 use crate::store::Store;
+use crate::webhooks::Receiver;
 
 pub use crate::scheduler::{CommandError, CommandRequest, Handle};
 
@@ -41,6 +42,8 @@ pub struct App {
     handle: Handle,
     listener: TcpListener,
     http_addr: SocketAddr,
+    webhooks: Receiver,
+    webhook_listener: Option<(TcpListener, SocketAddr)>,
     heartbeat_max_age: Duration,
     alert_holds: Holds,
 }
@@ -75,7 +78,28 @@ impl App {
         let http_addr = listener
             .local_addr()
             .with_context(|| format!("cannot read the address bound for {listen}"))?;
-        tracing::info!(%http_addr, "http: listening (/metrics, /healthz, /readyz, /api/v1)");
+        tracing::info!(%http_addr, "http: listening (/metrics, /healthz, /readyz, /api/v1, /webhooks)");
+        let (webhooks, queue) = Receiver::new(&config, metrics.clone(), scheduler.clock().clone());
+        let mut scheduler = scheduler;
+        scheduler.attach_webhooks(queue);
+        let webhook_listener = match config.daemon.webhook_listen {
+            None => None,
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (daemon.webhook_listen)"))?;
+                let bound = l
+                    .local_addr()
+                    .with_context(|| format!("cannot read the address bound for {addr}"))?;
+                tracing::info!(%bound, "http: listening for webhooks only (/webhooks, /healthz)");
+                Some((l, bound))
+            }
+        };
+        for p in &config.providers {
+            if p.webhook.auth == crate::config::WebhookAuth::Insecure {
+                tracing::warn!(provider = %p.name, "webhooks accepted without a signature or token (webhook_insecure = true)");
+            }
+        }
         let (handle, commands) = scheduler::command::channel(64);
         Ok(App {
             config,
@@ -86,6 +110,8 @@ impl App {
             handle,
             listener,
             http_addr,
+            webhooks,
+            webhook_listener,
             heartbeat_max_age: http::HEARTBEAT_MAX_AGE,
             alert_holds: Holds::default(),
         })
@@ -94,6 +120,12 @@ impl App {
     /// Sends commands to the scheduler once it runs.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// The address of `daemon.webhook_listen`, if set (the real port when
+    /// it asked for port 0).
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.webhook_listener.as_ref().map(|(_, a)| *a)
     }
 
     /// The address the HTTP server listens on (the real port when
@@ -134,6 +166,8 @@ impl App {
             handle,
             listener,
             http_addr,
+            webhooks,
+            webhook_listener,
             heartbeat_max_age,
             alert_holds,
         } = self;
@@ -158,7 +192,16 @@ impl App {
             clock: scheduler.clock().clone(),
             admin_token: config.daemon.admin_token.clone(),
             config_path: config.path.clone(),
+            webhooks: Some(webhooks),
         };
+        if let Some((listener, _)) = webhook_listener {
+            let router = http::webhook_router(http_state.clone());
+            let stop = stopped(stop_rx.clone());
+            tasks.spawn(async move {
+                http::serve_router(listener, router, stop).await;
+                "the webhook http server"
+            });
+        }
         let http_stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
             http::serve(listener, http_state, http_stop).await;

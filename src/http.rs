@@ -44,6 +44,7 @@
 mod admin;
 mod reads;
 mod server;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,7 +68,7 @@ use crate::store::Store;
 use self::admin::{pause, restart, resume};
 use self::reads::{list_sessions, one_session};
 
-pub use server::serve;
+pub use server::{serve, serve_router};
 
 /// Largest request body accepted (the admin routes take at most a small JSON
 /// object).
@@ -117,6 +118,8 @@ pub struct HttpState {
     pub admin_token: Option<Secret>,
     /// The config file the daemon runs with, shown by `/readyz`.
     pub config_path: PathBuf,
+    /// The receiver of `POST /webhooks/{provider}`; `None` answers 404.
+    pub webhooks: Option<crate::webhooks::Receiver>,
 }
 
 /// The routes, with the per-request bounds (body limit, request timeout).
@@ -138,9 +141,24 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/sessions", get(list_sessions))
         .route("/api/v1/sessions/{provider}/{session}", get(one_session))
         .merge(admin)
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(request_bounds))
+        // After the layers above: webhooks have their own body limit.
+        .merge(webhooks::routes(state.webhooks.as_ref()))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// The routes of `daemon.webhook_listen`: `POST /webhooks/{provider}` and
+/// `/healthz`, nothing else (no metrics, no API) on the address exposed to
+/// the providers.
+pub fn webhook_router(state: HttpState) -> Router {
+    let state = Arc::new(state);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .layer(middleware::from_fn(request_bounds))
+        .merge(webhooks::routes(state.webhooks.as_ref()))
+        .fallback(not_found)
         .with_state(state)
 }
 

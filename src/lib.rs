@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod policy;
 pub mod provider;
+pub mod redact;
 pub mod reload;
 pub mod scheduler;
 pub mod service;

@@ -131,6 +131,10 @@ pub struct Metrics {
     provider_outage: IntGaugeVec,
     sessions: IntGaugeVec,
     webhook_events: IntCounterVec,
+    webhook_rejected: IntCounterVec,
+    webhook_ignored: IntCounterVec,
+    webhook_queue_dropped: IntCounterVec,
+    webhook_markers: IntCounterVec,
     restart_budget_remaining: IntGaugeVec,
     config_reload_failures: IntCounter,
     alertmanager_push_failures: IntCounter,
@@ -272,6 +276,30 @@ impl Metrics {
                 "wa_watchdog_webhook_events_total",
                 "Webhook events received, by event type.",
                 &["provider", "event"],
+            ),
+            webhook_rejected: counter_vec(
+                &r,
+                "wa_watchdog_webhook_rejected_total",
+                "Webhook requests not acted upon, by reason (auth, format, replay, queue).",
+                &["provider", "reason"],
+            ),
+            webhook_ignored: counter_vec(
+                &r,
+                "wa_watchdog_webhook_ignored_total",
+                "Authenticated webhook events that had nothing to do, by reason.",
+                &["provider", "reason"],
+            ),
+            webhook_queue_dropped: counter_vec(
+                &r,
+                "wa_watchdog_webhook_queue_dropped_total",
+                "Webhook events refused with 503 because the queue into the scheduler was full.",
+                &["provider"],
+            ),
+            webhook_markers: counter_vec(
+                &r,
+                "wa_watchdog_webhook_markers_total",
+                "Green-API error markers ({{SWE001}}, {{SWE002}}, {{SWE003}}) seen in incoming messages.",
+                &["provider", "marker"],
             ),
             restart_budget_remaining: gauge_vec(
                 &r,
@@ -449,3 +477,4 @@ fn is_plain_event_name(event: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+mod webhooks;

@@ -82,6 +82,14 @@ pub enum Outcome {
     BadRequest,
     Unreachable,
     Timeout,
+    /// A 2xx answer that cannot be understood: not JSON, empty, cut off at
+    /// the size cap, the wrong shape, an HTML page from a proxy — to a status
+    /// read (WAHA `GET /api/sessions/{s}`, Green-API `getStateInstance` /
+    /// `getSettings`) or to a send (WAHA `sendText`, Green-API
+    /// `sendMessage`). It proves nothing about the session (no canary was
+    /// sent, or nobody can tell whether it was): never counted toward a
+    /// restart; it feeds the provider outage rule like `unreachable`.
+    BadReply,
     SessionMissing,
     /// Green-API 466: the plan's monthly quota is used up.
     QuotaExceeded,
@@ -91,7 +99,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome name, in contract order (DESIGN.md "States and outcomes").
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "delivered",
         "desync",
         "send_failed",
@@ -104,6 +112,7 @@ impl Outcome {
         "bad_request",
         "unreachable",
         "timeout",
+        "bad_reply",
         "session_missing",
         "quota_exceeded",
         "instance_expired",
@@ -124,6 +133,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::Unreachable => "unreachable",
             Outcome::Timeout => "timeout",
+            Outcome::BadReply => "bad_reply",
             Outcome::SessionMissing => "session_missing",
             Outcome::QuotaExceeded => "quota_exceeded",
             Outcome::InstanceExpired => "instance_expired",
@@ -139,7 +149,10 @@ impl Outcome {
     /// Failures that say nothing about the session, only about the path to the
     /// provider: they feed the provider outage rule.
     pub fn is_provider_level(&self) -> bool {
-        matches!(self, Outcome::Unreachable | Outcome::Timeout)
+        matches!(
+            self,
+            Outcome::Unreachable | Outcome::Timeout | Outcome::BadReply
+        )
     }
 }
 
@@ -189,6 +202,7 @@ impl FromStr for Outcome {
             "bad_request" => Outcome::BadRequest,
             "unreachable" => Outcome::Unreachable,
             "timeout" => Outcome::Timeout,
+            "bad_reply" => Outcome::BadReply,
             "session_missing" => Outcome::SessionMissing,
             "quota_exceeded" => Outcome::QuotaExceeded,
             "instance_expired" => Outcome::InstanceExpired,
@@ -242,13 +256,25 @@ impl ProbeReport {
 /// Why a provider call (a restart) did not do what was asked: the
 /// classified outcome (an auth failure and a 5xx stay apart), the HTTP
 /// status if one came, and a short, secret-free detail.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{detail} ({})", outcome.as_str())]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallFailed {
     pub outcome: Outcome,
     pub http_status: Option<u16>,
     pub detail: String,
 }
+
+/// The detail, then what it means. A 5xx is named a server error (the
+/// provider answered: it is not unreachable).
+impl fmt::Display for CallFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.http_status {
+            Some(code) if code >= 500 => write!(f, "{} (server error {code})", self.detail),
+            _ => write!(f, "{} ({})", self.detail, self.outcome.as_str()),
+        }
+    }
+}
+
+impl std::error::Error for CallFailed {}
 
 /// A status read while restarting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,6 +306,7 @@ mod tests {
             Outcome::BadRequest,
             Outcome::Unreachable,
             Outcome::Timeout,
+            Outcome::BadReply,
             Outcome::SessionMissing,
             Outcome::QuotaExceeded,
             Outcome::InstanceExpired,

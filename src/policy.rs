@@ -20,6 +20,10 @@ pub struct PolicyConfig {
     pub restart_timeout: Duration,
     /// How often the status is polled while restarting.
     pub restart_poll_interval: Duration,
+    /// Deadline of the restart call itself (WAHA `POST .../restart`,
+    /// Green-API `reboot`); at most `restart_timeout`, which runs from the
+    /// same start.
+    pub restart_call_timeout: Duration,
     /// How long a session may stay STARTING before it is restarted.
     pub starting_grace: Duration,
     /// Whether a STOPPED session is restarted (someone may have stopped it on purpose).
@@ -55,6 +59,7 @@ impl Default for PolicyConfig {
             confirm_interval: Duration::from_secs(15),
             restart_timeout: Duration::from_secs(120),
             restart_poll_interval: Duration::from_secs(2),
+            restart_call_timeout: Duration::from_secs(15),
             starting_grace: Duration::from_secs(180),
             restart_stopped: false,
             max_restarts: 3,

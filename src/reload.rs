@@ -144,7 +144,8 @@ impl Reloader {
 /// cannot take over: the database and the listening socket are opened once;
 /// the log format is fixed when logging starts; the shutdown grace is handed
 /// to the loop at start. `daemon.admin_token` and `[alertmanager]` belong to
-/// the HTTP API and the Alertmanager push, which read them at start.
+/// the HTTP API and the Alertmanager push, which read them at start; the
+/// webhook receiver is built at start as well.
 pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.daemon, &new.daemon);
     let mut keys = Vec::new();
@@ -165,6 +166,21 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.alertmanager != new.alertmanager {
         keys.push("alertmanager");
+    }
+    if o.webhook_listen != n.webhook_listen {
+        keys.push("daemon.webhook_listen");
+    }
+    // The webhook receiver is built at start from every provider's
+    // `webhook_*` keys (and the set of providers it answers for).
+    let hooks = |c: &Config| -> Vec<(String, crate::config::WebhookConfig)> {
+        c.providers
+            .iter()
+            .filter(|p| p.webhook.auth != crate::config::WebhookAuth::Off)
+            .map(|p| (p.name.clone(), p.webhook.clone()))
+            .collect()
+    };
+    if hooks(old) != hooks(new) {
+        keys.push("provider.webhook_*");
     }
     keys
 }

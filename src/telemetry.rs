@@ -57,7 +57,7 @@ pub fn init(format: LogFormat, default_filter: &str) {
     let style = Style::detect(format);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::redact::RedactingStderr)
         .with_target(false)
         .with_ansi(style.ansi);
     let result = match (format, style.timestamp) {

@@ -645,6 +645,7 @@ impl Probe {
             clock,
             admin_token: None,
             config_path: dir.path().join("c.toml"),
+            webhooks: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -802,5 +803,58 @@ async fn a_client_that_sends_nothing_is_closed_early() {
     .await
     .expect("the server closes a silent connection");
     assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    d.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_echoed_by_the_provider_is_in_no_api_answer_and_no_row() {
+    let d = healthy(&["s1"], false).await;
+    // A proxy that echoes the request's X-Api-Key in its error page.
+    d.ctl
+        .inject(
+            "s1",
+            Fault::SendError {
+                status: 500,
+                body: Some(format!(
+                    "{{\"message\":\"upstream refused X-Api-Key: {} ({})\"}}",
+                    common::API_KEY,
+                    common::API_KEY.to_uppercase()
+                )),
+                times: None,
+            },
+        )
+        .expect("fault");
+    d.advance_until("a failed canary recorded", S, 120 * S, || async {
+        let r = d.get(&format!("/api/v1/sessions/{PROVIDER}/s1")).await;
+        r.body.contains("upstream refused")
+    })
+    .await;
+    for path in [
+        format!("/api/v1/sessions/{PROVIDER}/s1"),
+        "/api/v1/sessions".to_string(),
+        "/metrics".to_string(),
+    ] {
+        let r = d.get(&path).await;
+        assert!(
+            !r.body
+                .to_lowercase()
+                .contains(&common::API_KEY.to_lowercase()),
+            "{path} serves the key: {}",
+            r.body
+        );
+    }
+    let r = d.get(&format!("/api/v1/sessions/{PROVIDER}/s1")).await;
+    assert!(r.body.contains("<redacted>"), "{}", r.body);
+    let db = d.dir.path().join("watchdog.db");
+    d.store.close().await;
+    let hay = common::database_text(&db).to_lowercase();
+    assert!(
+        hay.contains("upstream refused"),
+        "sanity: the detail is stored"
+    );
+    assert!(
+        !hay.contains(&common::API_KEY.to_lowercase()),
+        "the key is in the database"
+    );
     d.stop().await.expect("clean stop");
 }

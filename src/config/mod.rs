@@ -22,6 +22,7 @@ mod resolve;
 mod secret;
 #[cfg(test)]
 mod tests;
+mod webhook;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -37,6 +38,10 @@ use resolve::Resolver;
 pub use operator::OperatorConfig;
 pub use render::render_redacted;
 pub use secret::{Secret, SecretSource};
+pub use webhook::{
+    DEFAULT_WEBHOOK_BODY_LIMIT, DEFAULT_WEBHOOK_QUEUE_SIZE, DEFAULT_WEBHOOK_REPLAY_WINDOW,
+    WebhookAuth, WebhookConfig,
+};
 
 /// Default `daemon.database` (systemd `StateDirectory=wa-watchdog`).
 pub const DEFAULT_DATABASE: &str = "/var/lib/wa-watchdog/wa-watchdog.db";
@@ -94,6 +99,9 @@ pub struct DaemonConfig {
     pub admin_token: Option<Secret>,
     /// Extension: how long in-flight probes may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// A second address that serves `POST /webhooks/{provider}` only (and
+    /// `/healthz`), to expose to the providers instead of `listen`.
+    pub webhook_listen: Option<SocketAddr>,
 }
 
 impl Default for DaemonConfig {
@@ -106,6 +114,7 @@ impl Default for DaemonConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             admin_token: None,
             shutdown_grace: Duration::from_secs(10),
+            webhook_listen: None,
         }
     }
 }
@@ -191,6 +200,8 @@ pub struct ProviderConfig {
     /// Extension, Green-API only: client-side spacing of the calls Green-API
     /// limits to one per second per instance (state, settings, queue, reboot).
     pub min_request_interval: Duration,
+    /// Extension: `webhook_*` keys, the receiver of `POST /webhooks/{name}`.
+    pub webhook: WebhookConfig,
 }
 
 impl ProviderConfig {

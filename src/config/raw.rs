@@ -43,6 +43,7 @@ pub(super) struct RawDaemon {
     pub admin_token: Option<String>,
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Option<Duration>,
+    pub webhook_listen: Option<SocketAddr>,
 }
 
 /// `[canary]` and `[provider.canary]` share this shape.
@@ -73,6 +74,8 @@ pub(super) struct RawPolicy {
     pub restart_timeout: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub restart_poll_interval: Option<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub restart_call_timeout: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub starting_grace: Option<Duration>,
     pub restart_stopped: Option<bool>,
@@ -121,6 +124,19 @@ pub(super) struct RawProvider {
     pub reboot_on_yellow_card: Option<bool>,
     #[serde(deserialize_with = "duration")]
     pub min_request_interval: Option<Duration>,
+    pub webhook_hmac_key_env: Option<String>,
+    pub webhook_hmac_key_file: Option<PathBuf>,
+    #[serde(deserialize_with = "inline_secret")]
+    pub webhook_hmac_key: Option<String>,
+    pub webhook_token_env: Option<String>,
+    pub webhook_token_file: Option<PathBuf>,
+    #[serde(deserialize_with = "inline_secret")]
+    pub webhook_token: Option<String>,
+    pub webhook_insecure: Option<bool>,
+    #[serde(deserialize_with = "duration")]
+    pub webhook_replay_window: Option<Duration>,
+    pub webhook_body_limit: Option<usize>,
+    pub webhook_queue_size: Option<usize>,
 }
 
 /// One `[[provider.session]]` override.

@@ -42,6 +42,10 @@ pub fn render_redacted(cfg: &Config) -> String {
         "none: POST /api/v1/... is off",
     );
     out.kv("shutdown_grace", duration(d.shutdown_grace));
+    match d.webhook_listen {
+        Some(addr) => out.kv("webhook_listen", quote(&addr.to_string())),
+        None => out.line("# webhook_listen: none, POST /webhooks/... is served on listen"),
+    }
 
     for p in &cfg.providers {
         provider(&mut out, p);
@@ -93,6 +97,25 @@ fn provider(out: &mut Out, p: &ProviderConfig) {
         out.kv("reboot_on_yellow_card", p.reboot_on_yellow_card);
         out.kv("min_request_interval", duration(p.min_request_interval));
     }
+    let w = &p.webhook;
+    let key = match p.kind {
+        ProviderKind::Waha => "webhook_hmac_key",
+        ProviderKind::GreenApi => "webhook_token",
+    };
+    match &w.auth {
+        crate::config::WebhookAuth::Hmac(s) | crate::config::WebhookAuth::Token(s) => {
+            out.secret(key, Some(s), "none")
+        }
+        crate::config::WebhookAuth::Insecure => out.kv("webhook_insecure", true),
+        crate::config::WebhookAuth::Off => out.secret(
+            key,
+            None,
+            "none: POST /webhooks/... is off for this provider",
+        ),
+    }
+    out.kv("webhook_replay_window", duration(w.replay_window));
+    out.kv("webhook_body_limit", w.body_limit);
+    out.kv("webhook_queue_size", w.queue_size);
 
     let c = &p.canary;
     out.blank();
@@ -137,6 +160,7 @@ fn policy(out: &mut Out, p: &PolicyConfig) {
     out.kv("confirm_interval", duration(p.confirm_interval));
     out.kv("restart_timeout", duration(p.restart_timeout));
     out.kv("restart_poll_interval", duration(p.restart_poll_interval));
+    out.kv("restart_call_timeout", duration(p.restart_call_timeout));
     out.kv("starting_grace", duration(p.starting_grace));
     out.kv("restart_stopped", p.restart_stopped);
     out.kv("max_restarts", p.max_restarts);

@@ -16,6 +16,7 @@ use super::raw::{
     RawAlertmanager, RawCanary, RawConfig, RawDaemon, RawPolicy, RawProvider, RawSession,
 };
 use super::secret::{self, SecretContext, SecretKeys};
+use super::webhook::RawWebhookKeys;
 use super::{
     AlertmanagerConfig, CanaryConfig, ChatTarget, Config, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_PROBES, DEFAULT_MIN_REQUEST_INTERVAL, DEFAULT_RESEND_INTERVAL,
@@ -35,7 +36,7 @@ pub(super) struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    fn warn(&mut self, message: String) {
+    pub(super) fn warn(&mut self, message: String) {
         tracing::warn!(config = %self.path.display(), "{message}");
         self.warnings.push(message);
     }
@@ -109,12 +110,17 @@ impl Resolver<'_> {
             retention,
             admin_token,
             shutdown_grace,
+            webhook_listen: raw.webhook_listen,
         })
     }
 
     /// Resolves one secret; `scope` prefixes the inline warning
     /// (`provider "x": `) and is empty when `keys.name` already says where.
-    fn secret(&mut self, keys: &SecretKeys<'_>, scope: &str) -> Result<Option<Secret>, String> {
+    pub(super) fn secret(
+        &mut self,
+        keys: &SecretKeys<'_>,
+        scope: &str,
+    ) -> Result<Option<Secret>, String> {
         let ctx = SecretContext {
             env: self.env,
             config_dir: self.config_dir,
@@ -178,11 +184,17 @@ impl Resolver<'_> {
                 ("api_token", raw.api_token.is_some()),
                 ("reboot_on_yellow_card", raw.reboot_on_yellow_card.is_some()),
                 ("min_request_interval", raw.min_request_interval.is_some()),
+                ("webhook_token_env", raw.webhook_token_env.is_some()),
+                ("webhook_token_file", raw.webhook_token_file.is_some()),
+                ("webhook_token", raw.webhook_token.is_some()),
             ],
             ProviderKind::GreenApi => &[
                 ("api_key_env", raw.api_key_env.is_some()),
                 ("api_key_file", raw.api_key_file.is_some()),
                 ("api_key", raw.api_key.is_some()),
+                ("webhook_hmac_key_env", raw.webhook_hmac_key_env.is_some()),
+                ("webhook_hmac_key_file", raw.webhook_hmac_key_file.is_some()),
+                ("webhook_hmac_key", raw.webhook_hmac_key.is_some()),
             ],
         };
         if let Some((key, _)) = foreign.iter().find(|(_, given)| *given) {
@@ -274,6 +286,23 @@ impl Resolver<'_> {
             }
         }
 
+        let webhook = self.webhook(
+            kind,
+            &RawWebhookKeys {
+                hmac_key_env: raw.webhook_hmac_key_env.as_deref(),
+                hmac_key_file: raw.webhook_hmac_key_file.as_ref(),
+                hmac_key: raw.webhook_hmac_key.as_deref(),
+                token_env: raw.webhook_token_env.as_deref(),
+                token_file: raw.webhook_token_file.as_ref(),
+                token: raw.webhook_token.as_deref(),
+                insecure: raw.webhook_insecure,
+                replay_window: raw.webhook_replay_window,
+                body_limit: raw.webhook_body_limit,
+                queue_size: raw.webhook_queue_size,
+            },
+            scope,
+        )?;
+
         let session_overrides = session_overrides(
             raw.session_overrides,
             &sessions,
@@ -328,6 +357,7 @@ impl Resolver<'_> {
             connect_timeout,
             reboot_on_yellow_card: raw.reboot_on_yellow_card.unwrap_or(false),
             min_request_interval,
+            webhook,
         })
     }
 }
@@ -458,6 +488,9 @@ fn merge_policy(base: &PolicyConfig, raw: RawPolicy) -> Result<PolicyConfig, Str
         restart_poll_interval: raw
             .restart_poll_interval
             .unwrap_or(base.restart_poll_interval),
+        restart_call_timeout: raw
+            .restart_call_timeout
+            .unwrap_or(base.restart_call_timeout),
         starting_grace: raw.starting_grace.unwrap_or(base.starting_grace),
         restart_stopped: raw.restart_stopped.unwrap_or(base.restart_stopped),
         max_restarts: raw.max_restarts.unwrap_or(base.max_restarts),
@@ -492,6 +525,11 @@ fn merge_policy(base: &PolicyConfig, raw: RawPolicy) -> Result<PolicyConfig, Str
     positive("policy.restart_poll_interval", p.restart_poll_interval)?;
     not_above(
         ("policy.restart_poll_interval", p.restart_poll_interval),
+        ("policy.restart_timeout", p.restart_timeout),
+    )?;
+    positive("policy.restart_call_timeout", p.restart_call_timeout)?;
+    not_above(
+        ("policy.restart_call_timeout", p.restart_call_timeout),
         ("policy.restart_timeout", p.restart_timeout),
     )?;
     positive("policy.starting_grace", p.starting_grace)?;

@@ -35,11 +35,12 @@ pub enum SecretSource {
 impl Secret {
     /// Wraps a value. For code that builds a config without a file (tests, the
     /// demo); the config loader uses the resolution rules instead.
+    /// Registers the value with [`crate::redact`], so no text the daemon
+    /// logs, stores or serves can carry it.
     pub fn new(value: impl Into<String>, source: SecretSource) -> Secret {
-        Secret {
-            value: value.into(),
-            source,
-        }
+        let value = value.into();
+        crate::redact::register(&value);
+        Secret { value, source }
     }
 
     /// The secret itself. Call it only where the value goes on the wire.

@@ -199,6 +199,7 @@ fn example_file_documents_every_key() {
         "confirm_interval",
         "restart_timeout",
         "restart_poll_interval",
+        "restart_call_timeout",
         "starting_grace",
         "restart_stopped",
         "max_restarts",

@@ -41,7 +41,15 @@ use super::{
 /// Accept errors (e.g. out of file descriptors) are logged and retried; they
 /// never end the server.
 pub async fn serve(listener: TcpListener, state: HttpState, shutdown: impl Future<Output = ()>) {
-    let router = router(state);
+    serve_router(listener, router(state), shutdown).await;
+}
+
+/// [`serve`] with any router (the webhook-only listener).
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+) {
     let slots = Arc::new(Slots {
         general: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         probes: Arc::new(Semaphore::new(PROBE_SLOTS)),

@@ -157,6 +157,14 @@ pub enum Input {
     /// Operator asks for a restart now (bypasses backoff and budget, not the
     /// concurrency limit).
     OperatorRestart,
+    /// The provider pushed that the session must be paired again (a webhook:
+    /// WAHA `SCAN_QR_CODE`/`PASSKEY_*`, Green-API `notAuthorized` or
+    /// `{{SWE003}}`); `reason` names the event and the remedy. Like every
+    /// needs-pairing outcome it never leads to a restart; a paused session
+    /// stays paused.
+    NeedsPairing {
+        reason: String,
+    },
 }
 
 /// A recorded state change.

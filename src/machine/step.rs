@@ -43,8 +43,27 @@ impl Machine {
                 }
             }
             Input::OperatorRestart => self.on_operator_restart(guard, ctx, &mut fx),
+            Input::NeedsPairing { reason } => self.on_pairing_signal(reason, guard, ctx, &mut fx),
         }
         fx
+    }
+
+    /// A pushed needs-pairing signal: the state changes at once, the next
+    /// periodic probe checks it (and heals the session if the push was wrong).
+    fn on_pairing_signal(
+        &mut self,
+        reason: String,
+        guard: &mut ProviderGuard,
+        ctx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) {
+        if matches!(self.state, State::Paused | State::NeedsPairing) {
+            fx.ignored = true;
+            return;
+        }
+        self.finish_restart(fx, RemediationResult::NotHealed, "session needs pairing");
+        self.enter(State::NeedsPairing, reason, guard, ctx, fx);
+        fx.next = Some(self.periodic(ctx));
     }
 
     fn on_probe(
@@ -147,7 +166,7 @@ impl Machine {
                     action,
                 });
             }
-            Outcome::Unreachable | Outcome::Timeout => {
+            Outcome::Unreachable | Outcome::Timeout | Outcome::BadReply => {
                 self.finish_restart(
                     fx,
                     RemediationResult::NotHealed,

@@ -875,3 +875,43 @@ fn remediation_status_stored_form_round_trips() {
     assert!(RemediationStatus::Pending.is_attempt());
     assert!("bogus".parse::<RemediationStatus>().is_err());
 }
+
+#[test]
+fn a_pushed_pairing_signal_moves_every_active_state_to_needs_pairing_without_restarting() {
+    let cfg = PolicyConfig::default();
+    let now = t(0);
+    for state in State::ALL {
+        let (mut m, mut g) = machine_in(state, now);
+        let restarts_before = m.restart_history.len();
+        let fx = m.step(
+            Input::NeedsPairing {
+                reason: "webhook says SWE003".into(),
+            },
+            &mut g,
+            &ctx(now, &cfg),
+        );
+        assert_eq!(m.restart_history.len(), restarts_before, "{state}");
+        assert!(
+            !fx.remediations
+                .iter()
+                .any(|r| matches!(r, Remediation::Begin { .. })),
+            "{state}: {fx:?}"
+        );
+        match state {
+            State::Paused | State::NeedsPairing => {
+                assert!(fx.ignored, "{state}");
+                assert_eq!(m.state, state);
+                assert!(fx.transitions.is_empty());
+            }
+            _ => {
+                assert_eq!(m.state, State::NeedsPairing, "{state}");
+                assert_eq!(fx.transitions.len(), 1, "{state}");
+                assert_eq!(fx.transitions[0].reason, "webhook says SWE003");
+                assert_eq!(g.in_flight, 0, "{state}: restart slot given back");
+                let next = fx.next.expect("a next step");
+                assert_eq!(next.action, Action::Probe, "{state}");
+                assert!(next.at > now, "{state}");
+            }
+        }
+    }
+}

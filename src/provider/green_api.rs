@@ -169,7 +169,10 @@ impl GreenApiClient {
             http: http::build_client(connect_timeout)?,
             base,
             id_instance: id_instance.to_string(),
-            token: Token(Arc::from(api_token)),
+            token: {
+                crate::redact::register(api_token);
+                Token(Arc::from(api_token))
+            },
             retry: RetryPolicy::default(),
             pacers: Arc::new(Pacers::new(DEFAULT_MIN_INTERVAL)),
             attempts: Arc::new(AtomicU64::new(0)),
@@ -320,7 +323,7 @@ impl GreenApiClient {
             .and_then(InstanceState::from_json)
             .ok_or_else(|| {
                 self.failure(
-                    Outcome::SendFailed,
+                    Outcome::BadReply,
                     Some(reply.status),
                     "getStateInstance reply has no stateInstance",
                     "reply shape",
@@ -404,27 +407,7 @@ impl GreenApiClient {
     }
 }
 
-/// `text` with every ASCII-case-insensitive occurrence of `secret` replaced
-/// by `<redacted>`.
-pub fn scrub(text: &str, secret: &str) -> String {
-    if secret.is_empty() || text.len() < secret.len() {
-        return text.to_string();
-    }
-    let hay = text.to_ascii_lowercase();
-    let needle = secret.to_ascii_lowercase();
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    let mut from = 0;
-    while let Some(pos) = hay[from..].find(&needle) {
-        let start = from + pos;
-        out.push_str(&text[last..start]);
-        out.push_str("<redacted>");
-        last = start + needle.len();
-        from = last;
-    }
-    out.push_str(&text[last..]);
-    out
-}
+pub use crate::redact::scrub;
 
 #[cfg(test)]
 #[path = "green_api_tests.rs"]

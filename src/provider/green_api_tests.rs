@@ -131,16 +131,23 @@ fn cases() -> Vec<(Call, u16, Body, &'static str, Option<Outcome>)> {
             Send,
             200,
             Raw(r#"{"idMessage":""}"#),
-            "unexpected 2xx body",
-            Some(SendFailed),
+            "unusable send reply",
+            Some(BadReply),
         ),
-        (State, 200, Raw(""), "unexpected 2xx body", Some(SendFailed)),
+        (State, 200, Raw(""), "unusable state reply", Some(BadReply)),
         (
             State,
             200,
             Raw(r#"{"statusInstance":"online"}"#),
-            "unexpected 2xx body",
-            Some(SendFailed),
+            "unusable state reply",
+            Some(BadReply),
+        ),
+        (
+            Settings,
+            200,
+            Raw("<html>proxy</html>"),
+            "unusable settings reply",
+            Some(BadReply),
         ),
         (
             Queue,
@@ -149,7 +156,7 @@ fn cases() -> Vec<(Call, u16, Body, &'static str, Option<Outcome>)> {
             "unexpected 2xx body",
             Some(SendFailed),
         ),
-        (Send, 204, Raw(""), "unexpected 2xx body", Some(SendFailed)),
+        (Send, 204, Raw(""), "unusable send reply", Some(BadReply)),
         (
             Send,
             400,
@@ -537,7 +544,9 @@ fn retry_after_is_carried_into_the_outcome() {
 fn truncated_bodies_are_not_parsed() {
     let mut r = reply(200, r#"{"idMessage":"3EB0C767D097B7C7C030"}"#);
     r.truncated = true;
-    assert_eq!(classify(Call::Send, &r).outcome, Some(Outcome::SendFailed));
+    let c = classify(Call::Send, &r);
+    assert_eq!(c.outcome, Some(Outcome::BadReply));
+    assert!(c.detail.contains("cut off"), "{}", c.detail);
     let mut r = reply(200, "");
     r.truncated = true;
     assert_eq!(classify(Call::Queue, &r).outcome, Some(Outcome::SendFailed));

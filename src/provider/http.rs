@@ -100,7 +100,9 @@ pub async fn send_with_limit(
     }
     Ok(Reply {
         status,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        // A proxy may echo a request header (an API key) or the path (a
+        // Green-API token) in its answer: nothing after this sees them.
+        body: crate::redact::redact(&String::from_utf8_lossy(&body)),
         truncated,
         retry_after,
     })
@@ -128,13 +130,19 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = s.source();
     }
-    short(&parts.join(": "))
+    short(&crate::redact::redact(&parts.join(": ")))
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from APIs and ignored).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The detail of a reply cut off at the body cap: says so, instead of
+/// "not JSON" (which it may well have been, whole).
+pub fn truncated_detail(status: u16) -> String {
+    format!("HTTP {status}: body cut off at the size cap (larger than any answer expected)")
 }
 
 /// One line, at most [`MAX_DETAIL_CHARS`] characters.

@@ -187,7 +187,7 @@ impl Provider {
                         pending_ack: Some(id),
                     },
                     (Outcome::Delivered, None) => ProbeReport {
-                        outcome: Outcome::SendFailed,
+                        outcome: Outcome::BadReply,
                         http_status: r.http_status,
                         detail: "sendMessage answered without an idMessage".to_string(),
                         sent: true,

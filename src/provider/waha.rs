@@ -109,6 +109,7 @@ impl WahaClient {
         }
         let api_key = match api_key {
             Some(k) => {
+                crate::redact::register(k);
                 let mut v = HeaderValue::from_str(k).map_err(|_| {
                     "the WAHA api key contains characters not allowed in a header".to_string()
                 })?;
@@ -174,7 +175,7 @@ impl WahaClient {
             .json()
             .and_then(|j| j.as_array().cloned())
             .ok_or_else(|| Failure {
-                outcome: Outcome::SendFailed,
+                outcome: Outcome::BadReply,
                 http_status: Some(reply.status),
                 detail: "session list is not a JSON array".to_string(),
             })?;
@@ -200,7 +201,7 @@ impl WahaClient {
             .as_ref()
             .and_then(parse_session)
             .ok_or_else(|| Failure {
-                outcome: Outcome::SendFailed,
+                outcome: Outcome::BadReply,
                 http_status: Some(reply.status),
                 detail: "session reply has no `name`/`status`".to_string(),
             })

@@ -62,7 +62,7 @@ fn cases() -> Vec<(Call, u16, &'static str, &'static str, Option<Outcome>)> {
             201,
             "<html>ok</html>",
             "send accepted without a JSON body",
-            Some(SendFailed),
+            Some(BadReply),
         ),
         (Call::Status, 200, SESSION_INFO, "status read", None),
         (
@@ -70,7 +70,7 @@ fn cases() -> Vec<(Call, u16, &'static str, &'static str, Option<Outcome>)> {
             200,
             "",
             "status reply is not JSON",
-            Some(SendFailed),
+            Some(BadReply),
         ),
         (Call::Restart, 201, SESSION_INFO, "restart accepted", None),
         (Call::Restart, 201, "", "restart accepted", None),
@@ -304,10 +304,9 @@ fn retry_after_is_carried_into_the_outcome() {
 fn truncated_bodies_are_not_parsed() {
     let mut r = reply(201, GOWS_SENT);
     r.truncated = true;
-    assert_eq!(
-        classify(Call::Send, &r, &sigs()).outcome,
-        Some(Outcome::SendFailed)
-    );
+    let c = classify(Call::Send, &r, &sigs());
+    assert_eq!(c.outcome, Some(Outcome::BadReply));
+    assert!(c.detail.contains("cut off"), "{}", c.detail);
 }
 
 #[test]

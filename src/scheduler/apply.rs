@@ -180,7 +180,7 @@ impl Scheduler {
         );
     }
 
-    async fn record_probe(
+    pub(super) async fn record_probe(
         &mut self,
         p: usize,
         name: &str,

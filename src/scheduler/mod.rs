@@ -25,6 +25,7 @@ mod maintenance;
 mod persist;
 mod reload;
 mod run;
+mod webhooks;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -201,6 +202,8 @@ pub struct Scheduler {
     prune_in_flight: bool,
     /// `[[maintenance]]` windows and what they have paused.
     maintenance: maintenance::MaintenanceRt,
+    /// Events from the webhook receiver, if one is attached.
+    webhooks: Option<tokio::sync::mpsc::Receiver<crate::webhooks::Queued>>,
 }
 
 /// How the scheduler is built: the parts that differ between production,
@@ -252,6 +255,7 @@ impl Scheduler {
             next_prune: now,
             prune_in_flight: false,
             maintenance: maintenance::MaintenanceRt::new(config.maintenance.clone(), now),
+            webhooks: None,
         };
         for p in &s.providers {
             s.metrics.add_provider(&p.cfg.name);

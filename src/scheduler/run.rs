@@ -26,6 +26,7 @@ impl Scheduler {
     /// loop, for tests that drive a manual clock.
     pub async fn tick(&mut self) {
         loop {
+            self.drain_webhooks().await;
             self.start_due().await;
             match self.jobs.join_next_with_id().await {
                 None => break,
@@ -92,6 +93,9 @@ impl Scheduler {
                 },
                 Some(done) = self.jobs.join_next_with_id(), if !self.jobs.is_empty() => {
                     self.on_joined(done).await;
+                }
+                Some(event) = next_webhook(&mut self.webhooks) => {
+                    self.on_webhook(event).await;
                 }
                 _ = async {
                     match wake {
@@ -258,10 +262,10 @@ impl Scheduler {
                 },
                 None => return,
             },
-            // WAHA answers a restart only after stopping (~3 s): give the call
-            // more room than a probe.
+            // WAHA answers a restart only after stopping (~3 s): the call has
+            // its own deadline (policy.restart_call_timeout).
             Action::Restart => Work::Restart {
-                timeout: timeout.max(Duration::from_secs(30)),
+                timeout: pr.cfg.policy.restart_call_timeout,
             },
             Action::Resume => return,
         };
@@ -352,5 +356,19 @@ impl Scheduler {
         }
         let step = s.next.map(|st| Step { at: retry, ..st });
         self.schedule(p, &name, step);
+    }
+}
+
+/// The next queued webhook event; pending forever without a receiver or
+/// once the receiver is gone.
+async fn next_webhook(
+    queue: &mut Option<tokio::sync::mpsc::Receiver<crate::webhooks::Queued>>,
+) -> Option<crate::webhooks::Queued> {
+    match queue {
+        Some(rx) => match rx.recv().await {
+            Some(q) => Some(q),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }

@@ -10,6 +10,7 @@
 //! only see HTTP requests.
 
 pub mod green_api;
+pub mod hostile;
 pub mod waha;
 
 use std::fmt;
@@ -61,6 +62,7 @@ pub struct SimServer<C> {
     name: &'static str,
     addr: SocketAddr,
     control: C,
+    hostile: hostile::HostileControl,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -75,6 +77,8 @@ impl<C: Clone> SimServer<C> {
     ) -> std::io::Result<SimServer<C>> {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let hostile = hostile::HostileControl::default();
+        let app = hostile::layer(app, hostile.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -88,6 +92,7 @@ impl<C: Clone> SimServer<C> {
             name,
             addr,
             control,
+            hostile,
             stop: Some(stop),
             task: Some(task),
         })
@@ -109,9 +114,15 @@ impl<C: Clone> SimServer<C> {
         self.control.clone()
     }
 
+    /// The hostile answers of this simulator ([`hostile`]).
+    pub fn hostile(&self) -> hostile::HostileControl {
+        self.hostile.clone()
+    }
+
     /// Stops accepting connections, lets in-flight requests finish, and
     /// waits for the server task.
     pub async fn shutdown(mut self) {
+        self.hostile.clear();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -128,6 +139,7 @@ impl<C: Clone> SimServer<C> {
 
 impl<C> Drop for SimServer<C> {
     fn drop(&mut self) {
+        self.hostile.clear();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

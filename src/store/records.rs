@@ -24,7 +24,17 @@ const ELLIPSIS: char = '…';
 
 /// `s` cut to at most [`MAX_TEXT_CHARS`] characters, on a char boundary; cut
 /// text ends with `…` (which counts toward the limit).
+/// Every registered secret is redacted first ([`crate::redact`]): nothing
+/// the store keeps, and so nothing the API serves, can carry one.
 pub(crate) fn cap_text(s: &str) -> Cow<'_, str> {
+    let redacted = crate::redact::redact(s);
+    if redacted != s {
+        return Cow::Owned(cap_owned(&redacted).into_owned());
+    }
+    cap_owned(s)
+}
+
+fn cap_owned(s: &str) -> Cow<'_, str> {
     // Where the MAX_TEXT_CHARS-th character starts: if the text is longer, it
     // is cut there, leaving room for the ellipsis.
     let mut chars = s.char_indices();

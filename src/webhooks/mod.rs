@@ -9,14 +9,20 @@
 //!
 //! Code map: `auth` (WAHA HMAC-SHA512, Green-API token; constant time),
 //! `parse` (bodies into typed [`Event`]s), `replay` (timestamp window and
-//! the bounded window of ids seen), `rules` (what each event may do; pure).
-//! All of it is pure and table-tested; the HTTP layer routes
+//! the bounded window of ids seen), `rules` (what each event may do; pure), all
+//! pure and table-tested; `receiver` (the checks of one request in order,
+//! the bounded queue into the scheduler). the HTTP layer routes
 //! `POST /webhooks/{provider}` here and the scheduler applies the effects.
 
 pub mod auth;
 pub mod parse;
+pub mod receiver;
 pub mod replay;
 pub mod rules;
 
 pub use parse::{Body, Event, Marker};
+pub use receiver::{Queued, Receiver, Reply, Request};
 pub use rules::{Effect, Evidence, Verdict};
+
+#[cfg(test)]
+mod tests;

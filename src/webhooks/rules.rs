@@ -149,6 +149,15 @@ pub fn decide(body: &Body, pending: Option<&str>) -> Vec<Effect> {
     }
 }
 
+/// Events that never need the scheduler (nothing but counting): the
+/// receiver answers them without queueing.
+pub fn is_passive(body: &Body) -> bool {
+    matches!(
+        body,
+        Body::Other | Body::Message { .. } | Body::Incoming { marker: None, .. }
+    )
+}
+
 /// WAHA statuses that need a person at the phone.
 pub fn waha_needs_pairing(status: &str) -> bool {
     status == "SCAN_QR_CODE" || status.starts_with("PASSKEY_")

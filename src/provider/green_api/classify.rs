@@ -265,6 +265,27 @@ pub const RULES: &[Rule] = &[
         V::Is(Outcome::SendFailed),
     ),
     rule(
+        "unusable send reply",
+        Scope::Only(Call::Send),
+        Range(200, 299),
+        B::Any,
+        V::Is(Outcome::BadReply),
+    ),
+    rule(
+        "unusable state reply",
+        Scope::Only(Call::State),
+        Range(200, 299),
+        B::Any,
+        V::Is(Outcome::BadReply),
+    ),
+    rule(
+        "unusable settings reply",
+        Scope::Only(Call::Settings),
+        Range(200, 299),
+        B::Any,
+        V::Is(Outcome::BadReply),
+    ),
+    rule(
         "unexpected 2xx body",
         Scope::Any,
         Range(200, 299),
@@ -540,6 +561,9 @@ fn body_matches(m: BodyMatch, reply: &Reply, json: Option<&Value>, texts: &[Stri
 fn detail(reply: &Reply, json: Option<&Value>) -> String {
     if reply.status == 466 {
         return quota_detail(json);
+    }
+    if reply.truncated {
+        return http::truncated_detail(reply.status);
     }
     let message = json.and_then(|j| {
         ["message", "description", "reason"]

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::provider::http::Reply;
+use crate::provider::http::{self, Reply};
 pub use crate::provider::rules::Codes;
 use crate::provider::rules::{self, Common, Row};
 use crate::provider::{NotReadyKind, Outcome};
@@ -128,7 +128,7 @@ pub const RULES: &[Rule] = &[
         Some(Call::Send),
         Range(200, 299),
         B::Any,
-        V::Is(Outcome::SendFailed),
+        V::Is(Outcome::BadReply),
     ),
     rule(
         "status read",
@@ -142,7 +142,7 @@ pub const RULES: &[Rule] = &[
         Some(Call::Status),
         Range(200, 299),
         B::Any,
-        V::Is(Outcome::SendFailed),
+        V::Is(Outcome::BadReply),
     ),
     rule(
         "restart accepted",
@@ -330,6 +330,9 @@ fn detail(reply: &Reply, json: Option<&Value>) -> String {
         Some(s) => format!(" (status {s})"),
         None => String::new(),
     };
+    if reply.truncated {
+        return http::truncated_detail(reply.status);
+    }
     rules::describe(
         reply,
         json.is_some(),

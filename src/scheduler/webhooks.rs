@@ -1,0 +1,155 @@
+//! Webhook events from the receiver's queue, applied inside the loop: the
+//! rules of [`crate::webhooks::rules`] decide, this carries them out. A
+//! webhook never starts a restart (no effect can), never blocks the loop
+//! (the queue is drained between other work, one event at a time), and an
+//! event for a session that is not watched (any more) is counted and dropped.
+
+use tokio::sync::mpsc;
+
+use super::Scheduler;
+use crate::machine::{Action, Input, Step};
+use crate::provider::{BlockKind, Outcome, ProbeReport};
+use crate::webhooks::{Effect, Evidence, Queued, Verdict, rules};
+
+impl Scheduler {
+    /// Connects the receiver's queue ([`crate::webhooks::Receiver::new`]).
+    /// [`Scheduler::run`] drains it as events arrive, [`Scheduler::tick`]
+    /// before running what is due.
+    pub fn attach_webhooks(&mut self, queue: mpsc::Receiver<Queued>) {
+        self.webhooks = Some(queue);
+    }
+
+    /// Applies every event queued now.
+    pub(super) async fn drain_webhooks(&mut self) {
+        loop {
+            let next = match &mut self.webhooks {
+                Some(rx) => rx.try_recv().ok(),
+                None => None,
+            };
+            match next {
+                Some(q) => self.on_webhook(q).await,
+                None => return,
+            }
+        }
+    }
+
+    /// Applies one event.
+    pub(super) async fn on_webhook(&mut self, q: Queued) {
+        let Queued {
+            provider, event, ..
+        } = q;
+        let Some(p) = self.providers.iter().position(|pr| pr.cfg.name == provider) else {
+            self.metrics.webhook_ignored(&provider, "unknown_provider");
+            return;
+        };
+        let name = event.session.clone();
+        if !self.providers[p].sessions.contains_key(&name) {
+            self.metrics.webhook_ignored(&provider, "unknown_session");
+            return;
+        }
+        let pending = self.pending_canary(p, &name);
+        for effect in rules::decide(&event.body, pending.as_deref()) {
+            match effect {
+                Effect::Evidence(evidence) => self.webhook_evidence(p, &name, evidence).await,
+                Effect::ProbeNow => self.probe_now(p, &name),
+                Effect::NeedsPairing { reason } => {
+                    tracing::warn!(
+                        provider = %provider,
+                        session = %name,
+                        event = %event.event_type,
+                        "webhook: the provider says the session needs pairing"
+                    );
+                    let now = self.clock.now();
+                    self.apply_input(p, &name, Input::NeedsPairing { reason }, now)
+                        .await;
+                }
+                Effect::Marker(marker) => {
+                    tracing::info!(
+                        provider = %provider,
+                        session = %name,
+                        marker = marker.as_str(),
+                        "webhook: Green-API error marker in an incoming message"
+                    );
+                    self.metrics.webhook_marker(&provider, marker);
+                }
+                Effect::Ignore(reason) => self.metrics.webhook_ignored(&provider, reason),
+            }
+        }
+    }
+
+    /// The message id of the session's canary awaiting confirmation.
+    fn pending_canary(&self, p: usize, name: &str) -> Option<String> {
+        self.providers[p]
+            .sessions
+            .get(name)
+            .and_then(|s| s.pending_ack.as_ref())
+            .map(|a| a.canary.message_id.clone())
+    }
+
+    /// Hands evidence for the pending canary to the confirmation step: the
+    /// canary's probe is concluded exactly as when polling finds it (same
+    /// record, same machine input), only sooner.
+    async fn webhook_evidence(&mut self, p: usize, name: &str, evidence: Evidence) {
+        let Some(pending) = self.providers[p]
+            .sessions
+            .get(name)
+            .and_then(|s| s.pending_ack.clone())
+            .filter(|a| a.canary.message_id == evidence.message_id)
+        else {
+            return;
+        };
+        let outcome = match evidence.verdict {
+            Verdict::Delivered => Outcome::Delivered,
+            Verdict::Failed => Outcome::SendFailed,
+            Verdict::YellowCard => Outcome::Blocked(BlockKind::YellowCard),
+        };
+        let now = self.clock.now();
+        let report = ProbeReport {
+            outcome,
+            http_status: pending.canary.http_status,
+            detail: format!(
+                "message {} {} within {}s (webhook)",
+                pending.canary.message_id,
+                evidence.detail,
+                now.since(pending.canary.sent_at).as_secs()
+            ),
+            sent: true,
+            pending_ack: None,
+        };
+        self.record_probe(
+            p,
+            name,
+            pending.action,
+            &report,
+            pending.canary.sent_at,
+            pending.latency,
+        )
+        .await;
+        self.apply_input(p, name, Input::Probe(outcome), pending.due)
+            .await;
+    }
+
+    /// Moves the session's next periodic probe to now. Only a periodic probe
+    /// moves: a restart in progress, a pause or a canary awaiting its
+    /// confirmation keep their own schedule.
+    fn probe_now(&mut self, p: usize, name: &str) {
+        let now = self.clock.now();
+        let Some(s) = self.providers[p].sessions.get(name) else {
+            return;
+        };
+        let movable = !s.in_flight
+            && s.pending_ack.is_none()
+            && s.next
+                .is_some_and(|st| st.action == Action::Probe && st.at > now);
+        if movable {
+            self.schedule(
+                p,
+                name,
+                Some(Step {
+                    at: now,
+                    action: Action::Probe,
+                }),
+            );
+        }
+    }
+}
