@@ -1,7 +1,7 @@
 //! Prometheus metrics: one [`Metrics`] value owns its own
 //! [`prometheus::Registry`] (never the process-global one, so tests and the
 //! demo can run several daemons in one process) and typed handles for exactly
-//! the families of DESIGN.md "Contracts → Metrics", plus a few extensions the
+//! the families of the metrics contract (README "Metrics"), plus a few extensions the
 //! daemon needs (config reloads, Alertmanager pushes, restart budget,
 //! scheduler liveness).
 //!

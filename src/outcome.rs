@@ -60,7 +60,7 @@ pub enum BlockKind {
     YellowCard,
 }
 
-/// The result of one probe, in the provider-neutral taxonomy of DESIGN.md.
+/// The result of one probe, in the provider-neutral taxonomy.
 /// A failed probe is data, not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -98,7 +98,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Every outcome name, in contract order (DESIGN.md "States and outcomes").
+    /// Every outcome name, in contract order (metrics, API, database).
     pub const NAMES: [&'static str; 16] = [
         "delivered",
         "desync",

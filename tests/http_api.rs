@@ -62,7 +62,7 @@ fn samples(text: &str) -> Vec<(String, BTreeMap<String, String>, String)> {
         .collect()
 }
 
-/// The contract table of DESIGN.md "Contracts → Metrics".
+/// The metrics contract (README "Metrics").
 const CONTRACT: [(&str, &str, &[&str]); 13] = [
     (
         "wa_watchdog_canary_total",

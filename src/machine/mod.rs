@@ -1,4 +1,4 @@
-//! The per-session state machine (DESIGN.md "State machine"). Pure: it takes
+//! The per-session state machine. Pure: it takes
 //! the session's state, one input and the current time, changes the state and
 //! returns what the I/O shell must do next ([`Effects`]). It never performs
 //! I/O, reads a clock, draws random numbers or logs.
@@ -19,7 +19,7 @@ use crate::policy::PolicyConfig;
 
 mod step;
 
-/// The states of DESIGN.md, with their contract names.
+/// The session states, with their contract names (metrics, API, database).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {
     Unknown,

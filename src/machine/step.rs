@@ -1,6 +1,6 @@
 //! The transition rules of [`Machine::step`]: one input in, the new state
-//! and its [`Effects`] out. Kept apart from the types so the table in
-//! DESIGN.md can be read against one file.
+//! and its [`Effects`] out. Kept apart from the types so the transition rules
+//! can be read in one file.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use crate::outcome::{BlockKind, NotReadyKind, Outcome};
 use crate::policy::{self, Decision, PolicyConfig, ProviderGuard};
 
 impl Machine {
-    /// Feeds one input. See the transition table in DESIGN.md.
+    /// Feeds one input; the rules per state follow below.
     pub fn step(&mut self, input: Input, guard: &mut ProviderGuard, ctx: &Ctx<'_>) -> Effects {
         let mut fx = Effects::default();
         match input {

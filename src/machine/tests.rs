@@ -1,5 +1,6 @@
 //! Table-driven tests of the machine: every state × every probe outcome, the
-//! restart-path inputs, and the scenarios of DESIGN.md end to end.
+//! restart-path inputs, and whole scenarios (desync → restart → healed,
+//! escalation, pauses) end to end.
 
 use std::time::Duration;
 

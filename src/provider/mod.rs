@@ -94,7 +94,8 @@ impl Provider {
                     cfg.connect_timeout,
                 )?
                 .with_min_interval(cfg.min_request_interval)
-                // "Repeat the request 3 times with a delay" (seed 004): the
+                // "Repeat the request 3 times with a delay" (Green-API docs:
+                // Common errors, 502): the
                 // same spacing as every other paced call.
                 .with_retry_policy(green_api::RetryPolicy {
                     delay_502: cfg.min_request_interval,

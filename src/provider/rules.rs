@@ -2,7 +2,8 @@
 //! slice of rows, each naming the calls it covers, the status [`Codes`], a
 //! body matcher and a verdict; the first row that matches a reply decides.
 //! Providers differ only in their call set, body matchers and verdicts (the
-//! types a [`Row`] names), so a new provider writes a table, not a loop.
+//! types a [`Rule`] is generic over), so a new provider writes a table, not a
+//! loop.
 //!
 //! Owns: the matching order and the status-code rule. Must not: know a
 //! provider's JSON (the provider's body matcher does).
@@ -27,34 +28,43 @@ impl Codes {
     }
 }
 
-/// One row of a provider's classification table.
-pub trait Row {
-    /// The closed set of requests the provider's client makes.
-    type Call: Copy;
-    /// What the body must show (the provider's matcher).
-    type Body: Copy;
-    /// What a match means.
-    type Verdict: Copy;
+/// One row of a provider's classification table: the calls it covers
+/// (`S`, e.g. `Option<Call>` = one call or all), the status codes, what the
+/// body must show (`B`, the provider's matcher), what a match means (`V`)
+/// and anything else the provider's rows say (`X`: Green-API's retry advice).
+#[derive(Clone, Copy, Debug)]
+pub struct Rule<S, B, V, X = ()> {
+    pub name: &'static str,
+    pub scope: S,
+    pub codes: Codes,
+    pub body: B,
+    pub verdict: V,
+    pub extra: X,
+}
 
-    fn name(&self) -> &'static str;
-    /// Whether this row applies to replies to `call`.
-    fn covers(&self, call: Self::Call) -> bool;
-    fn codes(&self) -> Codes;
-    fn body(&self) -> Self::Body;
-    fn verdict(&self) -> Self::Verdict;
+/// Which calls a row covers.
+pub trait Scope<C> {
+    fn covers(&self, call: C) -> bool;
+}
+
+/// `None`: every call; `Some(c)`: only `c`.
+impl<C: PartialEq + Copy> Scope<C> for Option<C> {
+    fn covers(&self, call: C) -> bool {
+        self.is_none_or(|c| c == call)
+    }
 }
 
 /// The first row of `table` that covers `call`, the reply's status and its
 /// body (`body_matches` is the provider's matcher, bound to the parsed body).
-pub fn first_match<'t, R: Row>(
-    table: &'t [R],
-    call: R::Call,
+pub fn first_match<'t, C: Copy, S: Scope<C>, B: Copy, V, X>(
+    table: &'t [Rule<S, B, V, X>],
+    call: C,
     reply: &Reply,
-    body_matches: impl Fn(R::Body) -> bool,
-) -> Option<&'t R> {
+    body_matches: impl Fn(B) -> bool,
+) -> Option<&'t Rule<S, B, V, X>> {
     table
         .iter()
-        .find(|r| r.covers(call) && r.codes().covers(reply.status) && body_matches(r.body()))
+        .find(|r| r.scope.covers(call) && r.codes.covers(reply.status) && body_matches(r.body))
 }
 
 /// The name a reply gets when no row matches (every table ends with a
@@ -112,26 +122,20 @@ pub fn describe(
 mod tests {
     use super::*;
 
-    #[derive(Clone, Copy)]
-    struct R(&'static str, Option<u8>, Codes, bool);
-
-    impl Row for R {
-        type Call = u8;
-        type Body = bool;
-        type Verdict = ();
-        fn name(&self) -> &'static str {
-            self.0
+    fn r(
+        name: &'static str,
+        scope: Option<u8>,
+        codes: Codes,
+        body: bool,
+    ) -> Rule<Option<u8>, bool, ()> {
+        Rule {
+            name,
+            scope,
+            codes,
+            body,
+            verdict: (),
+            extra: (),
         }
-        fn covers(&self, call: u8) -> bool {
-            self.1.is_none_or(|c| c == call)
-        }
-        fn codes(&self) -> Codes {
-            self.2
-        }
-        fn body(&self) -> bool {
-            self.3
-        }
-        fn verdict(&self) {}
     }
 
     fn reply(status: u16) -> Reply {
@@ -146,12 +150,12 @@ mod tests {
     #[test]
     fn the_first_row_covering_call_status_and_body_wins() {
         let table = [
-            R("send 2xx", Some(1), Codes::Range(200, 299), true),
-            R("body refuses", None, Codes::One(500), false),
-            R("500", None, Codes::One(500), true),
-            R("any", None, Codes::Range(0, 999), true),
+            r("send 2xx", Some(1), Codes::Range(200, 299), true),
+            r("body refuses", None, Codes::One(500), false),
+            r("500", None, Codes::One(500), true),
+            r("any", None, Codes::Range(0, 999), true),
         ];
-        let name = |call, status| first_match(&table, call, &reply(status), |b| b).map(Row::name);
+        let name = |call, status| first_match(&table, call, &reply(status), |b| b).map(|r| r.name);
         assert_eq!(name(1, 200), Some("send 2xx"));
         assert_eq!(name(1, 299), Some("send 2xx"));
         assert_eq!(name(2, 200), Some("any"), "another call skips the send row");
@@ -162,7 +166,7 @@ mod tests {
         );
         assert_eq!(name(2, 300), Some("any"));
         assert_eq!(
-            first_match(&table[..1], 2, &reply(200), |b| b).map(Row::name),
+            first_match(&table[..1], 2, &reply(200), |b| b).map(|r| r.name),
             None
         );
     }

@@ -1,4 +1,4 @@
-//! WAHA client (providers/waha.md): list sessions, read one, send the canary
+//! WAHA client (WAHA docs and OpenAPI, waha.devlike.pro): list sessions, read one, send the canary
 //! with `POST /api/sendText`, restart with `POST /api/sessions/{s}/restart`.
 //!
 //! It must never call logout, `DELETE /api/sessions/{s}` or the body-form

@@ -3,7 +3,7 @@
 //! results to the pure machine and carries out what it answers (persist,
 //! report, schedule the next step).
 //!
-//! Shape (STYLE.md "a background loop around a public single step"):
+//! Shape: a background loop around a public single step:
 //! [`Scheduler::tick`] runs everything due now until quiet, which is what
 //! tests drive with a manual clock; [`Scheduler::run`] is the daemon's loop
 //! around the same pieces. Every job is owned by a `JoinSet` of this struct:

@@ -2,7 +2,7 @@
 //! from database rows.
 //!
 //! Records are data, not behaviour: states, outcomes and results are the
-//! snake_case names the daemon hands in (DESIGN.md "States and outcomes"); the
+//! snake_case names the daemon hands in (`State::as_str`, `Outcome::to_stored`); the
 //! store never interprets them. Rows are read into private `*Row` structs of
 //! SQL-native types first, and only then converted with checked conversions,
 //! so a bad value written by hand or by a future version becomes a

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::InstanceState;
 use crate::provider::http::{self, Reply};
 pub use crate::provider::rules::Codes;
-use crate::provider::rules::{self, Common, Row};
+use crate::provider::rules::{self, Common};
 use crate::provider::{NotReadyKind, Outcome};
 
 /// The methods this client calls: a closed set (see the module comment for
@@ -49,7 +49,7 @@ impl Call {
         }
     }
 
-    /// The verb green-api.md §1 documents; any other verb gets a 404.
+    /// The verb the Green-API docs give each method; any other verb gets a 404.
     pub fn http_method(self) -> reqwest::Method {
         match self {
             Call::Send => reqwest::Method::POST,
@@ -67,9 +67,9 @@ pub enum Scope {
     Reads,
 }
 
-impl Scope {
-    fn covers(self, call: Call) -> bool {
-        match self {
+impl rules::Scope<Call> for Scope {
+    fn covers(&self, call: Call) -> bool {
+        match *self {
             Scope::Any => true,
             Scope::Only(c) => c == call,
             Scope::Reads => call != Call::Send,
@@ -82,10 +82,10 @@ impl Scope {
 pub enum BodyMatch {
     Any,
     /// A JSON object whose `code` is this number (the partner-token `200
-    /// {"code":401,...}` of §4.1).
+    /// {"code":401,...}` of the Green-API docs, Common errors).
     CodeInBody(u16),
     /// A JSON object with `status: false` and a `reason` containing one of
-    /// these (case-insensitive): the `200` refusal some methods send (§4.1).
+    /// these (case-insensitive): the `200` refusal some methods send (Green-API docs, Common errors).
     Refusal(&'static [&'static str]),
     /// A `getStateInstance` body: `null` or an object with `stateInstance`.
     StateBody,
@@ -113,7 +113,9 @@ pub enum Verdict {
     Success,
 }
 
-/// What to do before accepting a rule's verdict (the vendor's advice, seed 004).
+/// What to do before accepting a rule's verdict (the vendor's advice,
+/// Green-API docs: Common errors: 499 "increase the waiting time and repeat",
+/// 502 "repeat the request 3 times with a delay").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Retry {
     No,
@@ -130,38 +132,9 @@ pub enum Retry {
     LongerTimeout,
 }
 
-/// One row of the classification table.
-#[derive(Clone, Copy, Debug)]
-pub struct Rule {
-    pub name: &'static str,
-    pub scope: Scope,
-    pub codes: Codes,
-    pub body: BodyMatch,
-    pub verdict: Verdict,
-    pub retry: Retry,
-}
-
-impl Row for Rule {
-    type Call = Call;
-    type Body = BodyMatch;
-    type Verdict = Verdict;
-
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn covers(&self, call: Call) -> bool {
-        self.scope.covers(call)
-    }
-    fn codes(&self) -> Codes {
-        self.codes
-    }
-    fn body(&self) -> BodyMatch {
-        self.body
-    }
-    fn verdict(&self) -> Verdict {
-        self.verdict
-    }
-}
+/// One row of the classification table; `extra` is the vendor's retry
+/// advice.
+pub type Rule = rules::Rule<Scope, BodyMatch, Verdict, Retry>;
 
 const fn rule(
     name: &'static str,
@@ -176,12 +149,12 @@ const fn rule(
         codes,
         body,
         verdict,
-        retry: Retry::No,
+        extra: Retry::No,
     }
 }
 
 const fn retried(r: Rule, retry: Retry) -> Rule {
-    Rule { retry, ..r }
+    Rule { extra: retry, ..r }
 }
 
 use BodyMatch as B;
@@ -190,8 +163,8 @@ use Verdict as V;
 
 const STARTING: Outcome = Outcome::NotReady(NotReadyKind::Starting);
 
-/// The Green-API classification table (DESIGN.md "Providers", green-api.md
-/// §4, seed 004). Checked in order; the first matching row wins.
+/// The Green-API classification table (Green-API docs: Common errors, HTTP
+/// 466). Checked in order; the first matching row wins.
 ///
 /// The newer combined 400 text `instance is starting or not authorized` is
 /// classified as starting: a probe reads `getStateInstance` before it sends
@@ -493,7 +466,7 @@ pub fn classify(call: Call, reply: &Reply) -> Classified {
                 V::RateLimited => Common::RateLimited,
                 V::Success => Common::Success,
             };
-            (r.name, common.outcome(reply), r.retry)
+            (r.name, common.outcome(reply), r.extra)
         }
         // The last row matches every status code; this is unreachable in practice.
         None => (rules::UNEXPECTED, Some(Outcome::SendFailed), Retry::No),
@@ -580,7 +553,7 @@ fn detail(reply: &Reply, json: Option<&Value>) -> String {
     )
 }
 
-/// The 466 body (§4.2): names the quota that is used up. The body says
+/// The 466 body (Green-API docs: HTTP 466): names the quota that is used up. The body says
 /// `QUOTE_EXCEEDED`, the webhook `QUOTA_EXCEEDED`; both are recognised. The
 /// `description` (a list of allowed chat ids) is left out.
 fn quota_detail(json: Option<&Value>) -> String {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::provider::http::{self, Reply};
 pub use crate::provider::rules::Codes;
-use crate::provider::rules::{self, Common, Row};
+use crate::provider::rules::{self, Common};
 use crate::provider::{NotReadyKind, Outcome};
 
 /// Maps a WAHA session status to the outcome it implies (None = WORKING).
@@ -60,38 +60,8 @@ pub enum Verdict {
     Success,
 }
 
-/// One row of the classification table.
-#[derive(Clone, Copy, Debug)]
-pub struct Rule {
-    pub name: &'static str,
-    /// None: applies to every call.
-    pub call: Option<Call>,
-    pub codes: Codes,
-    pub body: BodyMatch,
-    pub verdict: Verdict,
-}
-
-impl Row for Rule {
-    type Call = Call;
-    type Body = BodyMatch;
-    type Verdict = Verdict;
-
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn covers(&self, call: Call) -> bool {
-        self.call.is_none_or(|c| c == call)
-    }
-    fn codes(&self) -> Codes {
-        self.codes
-    }
-    fn body(&self) -> BodyMatch {
-        self.body
-    }
-    fn verdict(&self) -> Verdict {
-        self.verdict
-    }
-}
+/// One row of the classification table (`None` covers every call).
+pub type Rule = rules::Rule<Option<Call>, BodyMatch, Verdict>;
 
 const fn rule(
     name: &'static str,
@@ -102,10 +72,11 @@ const fn rule(
 ) -> Rule {
     Rule {
         name,
-        call,
+        scope: call,
         codes,
         body,
         verdict,
+        extra: (),
     }
 }
 
@@ -113,7 +84,8 @@ use BodyMatch as B;
 use Codes::{One, Range};
 use Verdict as V;
 
-/// The WAHA classification table (DESIGN.md "Providers" and waha.md §4).
+/// The WAHA classification table (WAHA source: the global exception filter
+/// and its gRPC → HTTP mapping; replies recorded from WAHA 2024.10.8).
 /// Checked in order; the first matching row wins.
 pub const RULES: &[Rule] = &[
     rule(
