@@ -284,7 +284,7 @@ impl GreenApiClient {
                 .await
                 .map_err(|t| self.transport_failure(t))?;
             let c = classify(call, &reply);
-            let again = match c.retry {
+            let again = match c.extra {
                 Retry::Repeat if retried_502 < self.retry.retries_502 => {
                     retried_502 += 1;
                     true

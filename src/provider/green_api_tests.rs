@@ -464,9 +464,9 @@ fn only_499_and_502_are_retried() {
         };
         assert_eq!(r.extra, expected, "{}", r.name);
     }
-    assert_eq!(classify(Call::Send, &reply(502, "")).retry, Retry::Repeat);
+    assert_eq!(classify(Call::Send, &reply(502, "")).extra, Retry::Repeat);
     assert_eq!(
-        classify(Call::State, &reply(499, "")).retry,
+        classify(Call::State, &reply(499, "")).extra,
         Retry::LongerTimeout
     );
     assert_eq!(

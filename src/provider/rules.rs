@@ -67,6 +67,18 @@ pub fn first_match<'t, C: Copy, S: Scope<C>, B: Copy, V, X>(
         .find(|r| r.scope.covers(call) && r.codes.covers(reply.status) && body_matches(r.body))
 }
 
+/// The classification of one reply: the row that matched and its meaning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Classified<X = ()> {
+    pub rule: &'static str,
+    /// None for a success to read further.
+    pub outcome: Option<Outcome>,
+    /// Short, one line (a provider's client scrubs secrets a proxy echoed).
+    pub detail: String,
+    /// What else the row said (Green-API: the vendor's retry advice).
+    pub extra: X,
+}
+
 /// The name a reply gets when no row matches (every table ends with a
 /// catch-all row of that name, so this is only a fallback).
 pub const UNEXPECTED: &str = "unexpected status";

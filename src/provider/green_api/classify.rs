@@ -440,17 +440,9 @@ pub const RULES: &[Rule] = &[
     ),
 ];
 
-/// The classification of one reply: the rule that matched and its meaning.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Classified {
-    pub rule: &'static str,
-    /// None for [`Verdict::Success`].
-    pub outcome: Option<Outcome>,
-    pub retry: Retry,
-    /// Short, one line; may still hold the token if a proxy echoed the URL
-    /// (the client scrubs it).
-    pub detail: String,
-}
+/// The classification of one reply: the rule that matched, its meaning and
+/// the vendor's retry advice (`extra`).
+pub type Classified = rules::Classified<Retry>;
 
 /// Classifies a reply to `call`. Pure.
 pub fn classify(call: Call, reply: &Reply) -> Classified {
@@ -474,8 +466,8 @@ pub fn classify(call: Call, reply: &Reply) -> Classified {
     Classified {
         rule,
         outcome,
-        retry,
         detail: detail(reply, json.as_ref()),
+        extra: retry,
     }
 }
 

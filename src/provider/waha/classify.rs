@@ -204,13 +204,7 @@ pub const RULES: &[Rule] = &[
 ];
 
 /// The classification of one reply: the rule that matched and its meaning.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Classified {
-    pub rule: &'static str,
-    /// None for [`Verdict::Success`].
-    pub outcome: Option<Outcome>,
-    pub detail: String,
-}
+pub type Classified = rules::Classified;
 
 /// Classifies a reply to `call`. `signatures` are lowercase.
 pub fn classify(call: Call, reply: &Reply, signatures: &[String]) -> Classified {
@@ -227,6 +221,7 @@ pub fn classify(call: Call, reply: &Reply, signatures: &[String]) -> Classified 
         rule,
         outcome,
         detail: detail(reply, json.as_ref()),
+        extra: (),
     }
 }
 
