@@ -213,6 +213,10 @@ fn fleet_page_shows_every_session_and_escapes_names() {
     assert!(html.contains("data-health=\"outage\""), "{html}");
     assert!(html.contains("data-health=\"up\""), "{html}");
     assert!(html.contains("budget left 7"), "{html}");
+    assert!(
+        html.contains("</span> 3 sessions"),
+        "waha has 3 sessions\n{html}"
+    );
     assert!(html.contains("<b>1</b> need a person"), "{html}");
     assert!(html.contains("maintenance window nightly"), "{html}");
     assert!(html.contains("http-equiv=\"refresh\""), "{html}");
