@@ -132,7 +132,13 @@ pub fn fleet_html(f: &Fleet) -> String {
     let mut restarts_by_result: BTreeMap<&str, u64> = BTreeMap::new();
     let mut restarts_by_session: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for r in &f.restarts {
-        *restarts_by_result.entry(r.result.as_str()).or_default() += r.count;
+        // `pending` (intent written) and `called` (provider answered) are
+        // restarts still under way.
+        let result = match r.result.as_str() {
+            "pending" | "called" => "in progress",
+            other => other,
+        };
+        *restarts_by_result.entry(result).or_default() += r.count;
         *restarts_by_session
             .entry((r.provider.as_str(), r.session.as_str()))
             .or_default() += r.count;

@@ -177,6 +177,12 @@ fn fleet() -> Fleet {
                 result: "failed".into(),
                 count: 1,
             },
+            RemediationCount {
+                provider: "waha".into(),
+                session: "alpha".into(),
+                result: "called".into(),
+                count: 1,
+            },
         ],
     }
 }
