@@ -212,9 +212,10 @@ fn fleet_page_shows_every_session_and_escapes_names() {
     // The summary: counts, providers, restarts, who needs a person.
     assert!(html.contains("<b>4</b> sessions"), "{html}");
     assert!(
-        html.contains("<b>3</b> restarts in the last 24 h"),
+        html.contains("<b>4</b> restarts in the last 24 h"),
         "{html}"
     );
+    assert!(html.contains("in progress: 1"), "{html}");
     assert!(html.contains("healed: 2"), "{html}");
     assert!(html.contains("data-health=\"outage\""), "{html}");
     assert!(html.contains("data-health=\"up\""), "{html}");
