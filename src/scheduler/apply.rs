@@ -125,13 +125,11 @@ impl Scheduler {
         if !current {
             return;
         }
-        let retire = matches!(
-            input,
-            Input::Probe(crate::provider::Outcome::SessionMissing)
-        ) && self.providers[p]
+        let discovered = self.providers[p]
             .sessions
             .get(&name)
             .is_some_and(|s| s.discovered);
+        let retire = input.retires(discovered);
         if retire {
             self.retire(p, &name, "the provider no longer has this session")
                 .await;
