@@ -168,6 +168,20 @@ async fn a_green_api_canary_is_confirmed_by_its_status_push_before_the_first_que
     assert_eq!(h.ctl.count("getMessage"), 0);
 }
 
+/// Runs until the WAHA canary was sent; returns its serialized id (the
+/// first read-back is due 2 s after the send).
+async fn until_sent(h: &mut Harness) -> String {
+    for _ in 0..400 {
+        h.scheduler
+            .advance(Duration::from_millis(100), Duration::from_millis(100))
+            .await;
+        if let Some(m) = h.ctl.sent_messages().first() {
+            return m.id.clone();
+        }
+    }
+    panic!("no canary was sent");
+}
+
 /// Read-backs of sent messages the WAHA simulator has answered.
 fn read_backs(h: &Harness) -> usize {
     h.ctl
@@ -181,17 +195,7 @@ fn read_backs(h: &Harness) -> usize {
 async fn a_waha_canary_is_confirmed_by_its_message_ack_push_before_the_first_read_back() {
     let mut h = Harness::start(&["s1"], &waha_settings()).await;
     let hooks = Hooks::attach(&mut h.d).await;
-    let mut id = None;
-    for _ in 0..400 {
-        h.scheduler
-            .advance(Duration::from_millis(100), Duration::from_millis(100))
-            .await;
-        if let Some(m) = h.ctl.sent_messages().first() {
-            id = Some(m.id.clone());
-            break;
-        }
-    }
-    let id = id.expect("a canary was sent");
+    let id = until_sent(&mut h).await;
     let sent_at = h.now();
     assert_eq!(read_backs(&h), 0, "no read-back yet");
     assert_eq!(h.state("s1"), State::Unknown, "pending, not delivered");
@@ -245,17 +249,7 @@ async fn a_waha_canary_is_confirmed_by_its_message_ack_push_before_the_first_rea
 async fn a_waha_ack_error_push_is_the_same_counting_failure_as_a_read_back_would_find() {
     let mut h = Harness::start(&["s1"], &waha_settings()).await;
     let hooks = Hooks::attach(&mut h.d).await;
-    let mut id = None;
-    for _ in 0..400 {
-        h.scheduler
-            .advance(Duration::from_millis(100), Duration::from_millis(100))
-            .await;
-        if let Some(m) = h.ctl.sent_messages().first() {
-            id = Some(m.id.clone());
-            break;
-        }
-    }
-    let id = id.expect("a canary was sent");
+    let id = until_sent(&mut h).await;
     let push = HookSender::new(
         hooks.url(common::PROVIDER),
         HookAuth::Hmac(HMAC_KEY.into()),
