@@ -137,6 +137,8 @@ pub struct Metrics {
     webhook_markers: IntCounterVec,
     restart_budget_remaining: IntGaugeVec,
     config_reload_failures: IntCounter,
+    discovery_suspect: IntCounterVec,
+    store_write_failures: IntCounterVec,
     alertmanager_push_failures: IntCounter,
     scheduler_last_tick: Gauge,
     /// Held across each multi-series update, so that concurrent callers never
@@ -307,6 +309,18 @@ impl Metrics {
                 "Restarts the provider's token budget still allows in the current window.",
                 &["provider"],
             ),
+            discovery_suspect: counter_vec(
+                &r,
+                "wa_watchdog_discovery_suspect_total",
+                "Session lists not applied because they dropped most sessions at once.",
+                &["provider"],
+            ),
+            store_write_failures: counter_vec(
+                &r,
+                "wa_watchdog_store_write_failures_total",
+                "Database writes that failed or did not finish in time, by what was written.",
+                &["what"],
+            ),
             config_reload_failures: register(
                 &r,
                 IntCounter::new(
@@ -438,6 +452,17 @@ impl Metrics {
         self.webhook_events
             .with_label_values(&[provider, label])
             .inc();
+    }
+
+    /// Counts a session list that was not applied (suspect).
+    pub fn discovery_suspect(&self, provider: &str) {
+        self.discovery_suspect.with_label_values(&[provider]).inc();
+    }
+
+    /// Counts a failed or timed-out database write; `what` is a fixed name
+    /// (`restart_intent`, `probe`, ...), never free text.
+    pub fn store_write_failed(&self, what: &'static str) {
+        self.store_write_failures.with_label_values(&[what]).inc();
     }
 
     /// Counts a configuration reload that was rejected.

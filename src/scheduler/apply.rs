@@ -125,18 +125,10 @@ impl Scheduler {
         if !current {
             return;
         }
-        let retire = matches!(
-            input,
-            Input::Probe(crate::provider::Outcome::SessionMissing)
-        ) && self.providers[p]
-            .sessions
-            .get(&name)
-            .is_some_and(|s| s.discovered);
-        if retire {
-            self.retire(p, &name, "the provider no longer has this session")
-                .await;
-            return;
-        }
+        // A discovered session that answers 404 is not retired here: one
+        // 404 (a restarting server, a proxy) must not erase it. Discovery
+        // retires it once the session lists have left it out for the grace
+        // (`daemon.retire_after_rounds`, `daemon.retire_after`).
         self.apply_input(p, &name, input, due).await;
     }
 

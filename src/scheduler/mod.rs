@@ -120,10 +120,19 @@ struct SessionRt {
     deferred: bool,
     /// Found by discovery (retired when the provider no longer lists it).
     discovered: bool,
+    /// Since when and for how many lists in a row discovery has not seen it.
+    missing: Option<Missing>,
     /// The open remediation row, while a restart is in progress.
     remediation_id: Option<i64>,
     /// A canary that was only queued (Green-API), waiting to leave the queue.
     pending_ack: Option<PendingAck>,
+}
+
+/// A discovered session absent from the provider's recent session lists.
+#[derive(Debug, Clone, Copy)]
+struct Missing {
+    since: Timestamp,
+    rounds: u32,
 }
 
 /// A queued canary whose outcome is not known yet: the canary for the
@@ -149,6 +158,8 @@ struct ProviderRt {
     probes_in_flight: usize,
     next_discovery: Option<Timestamp>,
     discovery_in_flight: bool,
+    /// The last session list was suspect (see `discovery::suspect_list`).
+    list_suspect: bool,
     health: Health,
 }
 
@@ -164,6 +175,7 @@ impl ProviderRt {
             ready: VecDeque::new(),
             probes_in_flight: 0,
             discovery_in_flight: false,
+            list_suspect: false,
             health: Health::default(),
         }
     }
@@ -192,6 +204,9 @@ pub struct Scheduler {
     events: broadcast::Sender<Event>,
     heartbeat: Heartbeat,
     discovery_interval: Duration,
+    /// `daemon.retire_after_rounds` and `daemon.retire_after`.
+    retire_after_rounds: u32,
+    retire_after: Duration,
     retention: Duration,
     next_prune: Timestamp,
     prune_in_flight: bool,
@@ -246,6 +261,8 @@ impl Scheduler {
             events,
             heartbeat: Heartbeat::default(),
             discovery_interval: config.daemon.discovery_interval,
+            retire_after_rounds: config.daemon.retire_after_rounds,
+            retire_after: config.daemon.retire_after,
             retention: config.daemon.retention,
             next_prune: now,
             prune_in_flight: false,

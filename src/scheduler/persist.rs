@@ -209,6 +209,7 @@ impl Scheduler {
                 probe_slot: false,
                 deferred: false,
                 discovered,
+                missing: None,
                 remediation_id,
                 pending_ack: None,
             },
