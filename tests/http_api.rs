@@ -688,7 +688,7 @@ impl Probe {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_follows_the_scheduler_heartbeat() {
-    let p = Probe::start(Duration::from_millis(300)).await;
+    let p = Probe::start(Duration::from_millis(1500)).await;
     // Never beat: the loop has not run.
     let (status, body) = p.get("/healthz").await;
     assert_eq!(status, 503, "{body}");
@@ -700,18 +700,18 @@ async fn healthz_follows_the_scheduler_heartbeat() {
     assert!(
         body["heartbeat_age_seconds"]
             .as_f64()
-            .is_some_and(|a| a < 0.3),
+            .is_some_and(|a| a < 1.5),
         "{body}"
     );
     // No beat for longer than the limit: stalled.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let (status, body) = p.get("/healthz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "stalled");
     assert!(
         body["heartbeat_age_seconds"]
             .as_f64()
-            .is_some_and(|a| a >= 0.3),
+            .is_some_and(|a| a >= 1.5),
         "{body}"
     );
     p.heartbeat.beat();
