@@ -6,7 +6,8 @@
 //! draining while it still says `authorized`; the demo prints every state
 //! change as it happens, so a newcomer watches both caught and healed.
 //! The daemon's HTTP server runs as in production, on an ephemeral loopback
-//! port printed in the banner (`/metrics`, `/healthz`, `/api/v1/sessions`).
+//! port printed in the banner (the status page `/`, `/metrics`, `/healthz`,
+//! `/api/v1/sessions`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -214,6 +215,10 @@ pub async fn run(
         green_sim.url()
     ));
     out(format!("  database   {}", db.display()));
+    out(format!(
+        "  status     http://{}/   (the status page: open it in a browser)",
+        app.http_addr()
+    ));
     out(format!(
         "  metrics    http://{}/metrics   (also /healthz, /readyz, /api/v1/sessions)",
         app.http_addr()

@@ -39,9 +39,11 @@
 //! Code map: this file (the constants, [`HttpState`], the router, the
 //! middleware and the daemon's own probes), `server` (the accept loop and
 //! the connection bounds), `reads` (the JSON shapes and the GET routes of
-//! the API), `admin` (the POST routes).
+//! the API), `admin` (the POST routes), `page` (the status page's routes;
+//! its HTML is [`crate::status_page`]).
 
 mod admin;
+mod page;
 mod reads;
 mod server;
 mod webhooks;
@@ -135,6 +137,8 @@ pub fn router(state: HttpState) -> Router {
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
+        .route("/", get(page::fleet))
+        .route("/sessions/{provider}/{session}", get(page::session))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -23,6 +23,7 @@ pub mod reload;
 pub mod scheduler;
 pub mod service;
 pub mod sim;
+pub mod status_page;
 pub mod store;
 pub mod telemetry;
 pub mod webhooks;

@@ -27,36 +27,42 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
         exit_after: Some(Duration::from_secs(60)),
     };
     // Stop as soon as both heals are printed, so the test takes seconds;
-    // scrape the /metrics URL the banner printed before stopping.
+    // scrape the /metrics URL and load the status page the banner printed
+    // before stopping.
     let watch = lines.clone();
     let scraped = Arc::new(Mutex::new(None::<(u16, String)>));
     let scrape = scraped.clone();
+    let paged = Arc::new(Mutex::new(None::<(u16, String)>));
+    let page = paged.clone();
     let healed = async move {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let (heals, url) = {
+            let (heals, url, page_url) = {
                 let lines = watch.lock().expect("lines");
                 let heals = lines
                     .iter()
                     .filter(|l| l.contains("recovering → healthy"))
                     .count();
-                let url = lines.iter().find_map(|l| {
-                    l.trim()
-                        .strip_prefix("metrics")
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .map(str::to_owned)
-                });
-                (heals, url)
+                let url_of = |label: &str| {
+                    lines.iter().find_map(|l| {
+                        l.trim()
+                            .strip_prefix(label)
+                            .and_then(|rest| rest.split_whitespace().next())
+                            .map(str::to_owned)
+                    })
+                };
+                (heals, url_of("metrics"), url_of("status"))
             };
             if heals >= 2 {
-                if let Some(url) = url {
-                    let client = wa_watchdog::provider::http::build_client(Duration::from_secs(5))
-                        .expect("client");
+                let client = wa_watchdog::provider::http::build_client(Duration::from_secs(5))
+                    .expect("client");
+                for (url, into) in [(url, &scrape), (page_url, &page)] {
+                    let Some(url) = url else { continue };
                     let got = match client.get(&url).send().await {
                         Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
                         Err(e) => (0, e.to_string()),
                     };
-                    *scrape.lock().expect("scrape") = Some(got);
+                    *into.lock().expect("scrape") = Some(got);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 return;
@@ -88,7 +94,23 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
         ),
         "{body}"
     );
+    // The status page shows both healed sessions.
+    let (status, html) = paged
+        .lock()
+        .expect("page")
+        .clone()
+        .unwrap_or_else(|| panic!("the banner printed no status page URL:\n{text}"));
+    assert_eq!(status, 200, "{html}");
+    for session in ["demo-2", "1101000001"] {
+        assert!(
+            html.contains(&format!(
+                "data-session=\"{session}\" data-state=\"healthy\""
+            )),
+            "{session} not healthy on the status page:\n{html}"
+        );
+    }
     for needle in [
+        "  status     http://127.0.0.1:",
         "  metrics    http://127.0.0.1:",
         "injected: demo-2",
         "demo-2     healthy → suspect",

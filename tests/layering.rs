@@ -140,6 +140,21 @@ fn the_http_side_and_the_reloader_talk_to_the_scheduler_not_the_app() {
 }
 
 #[test]
+fn the_status_page_reads_the_store_and_registry_never_the_scheduler() {
+    let found = violations(
+        "status_page",
+        &[
+            "crate::scheduler",
+            "crate::app",
+            "crate::http",
+            "axum",
+            "hyper",
+        ],
+    );
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
 fn config_name_rules_live_in_one_module() {
     // resolve.rs and maintenance.rs both use the name rule; neither imports
     // the other for it.

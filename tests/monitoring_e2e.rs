@@ -387,3 +387,112 @@ async fn an_unreachable_alertmanager_is_counted_and_never_fatal() {
     assert_eq!(d.state("s1").await, "needs_pairing");
     d.stop().await.expect("clean stop");
 }
+
+/// Every query of `contrib/grafana/wa-watchdog.json` (variables set to
+/// "All") evaluated by a real Prometheus scraping a real daemon that saw a
+/// desync healed: each must parse, and the core panels must return data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grafana_panel_query_runs_on_real_prometheus() {
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let dashboard = common::grafana::load();
+    let mut opts = DaemonOptions::new(Clock::system());
+    opts.settings = fast();
+    let d = Daemon::start(&["alpha", "bravo"], opts).await;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: wa-watchdog\n    static_configs:\n      - targets: [\"{}\"]\n",
+            d.addr
+        ),
+    )
+    .expect("write prometheus.yml");
+    let port = free_port();
+    let prom = Running::start(
+        "prometheus",
+        &prometheus,
+        &[
+            format!("--config.file={}", config.display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--storage.tsdb.path={}", tmp.path().join("data").display()),
+            "--log.level=warn".to_string(),
+        ],
+        tmp.path().join("prometheus.log"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = client();
+    let ready_url = format!("{base}/-/ready");
+    poll("prometheus to be ready", 30 * S, || {
+        ready(&http, &ready_url)
+    })
+    .await;
+    let query = |expr: String| {
+        let http = http.clone();
+        let url = format!("{base}/api/v1/query");
+        async move {
+            let r = http
+                .get(format!(
+                    "{url}?query={}",
+                    wa_watchdog::status_page::path_segment(&expr)
+                ))
+                .send()
+                .await
+                .ok()?;
+            r.json::<serde_json::Value>().await.ok()
+        }
+    };
+    poll("a first scrape of healthy sessions", 30 * S, || {
+        query("wa_watchdog_session_state{state=\"healthy\"} == 1".to_string())
+    })
+    .await;
+    poll("both sessions healthy in prometheus", 30 * S, || async {
+        let v =
+            query("count(wa_watchdog_session_state{state=\"healthy\"} == 1)".to_string()).await?;
+        (v["data"]["result"][0]["value"][1] == "2").then_some(())
+    })
+    .await;
+
+    // A desync healed by a restart, while Prometheus watches.
+    d.ctl.inject("bravo", Fault::Desync).expect("inject");
+    d.wait_until("bravo restarted and healthy", 60 * S, || async {
+        d.ctl.restart_count("bravo") > 0 && d.state("bravo").await == "healthy"
+    })
+    .await;
+    poll("the healed restart in prometheus", 30 * S, || async {
+        let v = query("wa_watchdog_restarts_total{result=\"ok\"} > 0".to_string()).await?;
+        (!v["data"]["result"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+
+    let exprs = common::grafana::expressions(&dashboard);
+    assert!(!exprs.is_empty());
+    for (title, ref_id, expr) in &exprs {
+        let promql = common::grafana::substitute(&dashboard, expr);
+        let v = query(promql.clone())
+            .await
+            .unwrap_or_else(|| panic!("{title}/{ref_id}: no answer for {promql}\n{}", prom.log()));
+        assert_eq!(v["status"], "success", "{title}/{ref_id}: {promql}\n{v}");
+        let core = common::grafana::CORE_PANELS.contains(&title.as_str());
+        if !core {
+            continue;
+        }
+        // Core panels: data while the daemon runs (bounded wait for rates
+        // that need a second sample in their window).
+        poll(
+            &format!("data for {title}/{ref_id}: {promql}"),
+            20 * S,
+            || async {
+                let v = query(promql.clone()).await?;
+                (!v["data"]["result"].as_array()?.is_empty()).then_some(())
+            },
+        )
+        .await;
+    }
+    drop(prom);
+    d.stop().await.expect("clean stop");
+}

@@ -10,7 +10,7 @@
 //! the daemon owns it), print a secret (the admin token and API keys are
 //! only put on the wire), or hold logic the daemon needs.
 
-mod format;
+pub(crate) mod format;
 mod history;
 mod pause;
 mod probe;

@@ -38,8 +38,16 @@ impl Scheduler {
 
     /// Records that the loop is alive (for `/healthz`, systemd and metrics).
     pub(super) fn beat(&self) {
+        let now = self.clock.now();
         self.heartbeat.beat();
-        self.metrics.scheduler_ticked(self.clock.now());
+        self.metrics.scheduler_ticked(now);
+        // `wa_watchdog_restart_budget_remaining`: tokens come back as the
+        // window slides, so it is refreshed on every turn of the loop, not
+        // only when a restart takes one (removed providers have no name).
+        for pr in self.providers.iter().filter(|pr| !pr.cfg.name.is_empty()) {
+            self.metrics
+                .set_restart_budget(&pr.cfg.name, pr.guard.budget_remaining(&pr.cfg.policy, now));
+        }
     }
 
     /// Moves a manual clock forward to `now + by`, in steps of `step`, running

@@ -12,6 +12,7 @@
 pub mod green_api;
 pub mod hostile;
 pub mod waha;
+pub mod webhooks;
 
 use std::fmt;
 use std::future::Future;

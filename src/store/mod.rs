@@ -26,6 +26,7 @@
 //! SQLite-specific.
 
 mod history;
+mod overview;
 mod records;
 mod sessions;
 
@@ -38,6 +39,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use overview::RemediationCount;
 pub use records::{
     MAX_TEXT_CHARS, NewRemediation, ProbeRecord, RemediationRecord, RemediationUpdate,
     SessionRecord, TransitionRecord,

@@ -6,6 +6,8 @@
 
 pub mod binary;
 pub mod daemon;
+pub mod grafana;
+pub mod page;
 pub mod tools;
 
 use std::collections::BTreeMap;

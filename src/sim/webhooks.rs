@@ -1,0 +1,270 @@
+//! What the providers push, sent the way they send it: the simulators'
+//! webhook sender, for tests, the demo and `simulate`.
+//!
+//! WAHA (WAHA docs "Events → Webhooks"): POST of the JSON envelope `{id:
+//! "evt_…", timestamp: <ms>, event, session, me, payload, engine,
+//! environment}` with `X-Webhook-Request-Id`, `X-Webhook-Timestamp` (ms) and,
+//! with a key, `X-Webhook-Hmac` (hex HMAC-SHA512 of the body) and
+//! `X-Webhook-Hmac-Algorithm: sha512`. Green-API (Green-API docs "Webhook
+//! Endpoint", "Notifications format"): POST of the notification with
+//! `Authorization: Bearer <webhookUrlToken>` when a token is set.
+//!
+//! Faults: [`HookFault::WrongSignature`] signs with another key (or sends
+//! another token); [`HookSender::replay`] sends the last request again, byte
+//! for byte, as a provider's retry or an attacker's replay would.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::clock::{Clock, Timestamp};
+use crate::webhooks::auth::sign_waha;
+
+/// How the sender authenticates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HookAuth {
+    /// Nothing (a provider without a key).
+    None,
+    /// WAHA: `X-Webhook-Hmac` with this key.
+    Hmac(String),
+    /// Green-API: `Authorization: Bearer` with this token.
+    Token(String),
+}
+
+/// A fault of the next sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HookFault {
+    #[default]
+    None,
+    /// Signed with the wrong key / the wrong token.
+    WrongSignature,
+}
+
+/// One request as sent (kept for [`HookSender::replay`]).
+#[derive(Clone, Debug)]
+pub struct SentHook {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// Sends webhooks to one URL. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HookSender {
+    url: String,
+    auth: HookAuth,
+    clock: Clock,
+    client: reqwest::Client,
+    state: Arc<Mutex<SenderState>>,
+}
+
+#[derive(Debug, Default)]
+struct SenderState {
+    fault: HookFault,
+    seq: u64,
+    last: Option<SentHook>,
+}
+
+impl HookSender {
+    /// A sender to `url` (e.g. `http://127.0.0.1:9797/webhooks/waha`), using
+    /// `clock` for timestamps.
+    pub fn new(url: impl Into<String>, auth: HookAuth, clock: Clock) -> HookSender {
+        HookSender {
+            url: url.into(),
+            auth,
+            clock,
+            // The daemon's client builder: it installs the TLS provider.
+            client: crate::provider::http::build_client(std::time::Duration::from_secs(5))
+                .unwrap_or_default(),
+            state: Arc::new(Mutex::new(SenderState::default())),
+        }
+    }
+
+    pub fn set_fault(&self, fault: HookFault) {
+        self.lock().fault = fault;
+    }
+
+    /// WAHA `session.status`.
+    pub async fn waha_session_status(&self, session: &str, status: &str) -> reqwest::Result<u16> {
+        let now = self.clock.now();
+        self.waha(
+            session,
+            "session.status",
+            json!({
+                "name": session,
+                "status": status,
+                "statuses": [{"status": status, "timestamp": now.as_millis()}],
+            }),
+        )
+        .await
+    }
+
+    /// WAHA `message.ack` for a message the session sent.
+    pub async fn waha_message_ack(
+        &self,
+        session: &str,
+        message_id: &str,
+        ack: i64,
+    ) -> reqwest::Result<u16> {
+        let name = match ack {
+            -1 => "ERROR",
+            0 => "PENDING",
+            1 => "SERVER",
+            2 => "DEVICE",
+            3 => "READ",
+            4 => "PLAYED",
+            _ => "UNKNOWN",
+        };
+        self.waha(
+            session,
+            "message.ack",
+            json!({
+                "id": message_id, "from": "me", "to": "me", "fromMe": true,
+                "ack": ack, "ackName": name, "_data": {},
+            }),
+        )
+        .await
+    }
+
+    /// Green-API `stateInstanceChanged`.
+    pub async fn green_state(&self, id_instance: &str, state: &str) -> reqwest::Result<u16> {
+        let mut body = self.green_envelope("stateInstanceChanged", id_instance);
+        body["stateInstance"] = json!(state);
+        self.send(body).await
+    }
+
+    /// Green-API `outgoingMessageStatus`.
+    pub async fn green_outgoing_status(
+        &self,
+        id_instance: &str,
+        id_message: &str,
+        status: &str,
+    ) -> reqwest::Result<u16> {
+        let mut body = self.green_envelope("outgoingMessageStatus", id_instance);
+        body["idMessage"] = json!(id_message);
+        body["status"] = json!(status);
+        body["sendByApi"] = json!(true);
+        self.send(body).await
+    }
+
+    /// Green-API `incomingMessageReceived` with a text (`{{SWE003}}` …).
+    pub async fn green_incoming_text(
+        &self,
+        id_instance: &str,
+        id_message: &str,
+        text: &str,
+    ) -> reqwest::Result<u16> {
+        let mut body = self.green_envelope("incomingMessageReceived", id_instance);
+        body["idMessage"] = json!(id_message);
+        body["senderData"] = json!({
+            "chatId": "79001234568@c.us", "sender": "79001234568@c.us",
+            "chatName": "", "senderName": "Peer", "senderContactName": "",
+        });
+        body["messageData"] = json!({
+            "typeMessage": "textMessage",
+            "textMessageData": {"textMessage": text},
+        });
+        self.send(body).await
+    }
+
+    /// Sends the last request again, byte for byte.
+    pub async fn replay(&self) -> reqwest::Result<Option<u16>> {
+        let last = self.lock().last.clone();
+        match last {
+            Some(hook) => self.post(&hook).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The last request sent.
+    pub fn last(&self) -> Option<SentHook> {
+        self.lock().last.clone()
+    }
+
+    async fn waha(&self, session: &str, event: &str, payload: Value) -> reqwest::Result<u16> {
+        let now = self.clock.now();
+        let seq = {
+            let mut s = self.lock();
+            s.seq += 1;
+            s.seq
+        };
+        let id = format!("evt_sim{:013}{seq:08}", now.as_millis());
+        let body = json!({
+            "id": id,
+            "timestamp": now.as_millis(),
+            "event": event,
+            "session": session,
+            "metadata": {},
+            "me": {"id": "11111111111@c.us", "pushName": "sim"},
+            "payload": payload,
+            "engine": "GOWS",
+            "environment": {"version": "2026.7.2", "engine": "GOWS", "tier": "PLUS"},
+        });
+        self.send_with_ids(body, Some((&format!("req{seq}"), now)))
+            .await
+    }
+
+    fn green_envelope(&self, type_webhook: &str, id_instance: &str) -> Value {
+        let id: Value = id_instance
+            .parse::<u64>()
+            .map_or_else(|_| json!(id_instance), |n| json!(n));
+        json!({
+            "typeWebhook": type_webhook,
+            "instanceData": {"idInstance": id, "wid": "11111111111@c.us", "typeInstance": "whatsapp"},
+            "timestamp": self.clock.now().as_millis() / 1000,
+        })
+    }
+
+    async fn send(&self, body: Value) -> reqwest::Result<u16> {
+        self.send_with_ids(body, None).await
+    }
+
+    async fn send_with_ids(
+        &self,
+        body: Value,
+        waha: Option<(&str, Timestamp)>,
+    ) -> reqwest::Result<u16> {
+        let body = body.to_string();
+        let fault = self.lock().fault;
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if let Some((request_id, at)) = waha {
+            headers.push(("x-webhook-request-id".into(), request_id.to_string()));
+            headers.push(("x-webhook-timestamp".into(), at.as_millis().to_string()));
+        }
+        match &self.auth {
+            HookAuth::None => {}
+            HookAuth::Hmac(key) => {
+                let key = match fault {
+                    HookFault::WrongSignature => format!("{key}-wrong"),
+                    HookFault::None => key.clone(),
+                };
+                headers.push(("x-webhook-hmac".into(), sign_waha(&key, body.as_bytes())));
+                headers.push(("x-webhook-hmac-algorithm".into(), "sha512".into()));
+            }
+            HookAuth::Token(token) => {
+                let token = match fault {
+                    HookFault::WrongSignature => format!("{token}-wrong"),
+                    HookFault::None => token.clone(),
+                };
+                headers.push(("authorization".into(), format!("Bearer {token}")));
+            }
+        }
+        let hook = SentHook { headers, body };
+        self.lock().last = Some(hook.clone());
+        self.post(&hook).await
+    }
+
+    async fn post(&self, hook: &SentHook) -> reqwest::Result<u16> {
+        let mut req = self.client.post(&self.url).body(hook.body.clone());
+        for (k, v) in &hook.headers {
+            req = req.header(k, v);
+        }
+        Ok(req.send().await?.status().as_u16())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SenderState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
