@@ -139,6 +139,7 @@ pub struct Metrics {
     config_reload_failures: IntCounter,
     discovery_suspect: IntCounterVec,
     store_write_failures: IntCounterVec,
+    store_failures_reported: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     alertmanager_push_failures: IntCounter,
     scheduler_last_tick: Gauge,
     /// Held across each multi-series update, so that concurrent callers never
@@ -318,9 +319,11 @@ impl Metrics {
             store_write_failures: counter_vec(
                 &r,
                 "wa_watchdog_store_write_failures_total",
-                "Database writes that failed or did not finish in time, by what was written.",
-                &["what"],
+                "Database writes that failed or did not finish in time, by store operation \
+                 (begin_remediation: a restart intent; the restart waits for it).",
+                &["op"],
             ),
+            store_failures_reported: Mutex::default(),
             config_reload_failures: register(
                 &r,
                 IntCounter::new(
@@ -459,10 +462,22 @@ impl Metrics {
         self.discovery_suspect.with_label_values(&[provider]).inc();
     }
 
-    /// Counts a failed or timed-out database write; `what` is a fixed name
-    /// (`restart_intent`, `probe`, ...), never free text.
-    pub fn store_write_failed(&self, what: &'static str) {
-        self.store_write_failures.with_label_values(&[what]).inc();
+    /// Brings `wa_watchdog_store_write_failures_total` up to the store's
+    /// own counts (by store operation: fixed names, never free text).
+    pub fn sync_store_failures(&self, counts: &std::collections::BTreeMap<&'static str, u64>) {
+        let mut reported = self
+            .store_failures_reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (op, n) in counts {
+            let seen = reported.entry(op).or_default();
+            if *n > *seen {
+                self.store_write_failures
+                    .with_label_values(&[op])
+                    .inc_by(*n - *seen);
+                *seen = *n;
+            }
+        }
     }
 
     /// Counts a configuration reload that was rejected.

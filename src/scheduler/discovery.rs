@@ -131,6 +131,7 @@ impl Scheduler {
                 deferred: false,
                 discovered,
                 missing: None,
+                pending_intent: None,
                 remediation_id: None,
                 pending_ack: None,
             },

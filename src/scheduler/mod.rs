@@ -60,6 +60,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How often a queued canary's queue is re-read (Green-API allows 1/s).
 /// First probes of many sessions are spread over at most this long.
 const INITIAL_SPREAD_MAX: Duration = Duration::from_secs(30);
+/// How long a restart waits before its intent row is tried again after a
+/// failed write (intent before action).
+const INTENT_RETRY: Duration = Duration::from_secs(5);
 
 /// Last time the scheduler loop went round (system clock, unix ms); read by
 /// `/healthz` and the systemd watchdog.
@@ -124,6 +127,9 @@ struct SessionRt {
     missing: Option<Missing>,
     /// The open remediation row, while a restart is in progress.
     remediation_id: Option<i64>,
+    /// A restart whose intent row could not be written yet: the call waits
+    /// until it is (intent before action).
+    pending_intent: Option<crate::store::NewRemediation>,
     /// A canary that was only queued (Green-API), waiting to leave the queue.
     pending_ack: Option<PendingAck>,
 }
@@ -160,6 +166,8 @@ struct ProviderRt {
     discovery_in_flight: bool,
     /// The last session list was suspect (see `discovery::suspect_list`).
     list_suspect: bool,
+    /// A restart intent could not be written (logged once per episode).
+    intent_failing: bool,
     health: Health,
 }
 
@@ -176,6 +184,7 @@ impl ProviderRt {
             probes_in_flight: 0,
             discovery_in_flight: false,
             list_suspect: false,
+            intent_failing: false,
             health: Health::default(),
         }
     }

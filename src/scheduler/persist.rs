@@ -210,6 +210,7 @@ impl Scheduler {
                 deferred: false,
                 discovered,
                 missing: None,
+                pending_intent: None,
                 remediation_id,
                 pending_ack: None,
             },

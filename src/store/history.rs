@@ -30,7 +30,7 @@ impl Store {
     pub async fn insert_probe(&self, p: &ProbeRecord) -> Result<(), StoreError> {
         const OP: &str = "insert_probe";
         self.check_writable(OP)?;
-        sqlx::query(
+        super::timed(&self.health, OP, sqlx::query(
             "INSERT INTO probes (provider, session, at, kind, outcome, http_status, latency_ms, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -42,9 +42,8 @@ impl Store {
         .bind(p.http_status.map(i64::from))
         .bind(u64_to_i64(p.latency_ms))
         .bind(cap_text(&p.detail))
-        .execute(&self.writer)
-        .await
-        .map_err(query_error(OP))?;
+        .execute(&self.writer))
+        .await?;
         Ok(())
     }
 
@@ -53,19 +52,22 @@ impl Store {
     pub async fn insert_transition(&self, t: &TransitionRecord) -> Result<(), StoreError> {
         const OP: &str = "insert_transition";
         self.check_writable(OP)?;
-        sqlx::query(
-            "INSERT INTO transitions (provider, session, at, from_state, to_state, reason) \
+        super::timed(
+            &self.health,
+            OP,
+            sqlx::query(
+                "INSERT INTO transitions (provider, session, at, from_state, to_state, reason) \
              VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&t.provider)
+            .bind(&t.session)
+            .bind(t.at.as_millis())
+            .bind(&t.from_state)
+            .bind(&t.to_state)
+            .bind(cap_text(&t.reason))
+            .execute(&self.writer),
         )
-        .bind(&t.provider)
-        .bind(&t.session)
-        .bind(t.at.as_millis())
-        .bind(&t.from_state)
-        .bind(&t.to_state)
-        .bind(cap_text(&t.reason))
-        .execute(&self.writer)
-        .await
-        .map_err(query_error(OP))?;
+        .await?;
         Ok(())
     }
 
@@ -76,7 +78,7 @@ impl Store {
     pub async fn begin_remediation(&self, r: &NewRemediation) -> Result<i64, StoreError> {
         const OP: &str = "begin_remediation";
         self.check_writable(OP)?;
-        sqlx::query_scalar(
+        super::timed(&self.health, OP, sqlx::query_scalar(
             "INSERT INTO remediations (provider, session, started_at, action, reason, result, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, '') RETURNING id",
         )
@@ -86,9 +88,8 @@ impl Store {
         .bind(&r.action)
         .bind(cap_text(&r.reason))
         .bind(&r.result)
-        .fetch_one(&self.writer)
+        .fetch_one(&self.writer))
         .await
-        .map_err(query_error(OP))
     }
 
     /// Moves a remediation on (`pending` → `called` → `healed`, ...). A
@@ -102,8 +103,11 @@ impl Store {
         const OP: &str = "update_remediation";
         self.check_writable(OP)?;
         let finished_at = update.finished_at.map(Timestamp::as_millis);
-        let updated = sqlx::query(
-            "UPDATE remediations SET result = $2, detail = $3, \
+        let updated = super::timed(
+            &self.health,
+            OP,
+            sqlx::query(
+                "UPDATE remediations SET result = $2, detail = $3, \
              finished_at = COALESCE($4, finished_at), \
              duration_ms = CASE \
                  WHEN $4 IS NULL THEN duration_ms \
@@ -111,15 +115,15 @@ impl Store {
                  ELSE 0 END, \
              recovery_ms = COALESCE($5, recovery_ms) \
              WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&update.result)
+            .bind(cap_text(&update.detail))
+            .bind(finished_at)
+            .bind(update.recovery_ms.map(u64_to_i64))
+            .execute(&self.writer),
         )
-        .bind(id)
-        .bind(&update.result)
-        .bind(cap_text(&update.detail))
-        .bind(finished_at)
-        .bind(update.recovery_ms.map(u64_to_i64))
-        .execute(&self.writer)
-        .await
-        .map_err(query_error(OP))?
+        .await?
         .rows_affected();
         if updated == 0 {
             return Err(StoreError::UnknownRemediation { id });
