@@ -1,4 +1,4 @@
-//! Wiring (STYLE.md "build, then run"): [`App::build`] opens the store,
+//! Wiring, build then run: [`App::build`] opens the store,
 //! builds the metrics and the scheduler (restoring every session) and binds
 //! the HTTP listener; [`App::run_until_stopped`] runs the scheduler loop, the
 //! HTTP server and (when configured) the Alertmanager pusher until the

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 /// A point in time: milliseconds since the unix epoch, UTC. Stored as such in
-/// the database (one choice throughout, see DESIGN.md "Database").
+/// the database (one choice throughout).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);

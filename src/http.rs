@@ -1,5 +1,5 @@
 //! The daemon's HTTP server: `/metrics`, `/healthz`, `/readyz` and the JSON
-//! API under `/api/v1` (DESIGN.md "Contracts → HTTP API").
+//! API under `/api/v1` (README "Monitoring").
 //!
 //! Owns: the routes, their JSON shapes and status codes, bearer-token auth of
 //! the admin (POST) routes, and the server's own resource bounds. It is the

@@ -229,15 +229,9 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 
 /// Runs `fut` on a multi-threaded runtime; a runtime error exits 1.
 fn runtime_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match wa_watchdog::cli::runtime(true) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wa-watchdog: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! Prometheus metrics: one [`Metrics`] value owns its own
 //! [`prometheus::Registry`] (never the process-global one, so tests and the
 //! demo can run several daemons in one process) and typed handles for exactly
-//! the families of DESIGN.md "Contracts → Metrics", plus a few extensions the
+//! the families of the metrics contract (README "Metrics"), plus a few extensions the
 //! daemon needs (config reloads, Alertmanager pushes, restart budget,
 //! scheduler liveness).
 //!
@@ -114,6 +114,77 @@ impl From<RemediationResult> for RestartResult {
 #[derive(Debug, thiserror::Error)]
 #[error("encoding metrics: {0}")]
 pub struct EncodeError(#[from] prometheus::Error);
+
+/// Every family the daemon exposes, as its users may rely on it: (family,
+/// TYPE, label names of its samples without `le`). The contract first, then
+/// the extensions. Checked against [`Metrics::encode`] by the unit tests and
+/// against a real scrape by `tests/http_api.rs`.
+pub const FAMILIES: &[(&str, &str, &[&str])] = &[
+    (
+        "wa_watchdog_canary_total",
+        "counter",
+        &["provider", "outcome"],
+    ),
+    (
+        "wa_watchdog_canary_duration_seconds",
+        "histogram",
+        &["provider"],
+    ),
+    (
+        "wa_watchdog_session_state",
+        "gauge",
+        &["provider", "session", "state"],
+    ),
+    (
+        "wa_watchdog_session_last_success_timestamp_seconds",
+        "gauge",
+        &["provider", "session"],
+    ),
+    (
+        "wa_watchdog_session_consecutive_failures",
+        "gauge",
+        &["provider", "session"],
+    ),
+    (
+        "wa_watchdog_restarts_total",
+        "counter",
+        &["provider", "result"],
+    ),
+    ("wa_watchdog_desyncs_total", "counter", &["provider"]),
+    (
+        "wa_watchdog_recovery_duration_seconds",
+        "histogram",
+        &["provider"],
+    ),
+    ("wa_watchdog_provider_up", "gauge", &["provider"]),
+    ("wa_watchdog_provider_outage", "gauge", &["provider"]),
+    ("wa_watchdog_sessions", "gauge", &["provider", "state"]),
+    (
+        "wa_watchdog_webhook_events_total",
+        "counter",
+        &["provider", "event"],
+    ),
+    ("wa_watchdog_build_info", "gauge", &["version"]),
+    // Extensions.
+    ("wa_watchdog_config_reload_failures_total", "counter", &[]),
+    (
+        "wa_watchdog_alertmanager_push_failures_total",
+        "counter",
+        &[],
+    ),
+    (
+        "wa_watchdog_restart_budget_remaining",
+        "gauge",
+        &["provider"],
+    ),
+    (
+        "wa_watchdog_scheduler_last_tick_timestamp_seconds",
+        "gauge",
+        &[],
+    ),
+    // Not ours, but the daemon promises it on Linux.
+    ("process_cpu_seconds_total", "counter", &[]),
+];
 
 /// The daemon's metrics. Cheap to share behind an `Arc`; every method takes
 /// `&self`.

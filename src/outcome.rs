@@ -60,7 +60,7 @@ pub enum BlockKind {
     YellowCard,
 }
 
-/// The result of one probe, in the provider-neutral taxonomy of DESIGN.md.
+/// The result of one probe, in the provider-neutral taxonomy.
 /// A failed probe is data, not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -98,7 +98,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Every outcome name, in contract order (DESIGN.md "States and outcomes").
+    /// Every outcome name, in contract order (metrics, API, database).
     pub const NAMES: [&'static str; 16] = [
         "delivered",
         "desync",
@@ -252,6 +252,29 @@ impl ProbeReport {
         }
     }
 }
+
+/// Why a provider call (a restart) did not do what was asked: the
+/// classified outcome (an auth failure and a 5xx stay apart), the HTTP
+/// status if one came, and a short, secret-free detail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallFailed {
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    pub detail: String,
+}
+
+/// The detail, then what it means. A 5xx is named a server error (the
+/// provider answered: it is not unreachable).
+impl fmt::Display for CallFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.http_status {
+            Some(code) if code >= 500 => write!(f, "{} (server error {code})", self.detail),
+            _ => write!(f, "{} ({})", self.detail, self.outcome.as_str()),
+        }
+    }
+}
+
+impl std::error::Error for CallFailed {}
 
 /// A status read while restarting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

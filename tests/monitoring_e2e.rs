@@ -388,6 +388,122 @@ async fn an_unreachable_alertmanager_is_counted_and_never_fatal() {
     d.stop().await.expect("clean stop");
 }
 
+/// The `wa_watchdog_restart_budget_remaining` line of a scrape.
+fn budget_line(scrape: &str) -> Option<String> {
+    scrape
+        .lines()
+        .find(|l| l.starts_with("wa_watchdog_restart_budget_remaining{"))
+        .map(str::to_string)
+}
+
+/// `promtool test rules` with the alert rules and one series taken from a
+/// scrape line (`name{labels} value`), held for 15 minutes: whether
+/// `WaWatchdogRestartBudgetExhausted` fires at 11 minutes.
+fn budget_alert_test(promtool: &Path, line: &str, fires: bool) -> std::process::Output {
+    let (series, value) = line.rsplit_once(' ').expect("name{labels} value");
+    let value: f64 = value.parse().expect("a number");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = if fires {
+        format!(
+            r#"
+          - exp_labels:
+              severity: info
+              scope: provider
+              provider: {p}
+            exp_annotations:
+              summary: "Restart budget of provider {p} is used up"
+              description: "Provider {p} has had no restart budget left for 10 minutes; desynced sessions there wait for tokens (restart_budget per restart_budget_window)."
+              runbook: "docs/runbook.md#restart-budget-exhausted""#,
+            p = common::PROVIDER
+        )
+    } else {
+        " []".to_string()
+    };
+    let test = format!(
+        r#"rule_files:
+  - {rules}
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: '{series}'
+        values: '{value}x15'
+    alert_rule_test:
+      - eval_time: 11m
+        alertname: WaWatchdogRestartBudgetExhausted
+        exp_alerts:{expected}
+"#,
+        rules = root.join("contrib/prometheus/alerts.yml").display(),
+    );
+    let file = dir.path().join("budget_test.yml");
+    std::fs::write(&file, test).expect("write the rule test");
+    Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .expect("running promtool")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_scrape_of_an_exhausted_restart_budget_fires_its_alert() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let mut opts = DaemonOptions::new(Clock::manual(t0()));
+    opts.settings.policy("restart_budget", "1");
+    let d = Daemon::start(&["s1", "s2"], opts).await;
+
+    // Before any restart the gauge is there, at the full budget: no alert.
+    let before = d.get("/metrics").await;
+    let line = budget_line(&before.body)
+        .unwrap_or_else(|| panic!("no restart budget in the scrape:\n{}", before.body));
+    assert_eq!(
+        line,
+        format!(
+            "wa_watchdog_restart_budget_remaining{{provider=\"{}\"}} 1",
+            common::PROVIDER
+        )
+    );
+    let out = budget_alert_test(&promtool, &line, false);
+    assert!(
+        out.status.success(),
+        "a full budget must not alert:\n{}",
+        show(&out)
+    );
+
+    // One restart spends the budget of one.
+    d.ctl.inject("s1", Fault::Desync).expect("inject");
+    d.advance_until("a restart", S, 120 * S, || async {
+        d.ctl.restart_count("s1") > 0
+    })
+    .await;
+    let after = d.get("/metrics").await;
+    let line = budget_line(&after.body).expect("the budget gauge");
+    assert_eq!(
+        line,
+        format!(
+            "wa_watchdog_restart_budget_remaining{{provider=\"{}\"}} 0",
+            common::PROVIDER
+        )
+    );
+    let out = budget_alert_test(&promtool, &line, true);
+    assert!(
+        out.status.success(),
+        "the exhausted budget must alert:\n{}",
+        show(&out)
+    );
+    d.stop().await.expect("clean stop");
+}
+
+fn show(out: &std::process::Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Every query of `contrib/grafana/wa-watchdog.json` (variables set to
 /// "All") evaluated by a real Prometheus scraping a real daemon that saw a
 /// desync healed: each must parse, and the core panels must return data.

@@ -192,7 +192,14 @@ async fn a_removed_provider_retires_its_sessions_and_can_come_back() {
         })
         .await
         .expect_err("removed");
-    assert!(err.contains("no provider named \"second\""), "{err}");
+    assert_eq!(
+        err,
+        wa_watchdog::scheduler::Refusal::NoProvider("second".into())
+    );
+    assert!(
+        err.to_string().contains("no provider named \"second\""),
+        "{err}"
+    );
     h.run_for(secs(5)).await;
     assert_eq!(h.state("s1"), State::Healthy);
 

@@ -1018,7 +1018,7 @@ async fn malformed_paths_are_refused_and_logged_without_the_token() {
         status(format!("{base}/waInstance{ID}/{TOKEN}/{TOKEN}")).await,
         404
     );
-    // No waInstance prefix, or not digits: a wrong URL is 403 (§4.1).
+    // No waInstance prefix, or not digits: a wrong URL is 403 (Green-API docs: Common errors).
     assert_eq!(
         status(format!("{base}/{ID}/getStateInstance/{TOKEN}")).await,
         403

@@ -5,7 +5,8 @@
 //! as `desynced`/`restarting` and then `healthy` again after the restart;
 //! a session named `<script>alert(1)</script>` is a text node, not an
 //! element; a screenshot (`--screenshot`) is decoded and must not be blank.
-//! Its path is printed (`status page screenshot: …`) so CI can keep it.
+//! Its path (`target/tmp/status-page.png`) is printed on stderr even when
+//! the test passes (`status page screenshot: …`), so CI can keep it.
 //!
 //! The clock only moves when the test moves it, so a state the test waited
 //! for (through the JSON API) holds while the browser loads the page; each
@@ -16,6 +17,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -213,7 +215,10 @@ async fn chromium_shows_the_fleet_a_desync_healed_and_names_as_text() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/status-page.png");
         std::fs::copy(&shot, &docs).expect("copy the screenshot to docs/");
     }
-    println!(
+    // Written to the stderr handle, not with `eprintln!`: the test harness
+    // captures the macros, and CI should find the path in its log.
+    let _ = writeln!(
+        std::io::stderr(),
         "status page screenshot: {} ({w}x{h}, {colours} colours)",
         shot.display()
     );
@@ -242,6 +247,19 @@ async fn chromium_shows_the_fleet_a_desync_healed_and_names_as_text() {
     )
     .await;
     assert!(session.contains("id=\"heartbeat\""), "{session}");
+
+    // The hostile session's own page, through its percent-encoded link.
+    let hostile = dom(
+        &chromium,
+        &d.url(&wa_watchdog::status_page::session_path(PROVIDER, XSS)),
+    )
+    .await;
+    assert!(hostile.contains(&format!(" / {XSS_ESCAPED} ")), "{hostile}");
+    let without_attributes = hostile
+        .replace(&format!("\"{XSS}\""), "\"\"")
+        .replace(&format!("\"{XSS_ESCAPED}\""), "\"\"");
+    assert!(!without_attributes.contains("<script"), "{hostile}");
+    assert!(!without_attributes.contains("<img"), "{hostile}");
 
     d.stop().await.expect("clean stop");
 }

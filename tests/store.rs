@@ -60,30 +60,7 @@ fn full_session(provider: &str, session: &str) -> SessionRecord {
 
 /// A fresh session with every optional field empty.
 fn bare_session(provider: &str, session: &str) -> SessionRecord {
-    SessionRecord {
-        provider: provider.into(),
-        session: session.into(),
-        state: "unknown".into(),
-        since: Timestamp(T0),
-        state_reason: String::new(),
-        consecutive_failures: 0,
-        streak_has_desync: false,
-        first_failure_at: None,
-        last_success_at: None,
-        last_outcome: None,
-        last_probe_at: None,
-        next_probe_at: None,
-        not_ready_since: None,
-        backoff_step: 0,
-        next_restart_at: None,
-        restart_history: Vec::new(),
-        restart_started_at: None,
-        healthy_since: None,
-        paused_until: None,
-        chat_id: None,
-        retired_at: None,
-        updated_at: Timestamp(T0),
-    }
+    SessionRecord::new(provider, session, "unknown", Timestamp(T0))
 }
 
 fn probe(provider: &str, session: &str, at: i64, outcome: &str) -> ProbeRecord {

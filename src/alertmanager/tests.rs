@@ -417,28 +417,8 @@ fn escalated_keeps_firing_for_fifteen_minutes_after_it_clears() {
 #[test]
 fn seeding_from_the_store_restores_states_and_last_success() {
     let rec = |session: &str, state: &str, since: u64| crate::store::SessionRecord {
-        provider: "waha".into(),
-        session: session.into(),
-        state: state.into(),
-        since: at(since),
-        state_reason: String::new(),
-        consecutive_failures: 0,
-        streak_has_desync: false,
-        first_failure_at: None,
         last_success_at: Some(at(0)),
-        last_outcome: None,
-        last_probe_at: None,
-        next_probe_at: None,
-        not_ready_since: None,
-        backoff_step: 0,
-        next_restart_at: None,
-        restart_history: vec![],
-        restart_started_at: None,
-        healthy_since: None,
-        paused_until: None,
-        chat_id: None,
-        retired_at: None,
-        updated_at: at(since),
+        ..crate::store::SessionRecord::new("waha", session, state, at(since))
     };
     let mut m = Model::default();
     m.seed(&[

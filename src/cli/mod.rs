@@ -165,18 +165,27 @@ impl CliError {
     }
 }
 
+/// The tokio runtime a command runs on (multi-threaded for the daemon,
+/// one thread for an operator command); if it cannot start, the error is on
+/// stderr and the command exits 1.
+pub fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("wa-watchdog: cannot start the async runtime: {e}");
+        ExitCode::from(1)
+    })
+}
+
 /// Runs one operator command to completion and maps the result to an exit
 /// code, printing errors on stderr.
 pub fn run(op: Op) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(false) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wa-watchdog: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let result = rt.block_on(async move {
         match op {

@@ -129,28 +129,13 @@ mod tests {
     fn row(provider: &str, session: &str, state: &str) -> SessionRecord {
         let t = Timestamp::from_millis(1_800_000_000_000);
         SessionRecord {
-            provider: provider.into(),
-            session: session.into(),
-            state: state.into(),
-            since: t,
             state_reason: "because".into(),
             consecutive_failures: 2,
-            streak_has_desync: false,
-            first_failure_at: None,
             last_success_at: Some(t),
             last_outcome: Some("delivered".into()),
             last_probe_at: Some(t),
             next_probe_at: Some(t.plus(std::time::Duration::from_secs(240))),
-            not_ready_since: None,
-            backoff_step: 0,
-            next_restart_at: None,
-            restart_history: vec![],
-            restart_started_at: None,
-            healthy_since: None,
-            paused_until: None,
-            chat_id: None,
-            retired_at: None,
-            updated_at: t,
+            ..SessionRecord::new(provider, session, state, t)
         }
     }
 

@@ -1,4 +1,4 @@
-//! Configuration: the TOML schema (DESIGN.md "Contracts → Config"), defaults,
+//! Configuration: the TOML schema (every key in config.example.toml), defaults,
 //! per-provider merging of `[canary]` and `[policy]`, semantic validation and
 //! secret resolution. It turns one file into a resolved [`Config`] that the
 //! rest of the daemon consumes without re-checking anything, and renders that

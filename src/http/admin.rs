@@ -187,7 +187,7 @@ async fn run_command(
         }
         Err(CommandError::Refused(why)) => {
             tracing::info!(%provider, %session, action, reason = %why, "admin API: refused");
-            error(StatusCode::CONFLICT, why)
+            error(StatusCode::CONFLICT, why.to_string())
         }
         Err(e @ CommandError::NotRunning) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }

@@ -1,4 +1,4 @@
-//! The per-session state machine (DESIGN.md "State machine"). Pure: it takes
+//! The per-session state machine. Pure: it takes
 //! the session's state, one input and the current time, changes the state and
 //! returns what the I/O shell must do next ([`Effects`]). It never performs
 //! I/O, reads a clock, draws random numbers or logs.
@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::outcome::Outcome;
-pub use crate::outcome::StatusRead;
+pub use crate::outcome::{CallFailed, StatusRead};
 use crate::policy::PolicyConfig;
 
 mod step;
 
-/// The states of DESIGN.md, with their contract names.
+/// The session states, with their contract names (metrics, API, database).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {
     Unknown,
@@ -145,7 +145,7 @@ pub enum Input {
     /// The result of a probe or a verification canary.
     Probe(Outcome),
     /// The result of the restart call itself.
-    RestartCalled(Result<(), String>),
+    RestartCalled(Result<(), CallFailed>),
     /// A status read while restarting.
     Status(StatusRead),
     /// Operator pause or maintenance window; `until` None = until resumed.
@@ -191,6 +191,14 @@ pub enum RemediationResult {
 }
 
 impl RemediationResult {
+    pub const ALL: [RemediationResult; 5] = [
+        RemediationResult::Healed,
+        RemediationResult::Failed,
+        RemediationResult::Timeout,
+        RemediationResult::NotHealed,
+        RemediationResult::Interrupted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RemediationResult::Healed => "healed",
@@ -198,6 +206,64 @@ impl RemediationResult {
             RemediationResult::Timeout => "timeout",
             RemediationResult::NotHealed => "not_healed",
             RemediationResult::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Where a restart attempt stands: the stored `result` of its remediation
+/// row (`pending`, `called`, `dry_run`, or the final result).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemediationStatus {
+    /// The intent is written; the restart call has not answered yet.
+    Pending,
+    /// The provider accepted the restart call.
+    Called,
+    /// `dry_run`: a restart would have been attempted.
+    DryRun,
+    /// The attempt ended.
+    Ended(RemediationResult),
+}
+
+impl RemediationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemediationStatus::Pending => "pending",
+            RemediationStatus::Called => "called",
+            RemediationStatus::DryRun => "dry_run",
+            RemediationStatus::Ended(r) => r.as_str(),
+        }
+    }
+
+    /// An attempt still in progress (its row is open).
+    pub fn is_open(self) -> bool {
+        matches!(self, RemediationStatus::Pending | RemediationStatus::Called)
+    }
+
+    /// A real attempt (it took a budget token), not a dry run.
+    pub fn is_attempt(self) -> bool {
+        self != RemediationStatus::DryRun
+    }
+}
+
+impl fmt::Display for RemediationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RemediationStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(RemediationStatus::Pending),
+            "called" => Ok(RemediationStatus::Called),
+            "dry_run" => Ok(RemediationStatus::DryRun),
+            other => RemediationResult::ALL
+                .into_iter()
+                .find(|r| r.as_str() == other)
+                .map(RemediationStatus::Ended)
+                .ok_or_else(|| format!("unknown remediation result `{other}`")),
         }
     }
 }

@@ -1,19 +1,19 @@
 //! The transition rules of [`Machine::step`]: one input in, the new state
-//! and its [`Effects`] out. Kept apart from the types so the table in
-//! DESIGN.md can be read against one file.
+//! and its [`Effects`] out. Kept apart from the types so the transition rules
+//! can be read in one file.
 
 use std::time::Duration;
 
 use super::{
-    Action, Ctx, Effects, Input, Machine, Remediation, RemediationResult, State, StatusRead, Step,
-    Transition,
+    Action, CallFailed, Ctx, Effects, Input, Machine, Remediation, RemediationResult, State,
+    StatusRead, Step, Transition,
 };
 use crate::clock::Timestamp;
 use crate::outcome::{BlockKind, NotReadyKind, Outcome};
 use crate::policy::{self, Decision, PolicyConfig, ProviderGuard};
 
 impl Machine {
-    /// Feeds one input. See the transition table in DESIGN.md.
+    /// Feeds one input; the rules per state follow below.
     pub fn step(&mut self, input: Input, guard: &mut ProviderGuard, ctx: &Ctx<'_>) -> Effects {
         let mut fx = Effects::default();
         match input {
@@ -404,7 +404,7 @@ impl Machine {
 
     fn on_restart_called(
         &mut self,
-        result: Result<(), String>,
+        result: Result<(), CallFailed>,
         guard: &mut ProviderGuard,
         ctx: &Ctx<'_>,
         fx: &mut Effects,
@@ -418,7 +418,8 @@ impl Machine {
                 fx.remediations.push(Remediation::Called);
                 fx.next = Some(self.poll_step(ctx));
             }
-            Err(detail) => {
+            Err(failed) => {
+                let detail = failed.to_string();
                 fx.remediations.push(Remediation::Finished {
                     result: RemediationResult::Failed,
                     detail: detail.clone(),

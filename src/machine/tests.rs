@@ -1,5 +1,6 @@
 //! Table-driven tests of the machine: every state × every probe outcome, the
-//! restart-path inputs, and the scenarios of DESIGN.md end to end.
+//! restart-path inputs, and whole scenarios (desync → restart → healed,
+//! escalation, pauses) end to end.
 
 use std::time::Duration;
 
@@ -218,7 +219,11 @@ fn restart_path_inputs_apply_only_while_restarting() {
     let now = t(0);
     let inputs = [
         Input::RestartCalled(Ok(())),
-        Input::RestartCalled(Err("500".into())),
+        Input::RestartCalled(Err(CallFailed {
+            outcome: Outcome::Unreachable,
+            http_status: Some(500),
+            detail: "500".into(),
+        })),
         Input::Status(StatusRead::Working),
         Input::Status(StatusRead::Not(Outcome::NotReady(NotReadyKind::Starting))),
     ];
@@ -275,7 +280,11 @@ fn restarting_follows_the_call_and_the_status_polls() {
     // A failed call goes back to desynced; the backoff from the attempt holds.
     let (mut m, mut g) = machine_in(State::Restarting, now);
     let fx = m.step(
-        Input::RestartCalled(Err("HTTP 500".into())),
+        Input::RestartCalled(Err(CallFailed {
+            outcome: Outcome::Unreachable,
+            http_status: Some(500),
+            detail: "HTTP 500".into(),
+        })),
         &mut g,
         &ctx(now, &cfg),
     );
@@ -838,6 +847,34 @@ fn state_names_round_trip() {
         assert_eq!(s.as_str().parse::<State>(), Ok(s));
     }
     assert!("nope".parse::<State>().is_err());
+}
+
+#[test]
+fn remediation_status_stored_form_round_trips() {
+    let mut all = vec![
+        RemediationStatus::Pending,
+        RemediationStatus::Called,
+        RemediationStatus::DryRun,
+    ];
+    all.extend(RemediationResult::ALL.map(RemediationStatus::Ended));
+    for st in all {
+        assert_eq!(st.as_str().parse::<RemediationStatus>(), Ok(st), "{st}");
+    }
+    let open: Vec<&str> = RemediationResult::ALL
+        .map(RemediationStatus::Ended)
+        .into_iter()
+        .chain([
+            RemediationStatus::Pending,
+            RemediationStatus::Called,
+            RemediationStatus::DryRun,
+        ])
+        .filter(|s| s.is_open())
+        .map(RemediationStatus::as_str)
+        .collect();
+    assert_eq!(open, ["pending", "called"]);
+    assert!(!RemediationStatus::DryRun.is_attempt());
+    assert!(RemediationStatus::Pending.is_attempt());
+    assert!("bogus".parse::<RemediationStatus>().is_err());
 }
 
 #[test]

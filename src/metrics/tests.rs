@@ -96,79 +96,13 @@ fn populated() -> Metrics {
     m
 }
 
-/// (family, TYPE, label names of its samples without `le`).
-const CONTRACT: [(&str, &str, &[&str]); 18] = [
-    (
-        "wa_watchdog_canary_total",
-        "counter",
-        &["provider", "outcome"],
-    ),
-    (
-        "wa_watchdog_canary_duration_seconds",
-        "histogram",
-        &["provider"],
-    ),
-    (
-        "wa_watchdog_session_state",
-        "gauge",
-        &["provider", "session", "state"],
-    ),
-    (
-        "wa_watchdog_session_last_success_timestamp_seconds",
-        "gauge",
-        &["provider", "session"],
-    ),
-    (
-        "wa_watchdog_session_consecutive_failures",
-        "gauge",
-        &["provider", "session"],
-    ),
-    (
-        "wa_watchdog_restarts_total",
-        "counter",
-        &["provider", "result"],
-    ),
-    ("wa_watchdog_desyncs_total", "counter", &["provider"]),
-    (
-        "wa_watchdog_recovery_duration_seconds",
-        "histogram",
-        &["provider"],
-    ),
-    ("wa_watchdog_provider_up", "gauge", &["provider"]),
-    ("wa_watchdog_provider_outage", "gauge", &["provider"]),
-    ("wa_watchdog_sessions", "gauge", &["provider", "state"]),
-    (
-        "wa_watchdog_webhook_events_total",
-        "counter",
-        &["provider", "event"],
-    ),
-    ("wa_watchdog_build_info", "gauge", &["version"]),
-    // Extensions.
-    ("wa_watchdog_config_reload_failures_total", "counter", &[]),
-    (
-        "wa_watchdog_alertmanager_push_failures_total",
-        "counter",
-        &[],
-    ),
-    (
-        "wa_watchdog_restart_budget_remaining",
-        "gauge",
-        &["provider"],
-    ),
-    (
-        "wa_watchdog_scheduler_last_tick_timestamp_seconds",
-        "gauge",
-        &[],
-    ),
-    // Not ours, but the daemon promises it on Linux.
-    ("process_cpu_seconds_total", "counter", &[]),
-];
+use super::FAMILIES as CONTRACT;
 
 #[test]
 fn exposition_has_every_contract_family_with_its_type_and_labels() {
     let text = encode(&populated());
     let all = samples(&text);
-    for (family, kind, labels) in CONTRACT {
+    for &(family, kind, labels) in CONTRACT {
         if family.starts_with("process_") && !cfg!(target_os = "linux") {
             continue;
         }

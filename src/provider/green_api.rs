@@ -1,4 +1,4 @@
-//! Green-API client (providers/green-api.md) for one WhatsApp instance: read
+//! Green-API client (Green-API docs, green-api.com/en/docs/api) for one WhatsApp instance: read
 //! the state (`getStateInstance`), the instance's own chat (`getSettings`
 //! `wid`), send the canary (`sendMessage`), watch it leave the send queue
 //! (`showMessagesQueue`) and reboot (`reboot`).
@@ -68,7 +68,8 @@ impl std::fmt::Display for Failure {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SendResult {
     /// [`Outcome::Delivered`] means only "accepted into the queue": Green-API
-    /// answers 200 + idMessage even when nothing will ever leave (§3, §7).
+    /// answers 200 + idMessage even when nothing will ever leave (Green-API docs:
+    /// sendMessage; the vendor's issue tracker).
     /// The scheduler confirms it with [`GreenApiClient::queue_contains`] before counting it.
     pub outcome: Outcome,
     pub http_status: Option<u16>,
@@ -78,7 +79,7 @@ pub struct SendResult {
     pub rule: &'static str,
 }
 
-/// Retries the vendor asks for (seed 004). One delay serves both 499 and 502.
+/// Retries the vendor asks for (Green-API docs: Common errors, 499 and 502). One delay serves both 499 and 502.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Wait before each retry (of a 502, and of a 499).
@@ -283,7 +284,7 @@ impl GreenApiClient {
                 .await
                 .map_err(|t| self.transport_failure(t))?;
             let c = classify(call, &reply);
-            let again = match c.retry {
+            let again = match c.extra {
                 Retry::Repeat if retried_502 < self.retry.retries_502 => {
                     retried_502 += 1;
                     true

@@ -1,4 +1,4 @@
-//! The classification table row by row (green-api.md §4, seed 004), the
+//! The classification table row by row (Green-API docs: Common errors, HTTP 466), the
 //! state parser, the pacer under tokio's paused clock, and redaction.
 
 use std::collections::BTreeSet;
@@ -462,11 +462,11 @@ fn only_499_and_502_are_retried() {
             "bad gateway (502)" => Retry::Repeat,
             _ => Retry::No,
         };
-        assert_eq!(r.retry, expected, "{}", r.name);
+        assert_eq!(r.extra, expected, "{}", r.name);
     }
-    assert_eq!(classify(Call::Send, &reply(502, "")).retry, Retry::Repeat);
+    assert_eq!(classify(Call::Send, &reply(502, "")).extra, Retry::Repeat);
     assert_eq!(
-        classify(Call::State, &reply(499, "")).retry,
+        classify(Call::State, &reply(499, "")).extra,
         Retry::LongerTimeout
     );
     assert_eq!(
@@ -805,7 +805,7 @@ async fn pacing_is_per_method_and_per_instance_and_shared_by_clones() {
     assert_eq!(pace(&a2, Call::State).await, t0 + DEFAULT_MIN_INTERVAL);
     assert!(
         DEFAULT_MIN_INTERVAL >= Duration::from_secs(1),
-        "§6: 1 request/s"
+        "Green-API request frequency: 1 request/s"
     );
     assert!(
         a.pacers.get(Call::Send).is_none(),

@@ -6,20 +6,12 @@
 pub mod delivery;
 pub mod green_api;
 pub mod http;
+pub mod rules;
 pub mod waha;
 
 use std::time::Duration;
 
-pub use crate::outcome::{BlockKind, NotReadyKind, Outcome, ProbeReport, StatusRead};
-
-/// The text of a refused restart: the detail, then what it means. A 5xx is
-/// named a server error (the provider answered: it is not unreachable).
-pub(crate) fn restart_error(http_status: Option<u16>, detail: &str, outcome: Outcome) -> String {
-    match http_status {
-        Some(code) if code >= 500 => format!("{detail} (server error {code})"),
-        _ => format!("{detail} ({})", outcome.as_str()),
-    }
-}
+pub use crate::outcome::{BlockKind, CallFailed, NotReadyKind, Outcome, ProbeReport, StatusRead};
 
 impl ProbeReport {
     fn from_waha(f: waha::Failure) -> Self {
@@ -102,7 +94,8 @@ impl Provider {
                     cfg.connect_timeout,
                 )?
                 .with_min_interval(cfg.min_request_interval)
-                // "Repeat the request 3 times with a delay" (seed 004): the
+                // "Repeat the request 3 times with a delay" (Green-API docs:
+                // Common errors, 502): the
                 // same spacing as every other paced call.
                 .with_retry_policy(green_api::RetryPolicy {
                     delay_502: cfg.min_request_interval,
@@ -256,14 +249,18 @@ impl Provider {
     }
 
     /// The provider's restart (WAHA restart, Green-API reboot). Ok = accepted.
-    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), String> {
+    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), CallFailed> {
         match self {
-            Provider::Waha(c) => c.restart(session, timeout).await,
-            Provider::GreenApi(g) => g
-                .client
-                .reboot(timeout)
-                .await
-                .map_err(|f| restart_error(f.http_status, &f.detail, f.outcome)),
+            Provider::Waha(c) => c.restart(session, timeout).await.map_err(|f| CallFailed {
+                outcome: f.outcome,
+                http_status: f.http_status,
+                detail: f.detail,
+            }),
+            Provider::GreenApi(g) => g.client.reboot(timeout).await.map_err(|f| CallFailed {
+                outcome: f.outcome,
+                http_status: f.http_status,
+                detail: f.detail,
+            }),
         }
     }
 

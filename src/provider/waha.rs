@@ -1,4 +1,4 @@
-//! WAHA client (providers/waha.md): list sessions, read one, send the canary
+//! WAHA client (WAHA docs and OpenAPI, waha.devlike.pro): list sessions, read one, send the canary
 //! with `POST /api/sendText`, restart with `POST /api/sessions/{s}/restart`.
 //!
 //! It must never call logout, `DELETE /api/sessions/{s}` or the body-form
@@ -6,7 +6,14 @@
 //! path here that could build such a request.
 //!
 //! Every reply is mapped to one [`Outcome`] by [`RULES`], a table kept as data
-//! beside the client and tested row by row.
+//! in `classify` ([`Call`], [`RULES`], [`classify()`]), run by the shared
+//! engine of [`super::rules`] and tested row by row.
+
+mod classify;
+
+pub use classify::{
+    BodyMatch, Call, Classified, Codes, RULES, Rule, Verdict, classify, status_outcome,
+};
 
 use std::time::Duration;
 
@@ -14,8 +21,8 @@ use reqwest::Url;
 use reqwest::header::HeaderValue;
 use serde_json::Value;
 
-use super::http::{self, Reply, Transport};
-use super::{NotReadyKind, Outcome};
+use super::Outcome;
+use super::http::{self, Transport};
 
 /// One session as WAHA lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,336 +38,6 @@ impl SessionInfo {
     /// None when the session is healthy, else the outcome its status means.
     pub fn not_working(&self) -> Option<Outcome> {
         status_outcome(&self.status)
-    }
-}
-
-/// Maps a WAHA session status to the outcome it implies (None = WORKING).
-pub fn status_outcome(status: &str) -> Option<Outcome> {
-    match status {
-        "WORKING" => None,
-        "STARTING" => Some(Outcome::NotReady(NotReadyKind::Starting)),
-        "STOPPED" => Some(Outcome::NotReady(NotReadyKind::Stopped)),
-        "FAILED" => Some(Outcome::NotReady(NotReadyKind::Failed)),
-        "SCAN_QR_CODE" => Some(Outcome::NeedsPairing),
-        _ => Some(Outcome::NotReady(NotReadyKind::Unrecognised)),
-    }
-}
-
-/// Which request a reply answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Call {
-    /// `GET /api/sessions/{s}` or the session list.
-    Status,
-    /// `POST /api/sendText`.
-    Send,
-    /// `POST /api/sessions/{s}/restart`.
-    Restart,
-}
-
-/// Status codes a rule applies to.
-#[derive(Clone, Copy, Debug)]
-pub enum Codes {
-    One(u16),
-    Range(u16, u16),
-}
-
-/// What the body must show for a rule to apply.
-#[derive(Clone, Copy, Debug)]
-pub enum BodyMatch {
-    Any,
-    /// Parses as JSON.
-    Json,
-    /// `exception.message`, `exception.details` or `message` contains a
-    /// configured desync signature (case-insensitive).
-    DesyncSignature,
-    /// A JSON object with a `status` field (WAHA's "session not WORKING" 422).
-    SessionStatusField,
-    /// The raw body contains this text (case-insensitive).
-    Contains(&'static str),
-}
-
-/// What a matching reply means.
-#[derive(Clone, Copy, Debug)]
-pub enum Verdict {
-    Is(Outcome),
-    /// The outcome of the `status` field in the body.
-    FromSessionStatus,
-    /// 429, with the `Retry-After` header if any.
-    RateLimited,
-    /// A successful answer to read further (session info, accepted restart).
-    Success,
-}
-
-/// One row of the classification table.
-#[derive(Clone, Copy, Debug)]
-pub struct Rule {
-    pub name: &'static str,
-    /// None: applies to every call.
-    pub call: Option<Call>,
-    pub codes: Codes,
-    pub body: BodyMatch,
-    pub verdict: Verdict,
-}
-
-const fn rule(
-    name: &'static str,
-    call: Option<Call>,
-    codes: Codes,
-    body: BodyMatch,
-    verdict: Verdict,
-) -> Rule {
-    Rule {
-        name,
-        call,
-        codes,
-        body,
-        verdict,
-    }
-}
-
-use BodyMatch as B;
-use Codes::{One, Range};
-use Verdict as V;
-
-/// The WAHA classification table (DESIGN.md "Providers" and waha.md §4).
-/// Checked in order; the first matching row wins.
-pub const RULES: &[Rule] = &[
-    rule(
-        "send accepted",
-        Some(Call::Send),
-        Range(200, 299),
-        B::Json,
-        V::Is(Outcome::Delivered),
-    ),
-    rule(
-        "send accepted without a JSON body",
-        Some(Call::Send),
-        Range(200, 299),
-        B::Any,
-        V::Is(Outcome::BadReply),
-    ),
-    rule(
-        "status read",
-        Some(Call::Status),
-        One(200),
-        B::Json,
-        V::Success,
-    ),
-    rule(
-        "status reply is not JSON",
-        Some(Call::Status),
-        Range(200, 299),
-        B::Any,
-        V::Is(Outcome::BadReply),
-    ),
-    rule(
-        "restart accepted",
-        Some(Call::Restart),
-        Range(200, 299),
-        B::Any,
-        V::Success,
-    ),
-    rule(
-        "desync signature (#2084)",
-        Some(Call::Send),
-        Range(500, 599),
-        B::DesyncSignature,
-        V::Is(Outcome::Desync),
-    ),
-    rule(
-        "gateway or proxy error",
-        None,
-        Range(502, 504),
-        B::Any,
-        V::Is(Outcome::Unreachable),
-    ),
-    rule(
-        "server error on send",
-        Some(Call::Send),
-        Range(500, 599),
-        B::Any,
-        V::Is(Outcome::SendFailed),
-    ),
-    rule(
-        "server error",
-        None,
-        Range(500, 599),
-        B::Any,
-        V::Is(Outcome::Unreachable),
-    ),
-    rule(
-        "session not working",
-        None,
-        One(422),
-        B::SessionStatusField,
-        V::FromSessionStatus,
-    ),
-    rule(
-        "session does not exist (422)",
-        None,
-        One(422),
-        B::Contains("does not exist"),
-        V::Is(Outcome::SessionMissing),
-    ),
-    rule(
-        "session not found (404)",
-        None,
-        One(404),
-        B::Any,
-        V::Is(Outcome::SessionMissing),
-    ),
-    rule(
-        "api key rejected (401)",
-        None,
-        One(401),
-        B::Any,
-        V::Is(Outcome::AuthRejected),
-    ),
-    rule(
-        "api key not permitted (403)",
-        None,
-        One(403),
-        B::Any,
-        V::Is(Outcome::AuthRejected),
-    ),
-    rule("rate limited", None, One(429), B::Any, V::RateLimited),
-    rule(
-        "request rejected",
-        None,
-        Range(400, 499),
-        B::Any,
-        V::Is(Outcome::BadRequest),
-    ),
-    rule(
-        "unexpected status",
-        None,
-        Range(0, 999),
-        B::Any,
-        V::Is(Outcome::SendFailed),
-    ),
-];
-
-/// The classification of one reply: the rule that matched and its meaning.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Classified {
-    pub rule: &'static str,
-    /// None for [`Verdict::Success`].
-    pub outcome: Option<Outcome>,
-    pub detail: String,
-}
-
-/// Classifies a reply to `call`. `signatures` are lowercase.
-pub fn classify(call: Call, reply: &Reply, signatures: &[String]) -> Classified {
-    let json = reply.json();
-    for r in RULES {
-        if r.call.is_some_and(|c| c != call) {
-            continue;
-        }
-        let code_ok = match r.codes {
-            One(c) => reply.status == c,
-            Range(lo, hi) => (lo..=hi).contains(&reply.status),
-        };
-        if !code_ok || !body_matches(r.body, reply, json.as_ref(), signatures) {
-            continue;
-        }
-        let outcome = match r.verdict {
-            V::Is(o) => Some(o),
-            V::FromSessionStatus => {
-                let status = json
-                    .as_ref()
-                    .and_then(|j| j.get("status"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                // A 422 that says WORKING is self-contradictory: count it as a failed send.
-                Some(status_outcome(status).unwrap_or(Outcome::SendFailed))
-            }
-            V::RateLimited => Some(Outcome::RateLimited {
-                retry_after: reply.retry_after,
-            }),
-            V::Success => None,
-        };
-        return Classified {
-            rule: r.name,
-            outcome,
-            detail: detail(reply, json.as_ref()),
-        };
-    }
-    // The last row matches every status code; this is unreachable in practice.
-    Classified {
-        rule: "unexpected status",
-        outcome: Some(Outcome::SendFailed),
-        detail: detail(reply, json.as_ref()),
-    }
-}
-
-fn body_matches(m: BodyMatch, reply: &Reply, json: Option<&Value>, signatures: &[String]) -> bool {
-    match m {
-        B::Any => true,
-        B::Json => json.is_some(),
-        B::DesyncSignature => {
-            let Some(j) = json else { return false };
-            let texts = [
-                j.pointer("/exception/message"),
-                j.pointer("/exception/details"),
-                j.get("message"),
-            ];
-            texts
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_lowercase)
-                .any(|t| {
-                    signatures
-                        .iter()
-                        .any(|s| !s.is_empty() && t.contains(s.as_str()))
-                })
-        }
-        B::SessionStatusField => json
-            .and_then(|j| j.get("status"))
-            .is_some_and(Value::is_string),
-        B::Contains(needle) => reply.body.to_lowercase().contains(needle),
-    }
-}
-
-/// A short human description of a reply: the status and the most telling
-/// message in the body (never the whole body, which echoes the request).
-fn detail(reply: &Reply, json: Option<&Value>) -> String {
-    let message = json.and_then(|j| {
-        [
-            j.pointer("/exception/message"),
-            j.get("message"),
-            j.get("error"),
-        ]
-        .into_iter()
-        .flatten()
-        .find_map(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Array(items) => Some(
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-            _ => None,
-        })
-    });
-    let status = match json.and_then(|j| j.get("status")).and_then(Value::as_str) {
-        Some(s) => format!(" (status {s})"),
-        None => String::new(),
-    };
-    if reply.truncated {
-        return http::truncated_detail(reply.status);
-    }
-    match message {
-        Some(m) => http::short(&format!("HTTP {}: {m}{status}", reply.status)),
-        None if reply.body.trim().is_empty() => format!("HTTP {} with an empty body", reply.status),
-        None if json.is_none() => http::short(&format!(
-            "HTTP {}: body is not JSON: {}",
-            reply.status,
-            reply.body.chars().take(60).collect::<String>()
-        )),
-        None => format!("HTTP {}", reply.status),
     }
 }
 
@@ -575,15 +252,19 @@ impl WahaClient {
 
     /// Restarts one session (`POST /api/sessions/{s}/restart`): stop + start,
     /// credentials kept. Ok means WAHA accepted it; WORKING comes later.
-    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), String> {
+    pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), Failure> {
         let url = self.url(&["api", "sessions", session, "restart"]);
         let reply = http::send(self.request(reqwest::Method::POST, url, timeout))
             .await
-            .map_err(|t| Failure::transport(t).detail)?;
+            .map_err(Failure::transport)?;
         let c = classify(Call::Restart, &reply, &self.signatures);
         match c.outcome {
             None => Ok(()),
-            Some(o) => Err(super::restart_error(Some(reply.status), &c.detail, o)),
+            Some(outcome) => Err(Failure {
+                outcome,
+                http_status: Some(reply.status),
+                detail: c.detail,
+            }),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The classification table row by row, with bodies recorded from real WAHA
-//! servers (providers/waha.md §4, §10) and the #2084 report.
+//! servers (WAHA 2024.10.8 Core, NOWEB) and the WAHA issue #2084 report.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
+use crate::provider::NotReadyKind;
 use crate::provider::http::Reply;
 
 fn reply(status: u16, body: &str) -> Reply {

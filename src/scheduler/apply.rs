@@ -8,7 +8,9 @@ use crate::confirm;
 use crate::events::Event;
 use crate::health::{self, Health};
 use crate::machine::Step;
-use crate::machine::{Action, Ctx, Effects, Input, Remediation, RemediationResult};
+use crate::machine::{
+    Action, Ctx, Effects, Input, Remediation, RemediationResult, RemediationStatus,
+};
 use crate::metrics::RestartResult;
 use crate::provider::ProbeReport;
 use crate::store::{NewRemediation, ProbeRecord, RemediationUpdate, TransitionRecord};
@@ -16,30 +18,31 @@ use crate::store::{NewRemediation, ProbeRecord, RemediationUpdate, TransitionRec
 impl Scheduler {
     /// Applies one finished job.
     pub(super) async fn finish(&mut self, done: JobDone) {
-        let JobDone {
-            key,
-            started,
-            finished,
-            latency,
-            output,
-        } = done;
-        let p = key.provider;
-        let Some(name) = key.session.clone() else {
-            match output {
-                Output::Discovered(result) => self.on_discovered(p, result).await,
-                Output::Pruned(result) => {
-                    self.prune_in_flight = false;
-                    self.next_prune = finished.plus(super::PRUNE_EVERY);
-                    match result {
-                        Ok(n) if n > 0 => tracing::info!(rows = n, "pruned old probe records"),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "pruning old probe records failed"),
-                    }
-                }
-                other => tracing::error!(?other, "internal: session job without a session"),
+        let (key, started, finished, latency, output) = match done {
+            JobDone::Session {
+                key,
+                started,
+                finished,
+                latency,
+                output,
+            } => (key, started, finished, latency, output),
+            JobDone::Discovery { provider, result } => {
+                self.on_discovered(provider, result).await;
+                return;
             }
-            return;
+            JobDone::Pruned { result } => {
+                self.prune_in_flight = false;
+                self.next_prune = self.clock.now().plus(super::PRUNE_EVERY);
+                match result {
+                    Ok(n) if n > 0 => tracing::info!(rows = n, "pruned old probe records"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "pruning old probe records failed"),
+                }
+                return;
+            }
         };
+        let p = key.provider;
+        let name = key.session.clone();
 
         let current = {
             let pr = &mut self.providers[p];
@@ -61,7 +64,7 @@ impl Scheduler {
             current
         };
 
-        let action = key.action.unwrap_or(Action::Probe);
+        let action = key.action;
         let mut due = key.due;
         let input = match output {
             Output::Probe(report) if current && report.pending_ack.is_some() => {
@@ -117,10 +120,6 @@ impl Scheduler {
                 Input::Status(read)
             }
             Output::Restart(result) => Input::RestartCalled(result),
-            other => {
-                tracing::error!(?other, "internal: unexpected output for a session job");
-                return;
-            }
         };
         if !current {
             return;
@@ -315,7 +314,27 @@ impl Scheduler {
         }
         self.schedule(p, name, next);
         self.save(p, name).await;
+        // A restart that began took a budget token.
+        self.publish_budget(p, now);
         fx
+    }
+
+    /// Sets `wa_watchdog_restart_budget_remaining` for every provider: the
+    /// budget changes when a restart takes a token and when the window moves
+    /// past one, so this runs on every pass of the loop.
+    pub(super) fn publish_budgets(&self, now: Timestamp) {
+        for p in 0..self.providers.len() {
+            self.publish_budget(p, now);
+        }
+    }
+
+    fn publish_budget(&self, p: usize, now: Timestamp) {
+        let pr = &self.providers[p];
+        if pr.removed {
+            return; // a provider removed by a reload: its series are gone
+        }
+        let remaining = pr.guard.budget_remaining(&pr.cfg.policy, now);
+        self.metrics.set_restart_budget(&pr.cfg.name, remaining);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -339,7 +358,13 @@ impl Scheduler {
                     started_at: now,
                     action: action.to_string(),
                     reason: reason.clone(),
-                    result: if dry { "dry_run" } else { "pending" }.to_string(),
+                    result: if dry {
+                        RemediationStatus::DryRun
+                    } else {
+                        RemediationStatus::Pending
+                    }
+                    .as_str()
+                    .to_string(),
                 };
                 match self.store.begin_remediation(&rec).await {
                     Ok(id) if !dry => self.set_remediation_id(p, name, Some(id)),
@@ -365,7 +390,8 @@ impl Scheduler {
                 (if dry { "dry_run" } else { "begin" }, reason.clone())
             }
             Remediation::Called => {
-                self.update_remediation(p, name, "called", String::new(), None, None)
+                let called = RemediationStatus::Called.as_str();
+                self.update_remediation(p, name, called, String::new(), None, None)
                     .await;
                 ("called", String::new())
             }

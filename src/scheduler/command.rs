@@ -7,7 +7,23 @@ use tokio::sync::{mpsc, oneshot};
 use super::Command;
 
 /// A request to the running scheduler and the channel for its answer.
-pub type CommandRequest = (Command, oneshot::Sender<Result<(), String>>);
+pub type CommandRequest = (Command, oneshot::Sender<Result<(), Refusal>>);
+
+/// Why the scheduler refused a command.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no provider named \"{0}\"")]
+    NoProvider(String),
+    #[error("provider \"{provider}\" has no session \"{session}\"")]
+    NoSession { provider: String, session: String },
+    /// The session's state machine refused; the text says why (the
+    /// provider's restart slots are busy, the session is not paused).
+    #[error("{0}")]
+    Machine(String),
+    /// The new configuration could not be applied (nothing changed).
+    #[error("{0}")]
+    Reload(String),
+}
 
 /// Why a command was not carried out.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -15,10 +31,9 @@ pub enum CommandError {
     /// The scheduler loop is not running (stopping, or not started).
     #[error("the scheduler is not running")]
     NotRunning,
-    /// The scheduler refused; the text says why (e.g. the provider's restart
-    /// slots are busy, the session is not paused).
+    /// The scheduler refused, and why.
     #[error("{0}")]
-    Refused(String),
+    Refused(Refusal),
 }
 
 /// Sends commands to a running scheduler loop.

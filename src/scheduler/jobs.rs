@@ -1,16 +1,61 @@
-//! The I/O of one scheduled step: a probe, a verification canary, a status
-//! poll, a restart call, a session-list read or a retention prune. A job owns
-//! clones of what it needs (clients are cheap handles) so it can run on its
-//! own task while the scheduler goes on; it returns data, never errors.
+//! The I/O of one scheduled step: a session's probe, verification canary,
+//! status poll, confirmation look or restart call; a provider's session-list
+//! read; or a retention prune. A job owns clones of what it needs (clients
+//! are cheap handles) so it can run on its own task while the scheduler goes
+//! on; it returns data, never errors. Each kind carries exactly what it
+//! needs: a store job names no provider, a provider job always has a client.
 
 use std::time::Duration;
 
 use crate::clock::{Clock, Timestamp};
+use crate::confirm::Evidence;
 use crate::machine::{Action, StatusRead};
-use crate::provider::{Canary, ProbeReport, Provider};
+use crate::provider::{CallFailed, Canary, ProbeReport, Provider};
 use crate::store::{Store, StoreError};
 
-/// What a job must do.
+/// A job to run.
+#[derive(Clone, Debug)]
+pub enum Job {
+    /// One step of one session.
+    Session {
+        key: JobKey,
+        work: Work,
+        client: Provider,
+    },
+    /// Read provider `provider`'s session list.
+    Discovery {
+        provider: usize,
+        timeout: Duration,
+        client: Provider,
+    },
+    /// Delete probe records older than `before`.
+    Prune { before: Timestamp },
+}
+
+/// Who a job in flight belongs to (freed again if the job panics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    Session { provider: usize, session: String },
+    Discovery { provider: usize },
+    Prune,
+}
+
+impl Job {
+    pub fn owner(&self) -> Owner {
+        match self {
+            Job::Session { key, .. } => Owner::Session {
+                provider: key.provider,
+                session: key.session.clone(),
+            },
+            Job::Discovery { provider, .. } => Owner::Discovery {
+                provider: *provider,
+            },
+            Job::Prune { .. } => Owner::Prune,
+        }
+    }
+}
+
+/// What a session job must do.
 #[derive(Clone, Debug)]
 pub enum Work {
     /// Probe or verification canary (`Action::Probe` / `Action::Verify`).
@@ -28,108 +73,104 @@ pub enum Work {
     },
     /// The provider's restart call.
     Restart { timeout: Duration },
-    /// Read the provider's session list.
-    Discover { timeout: Duration },
-    /// Delete probe records older than `before`.
-    Prune { before: Timestamp },
 }
 
-/// What a job found.
+/// What a session job found.
 #[derive(Debug)]
 pub enum Output {
     Probe(ProbeReport),
     Status(StatusRead, ProbeReport),
     /// One look at a queued canary, for the confirmation verdict.
-    Ack(crate::confirm::Evidence),
-    Restart(Result<(), String>),
-    Discovered(Result<Vec<String>, ProbeReport>),
-    Pruned(Result<u64, StoreError>),
+    Ack(Evidence),
+    Restart(Result<(), CallFailed>),
 }
 
-/// Which scheduled step a job belongs to, so its result can be matched
-/// against the session's current schedule (a stale result is not applied).
+/// Which scheduled step a session job belongs to, so its result can be
+/// matched against the session's current schedule (a stale result is not
+/// applied).
 #[derive(Clone, Debug)]
 pub struct JobKey {
     pub provider: usize,
-    /// None for provider-wide jobs (discovery) and store jobs.
-    pub session: Option<String>,
+    pub session: String,
     pub seq: u64,
-    pub action: Option<Action>,
+    pub action: Action,
     pub due: Timestamp,
 }
 
+/// A finished job.
 #[derive(Debug)]
-pub struct JobDone {
-    pub key: JobKey,
-    pub started: Timestamp,
-    pub finished: Timestamp,
-    /// Real elapsed time of the I/O, for latency metrics.
-    pub latency: Duration,
-    pub output: Output,
+pub enum JobDone {
+    Session {
+        key: JobKey,
+        started: Timestamp,
+        finished: Timestamp,
+        /// Real elapsed time of the I/O, for latency metrics.
+        latency: Duration,
+        output: Output,
+    },
+    Discovery {
+        provider: usize,
+        result: Result<Vec<String>, ProbeReport>,
+    },
+    Pruned {
+        result: Result<u64, StoreError>,
+    },
 }
 
 /// Runs one job to completion.
-pub async fn run(
-    key: JobKey,
-    work: Work,
-    provider: Option<Provider>,
-    store: Store,
-    clock: Clock,
-) -> JobDone {
-    let started = clock.now();
-    let real_start = tokio::time::Instant::now();
-    let session = key.session.clone().unwrap_or_default();
-    let output = match (work, provider) {
-        (
-            Work::Probe {
-                chat,
-                text,
-                timeout,
-            },
-            Some(p),
-        ) => {
+pub async fn run(job: Job, store: Store, clock: Clock) -> JobDone {
+    match job {
+        Job::Session { key, work, client } => {
+            let started = clock.now();
+            let real_start = tokio::time::Instant::now();
+            let output = session_work(&client, &key.session, work).await;
+            JobDone::Session {
+                key,
+                started,
+                finished: clock.now(),
+                latency: real_start.elapsed(),
+                output,
+            }
+        }
+        Job::Discovery {
+            provider,
+            timeout,
+            client,
+        } => JobDone::Discovery {
+            provider,
+            result: client.list_sessions(timeout).await,
+        },
+        Job::Prune { before } => JobDone::Pruned {
+            result: store.prune_probes(before).await,
+        },
+    }
+}
+
+async fn session_work(client: &Provider, session: &str, work: Work) -> Output {
+    match work {
+        Work::Probe {
+            chat,
+            text,
+            timeout,
+        } => {
             let canary = Canary {
                 chat: chat.as_deref(),
                 text: &text,
                 timeout,
             };
-            Output::Probe(p.probe(&session, &canary).await)
+            Output::Probe(client.probe(session, &canary).await)
         }
-        (Work::Status { timeout }, Some(p)) => {
-            let (read, report) = p.status(&session, timeout).await;
+        Work::Status { timeout } => {
+            let (read, report) = client.status(session, timeout).await;
             Output::Status(read, report)
         }
-        (
-            Work::ConfirmAck {
-                message_id,
-                timeout,
-            },
-            Some(p),
-        ) => Output::Ack(match p.still_queued(&message_id, timeout).await {
-            Ok(still_queued) => crate::confirm::Evidence::QueueRead { still_queued },
-            Err(report) => crate::confirm::Evidence::LookupFailed(report),
+        Work::ConfirmAck {
+            message_id,
+            timeout,
+        } => Output::Ack(match client.still_queued(&message_id, timeout).await {
+            Ok(still_queued) => Evidence::QueueRead { still_queued },
+            Err(report) => Evidence::LookupFailed(report),
         }),
-        (Work::Restart { timeout }, Some(p)) => Output::Restart(p.restart(&session, timeout).await),
-        (Work::Discover { timeout }, Some(p)) => Output::Discovered(p.list_sessions(timeout).await),
-        (Work::Prune { before }, _) => Output::Pruned(store.prune_probes(before).await),
-        (work, None) => {
-            // A provider job without a provider is a scheduler bug; report it
-            // as data rather than bring the daemon down.
-            let report = ProbeReport {
-                outcome: crate::provider::Outcome::BadRequest,
-                http_status: None,
-                detail: format!("internal: {work:?} scheduled without a provider"),
-                sent: false,
-                pending_ack: None,
-            };
-            Output::Probe(report)
-        }
-    };
-    JobDone {
-        key,
-        started,
-        finished: clock.now(),
-        latency: real_start.elapsed(),
-        output,
+        Work::Restart { timeout } => Output::Restart(client.restart(session, timeout).await),
     }
 }

@@ -3,7 +3,7 @@
 //! results to the pure machine and carries out what it answers (persist,
 //! report, schedule the next step).
 //!
-//! Shape (STYLE.md "a background loop around a public single step"):
+//! Shape: a background loop around a public single step:
 //! [`Scheduler::tick`] runs everything due now until quiet, which is what
 //! tests drive with a manual clock; [`Scheduler::run`] is the daemon's loop
 //! around the same pieces. Every job is owned by a `JoinSet` of this struct:
@@ -48,8 +48,8 @@ use crate::policy::ProviderGuard;
 use crate::provider::Provider;
 use crate::store::Store;
 
-pub use command::{CommandError, CommandRequest, Handle};
-pub use jobs::{JobDone, JobKey, Output, Work};
+pub use command::{CommandError, CommandRequest, Handle, Refusal};
+pub use jobs::{Job, JobDone, JobKey, Output, Owner, Work};
 pub use reload::ReloadReport;
 
 /// How often the loop wakes even when nothing is due, so that `/healthz`
@@ -169,6 +169,10 @@ struct ProviderRt {
     /// A restart intent could not be written (logged once per episode).
     intent_failing: bool,
     health: Health,
+    /// Removed by a reload: the slot stays (heap entries and jobs in flight
+    /// name providers by index) but no lookup by name finds it, it has no
+    /// sessions, and results of its jobs still in flight are dropped.
+    removed: bool,
 }
 
 impl ProviderRt {
@@ -186,6 +190,7 @@ impl ProviderRt {
             list_suspect: false,
             intent_failing: false,
             health: Health::default(),
+            removed: false,
         }
     }
 }
@@ -208,7 +213,7 @@ pub struct Scheduler {
     jobs: JoinSet<JobDone>,
     /// Which job task belongs to which provider/session, to recover from a
     /// job that panicked.
-    job_owner: HashMap<tokio::task::Id, (usize, Option<String>)>,
+    job_owner: HashMap<tokio::task::Id, jobs::Owner>,
     rng: StdRng,
     events: broadcast::Sender<Event>,
     heartbeat: Heartbeat,
@@ -282,6 +287,7 @@ impl Scheduler {
             s.metrics.add_provider(&p.cfg.name);
         }
         s.restore().await?;
+        s.publish_budgets(now);
         s.beat();
         Ok(s)
     }
@@ -313,9 +319,7 @@ impl Scheduler {
 
     /// The machine of one session (for tests and the API).
     pub fn machine(&self, provider: &str, session: &str) -> Option<&Machine> {
-        self.providers
-            .iter()
-            .find(|p| p.cfg.name == provider)?
+        self.providers[self.slot(provider)?]
             .sessions
             .get(session)
             .map(|s| &s.machine)
@@ -323,9 +327,7 @@ impl Scheduler {
 
     /// The next step of one session.
     pub fn next_step(&self, provider: &str, session: &str) -> Option<Step> {
-        self.providers
-            .iter()
-            .find(|p| p.cfg.name == provider)?
+        self.providers[self.slot(provider)?]
             .sessions
             .get(session)?
             .next

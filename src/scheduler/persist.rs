@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use super::{Scheduler, SessionRt};
 use crate::clock::Timestamp;
 use crate::config::SessionSelector;
-use crate::machine::{Action, Machine, State, Step};
+use crate::machine::{Action, Machine, RemediationResult, RemediationStatus, State, Step};
 use crate::provider::Outcome;
 use crate::store::{RemediationUpdate, SessionRecord};
 
@@ -124,7 +124,13 @@ impl Scheduler {
             let pr = &mut self.providers[p];
             pr.guard.recent_restarts = recent
                 .iter()
-                .filter(|r| r.result != "dry_run")
+                // An unreadable result counts as an attempt: errs on the
+                // side of fewer restarts.
+                .filter(|r| {
+                    r.result
+                        .parse::<RemediationStatus>()
+                        .map_or(true, RemediationStatus::is_attempt)
+                })
                 .map(|r| r.started_at)
                 .collect();
             pr.guard.in_flight = pr
@@ -158,10 +164,11 @@ impl Scheduler {
             .recent_remediations(&provider, &rec.session, None, 1)
             .await
         {
-            Ok(rows) => rows
-                .into_iter()
-                .next()
-                .filter(|r| r.result == "pending" || r.result == "called"),
+            Ok(rows) => rows.into_iter().next().filter(|r| {
+                r.result
+                    .parse::<RemediationStatus>()
+                    .is_ok_and(RemediationStatus::is_open)
+            }),
             Err(e) => {
                 tracing::error!(%provider, session = %rec.session, error = %e, "cannot read restart records");
                 None
@@ -173,7 +180,9 @@ impl Scheduler {
                 remediation_id = Some(row.id);
             } else {
                 let update = RemediationUpdate {
-                    result: "interrupted".to_string(),
+                    result: RemediationStatus::Ended(RemediationResult::Interrupted)
+                        .as_str()
+                        .to_string(),
                     detail: "the daemon stopped during this attempt".to_string(),
                     finished_at: Some(now),
                     recovery_ms: None,

@@ -10,8 +10,8 @@
 //!
 //! Provider slots are never removed from `Scheduler::providers`: heap
 //! entries and jobs in flight refer to providers by index. A removed
-//! provider's slot is emptied (no sessions, no discovery) and loses its
-//! name, so no lookup by name finds it, and results of its jobs still in
+//! provider's slot is emptied (no sessions, no discovery) and marked
+//! `removed`, so no lookup by name finds it, and results of its jobs still in
 //! flight are dropped ([`Scheduler::drop_if_provider_removed`]). A provider
 //! added by a reload, or one whose `kind` changed, gets a new slot.
 //!
@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use super::{JobDone, Output, ProviderRt, Scheduler};
+use super::{JobDone, ProviderRt, Scheduler};
 use crate::clock::Timestamp;
 use crate::config::{Config, ProviderConfig, SessionSelector};
 use crate::machine::{Action, Step};
@@ -97,10 +97,10 @@ impl Scheduler {
         // 2. Removed providers (and those whose kind changed: a WAHA server
         // and a Green-API instance have nothing in common but a name).
         for p in 0..self.providers.len() {
-            let name = self.providers[p].cfg.name.clone();
-            if name.is_empty() {
+            if self.providers[p].removed {
                 continue;
             }
+            let name = self.providers[p].cfg.name.clone();
             let keep = new
                 .provider(&name)
                 .is_some_and(|pc| pc.kind == self.providers[p].cfg.kind);
@@ -159,10 +159,10 @@ impl Scheduler {
     }
 
     /// The slot of the provider named `name` (removed providers have none).
-    fn slot(&self, name: &str) -> Option<usize> {
+    pub(super) fn slot(&self, name: &str) -> Option<usize> {
         self.providers
             .iter()
-            .position(|p| !p.cfg.name.is_empty() && p.cfg.name == name)
+            .position(|p| !p.removed && p.cfg.name == name)
     }
 
     fn session_names(&self, p: usize) -> Vec<String> {
@@ -183,7 +183,7 @@ impl Scheduler {
         }
         self.metrics.retire_provider(&name);
         let pr = &mut self.providers[p];
-        pr.cfg.name = String::new();
+        pr.removed = true;
         pr.ready.clear();
         pr.next_discovery = None;
         pr.guard = crate::policy::ProviderGuard::default();
@@ -288,14 +288,15 @@ impl Scheduler {
     /// sessions are retired; the slot may not act on anything). Returns
     /// whether it was dropped.
     pub(super) fn drop_if_provider_removed(&mut self, done: &JobDone) -> bool {
-        // Store jobs carry provider 0 without belonging to it.
-        if matches!(done.output, Output::Pruned(_)) {
-            return false;
-        }
-        let Some(pr) = self.providers.get_mut(done.key.provider) else {
+        let p = match done {
+            JobDone::Session { key, .. } => key.provider,
+            JobDone::Discovery { provider, .. } => *provider,
+            JobDone::Pruned { .. } => return false, // a store job: no provider
+        };
+        let Some(pr) = self.providers.get_mut(p) else {
             return true;
         };
-        if !pr.cfg.name.is_empty() {
+        if !pr.removed {
             return false;
         }
         pr.discovery_in_flight = false;

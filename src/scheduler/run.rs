@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::{Command, HEARTBEAT, JobDone, JobKey, Output, Scheduler, Work, jobs};
+use super::jobs::{self, Job, JobDone, JobKey, Owner, Work};
+use super::{Command, HEARTBEAT, Refusal, Scheduler};
 use crate::clock::Timestamp;
 use crate::config::ChatTarget;
 use crate::machine::{Action, Input, Step};
-use crate::provider::Provider;
 
 impl Scheduler {
     /// Runs everything that is due now, and everything that becomes due now
@@ -143,7 +143,7 @@ impl Scheduler {
     }
 
     /// Carries out an operator command.
-    pub async fn command(&mut self, cmd: Command) -> Result<(), String> {
+    pub async fn command(&mut self, cmd: Command) -> Result<(), Refusal> {
         let (provider, session, input) = match cmd {
             Command::Pause {
                 provider,
@@ -154,25 +154,21 @@ impl Scheduler {
             Command::Resume { provider, session } => (provider, session, Input::Resume),
             Command::Restart { provider, session } => (provider, session, Input::OperatorRestart),
             Command::Reload(config) => {
-                let report = self.reload(&config).await?;
+                let report = self.reload(&config).await.map_err(Refusal::Reload)?;
                 tracing::info!(changes = %report, "configuration reloaded");
                 return Ok(());
             }
         };
         let p = self
-            .providers
-            .iter()
-            .position(|p| p.cfg.name == provider)
-            .ok_or_else(|| format!("no provider named \"{provider}\""))?;
+            .slot(&provider)
+            .ok_or_else(|| Refusal::NoProvider(provider.clone()))?;
         if !self.providers[p].sessions.contains_key(&session) {
-            return Err(format!(
-                "provider \"{provider}\" has no session \"{session}\""
-            ));
+            return Err(Refusal::NoSession { provider, session });
         }
         let now = self.clock.now();
         let fx = self.apply_input(p, &session, input, now).await;
         match fx.rejected {
-            Some(why) => Err(why),
+            Some(why) => Err(Refusal::Machine(why)),
             None => Ok(()),
         }
     }
@@ -180,6 +176,7 @@ impl Scheduler {
     /// Pops everything due and starts the jobs that may start.
     async fn start_due(&mut self) {
         let now = self.clock.now();
+        self.publish_budgets(now);
         // Windows first, so a session about to be paused is not probed.
         if self.maintenance.next_check().is_some_and(|at| at <= now) {
             self.run_maintenance(now).await;
@@ -231,34 +228,22 @@ impl Scheduler {
             }
             let pr = &self.providers[p];
             if !pr.discovery_in_flight && pr.next_discovery.is_some_and(|at| at <= now) {
-                self.spawn_discovery(p, now);
+                self.spawn_discovery(p);
             }
         }
         if !self.prune_in_flight && self.next_prune <= now {
             self.prune_in_flight = true;
-            let key = JobKey {
-                provider: 0,
-                session: None,
-                seq: 0,
-                action: None,
-                due: now,
-            };
-            let work = Work::Prune {
+            self.spawn(Job::Prune {
                 before: now.minus(self.retention),
-            };
-            self.spawn(key, work, None);
+            });
         }
     }
 
-    fn spawn(&mut self, key: JobKey, work: Work, provider: Option<Provider>) {
-        let owner = (key.provider, key.session.clone());
-        let handle = self.jobs.spawn(jobs::run(
-            key,
-            work,
-            provider,
-            self.store.clone(),
-            self.clock.clone(),
-        ));
+    fn spawn(&mut self, job: Job) {
+        let owner = job.owner();
+        let handle = self
+            .jobs
+            .spawn(jobs::run(job, self.store.clone(), self.clock.clone()));
         self.job_owner.insert(handle.id(), owner);
     }
 
@@ -346,30 +331,24 @@ impl Scheduler {
         }
         let key = JobKey {
             provider: p,
-            session: Some(name.to_string()),
+            session: name.to_string(),
             seq: s.seq,
-            action: Some(step.action),
+            action: step.action,
             due,
         };
         let client = pr.client.clone();
-        self.spawn(key, work, Some(client));
+        self.spawn(Job::Session { key, work, client });
     }
 
-    fn spawn_discovery(&mut self, p: usize, now: Timestamp) {
+    fn spawn_discovery(&mut self, p: usize) {
         let pr = &mut self.providers[p];
         pr.discovery_in_flight = true;
-        let key = JobKey {
+        let job = Job::Discovery {
             provider: p,
-            session: None,
-            seq: 0,
-            action: None,
-            due: now,
-        };
-        let work = Work::Discover {
             timeout: pr.cfg.canary.timeout,
+            client: pr.client.clone(),
         };
-        let client = pr.client.clone();
-        self.spawn(key, work, Some(client));
+        self.spawn(job);
     }
 
     async fn on_joined(
@@ -382,10 +361,12 @@ impl Scheduler {
                 if self.drop_if_provider_removed(&done) {
                     return;
                 }
-                let discovered = matches!(done.output, Output::Discovered(_));
-                let p = done.key.provider;
+                let discovered = match &done {
+                    JobDone::Discovery { provider, .. } => Some(*provider),
+                    _ => None,
+                };
                 self.finish(done).await;
-                if discovered {
+                if let Some(p) = discovered {
                     self.after_discovery(p);
                 }
             }
@@ -394,23 +375,29 @@ impl Scheduler {
                 // instead of leaving the session stuck in flight forever.
                 let owner = self.job_owner.remove(&e.id());
                 tracing::error!(error = %e, "a scheduler job failed");
-                if let Some((p, session)) = owner {
-                    self.recover_failed_job(p, session);
+                if let Some(owner) = owner {
+                    self.recover_failed_job(owner);
                 }
             }
         }
     }
 
-    fn recover_failed_job(&mut self, p: usize, session: Option<String>) {
+    fn recover_failed_job(&mut self, owner: Owner) {
         let now = self.clock.now();
         let retry = now.plus(Duration::from_secs(30));
-        let Some(name) = session else {
-            if let Some(pr) = self.providers.get_mut(p) {
-                pr.discovery_in_flight = false;
-                pr.next_discovery = pr.next_discovery.map(|_| retry);
+        let (p, name) = match owner {
+            Owner::Session { provider, session } => (provider, session),
+            Owner::Discovery { provider } => {
+                if let Some(pr) = self.providers.get_mut(provider) {
+                    pr.discovery_in_flight = false;
+                    pr.next_discovery = pr.next_discovery.map(|_| retry);
+                }
+                return;
             }
-            self.prune_in_flight = false;
-            return;
+            Owner::Prune => {
+                self.prune_in_flight = false;
+                return;
+            }
         };
         let Some(pr) = self.providers.get_mut(p) else {
             return;

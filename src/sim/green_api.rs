@@ -4,7 +4,7 @@
 //! (`getStateInstance`, `getSettings`, `sendMessage`, `showMessagesQueue`,
 //! `reboot`) and for the ones it must never use (`logout`, `setSettings`,
 //! `clearMessagesQueue`), so a test can prove from the call log that they
-//! were never called. Facts: `shared/providers/green-api.md` (§ numbers below).
+//! were never called. Facts: the Green-API docs (green-api.com/en/docs/api), pages named below.
 //!
 //! Owns: the instance state machine of the simulator, the send queue, fault
 //! injection, the call log and the `/_sim/...` control routes. Does not own:
@@ -24,30 +24,31 @@
 //! it with `Clock::manual`. Injected latency is real time (it exists to
 //! exercise the client's real-time request timeouts).
 //!
-//! Modelling choices for the UNCONFIRMED items of green-api.md:
+//! Modelling choices for what the Green-API docs leave open:
 //! * error bodies: plain text by default; per instance ([`GreenSimControl::set_error_form`])
 //!   or per injected fault ([`BodyForm`]) they can be `{"message": ...}` instead;
 //! * `sendMessage` to an instance that is not `authorized`: queued with 200 by
-//!   default (D-send, D-track); [`SendWhenNotReady::Reject`] answers 400 instead (D-err);
-//! * the yellow card (D-yellow: "the API answers 200 but nothing is sent"):
+//!   default (Green-API docs: sendMessage, message tracking); [`SendWhenNotReady::Reject`]
+//!   answers 400 instead (Green-API docs: Common errors);
+//! * the yellow card (Green-API docs, yellow card: "the API answers 200 but nothing is sent"):
 //!   [`QueueMode::SilentDrop`] accepts the message with 200 + idMessage, never
 //!   puts it in the queue and never sends it; it shows up in
 //!   [`GreenSimControl::messages`] as [`MessageStatus::Dropped`]. Setting the
 //!   *state* to `yellowCard` is independent: messages then wait in the queue
-//!   (D-state: "new sends sit in the queue for 24 h");
+//!   (Green-API docs, getStateInstance: "new sends sit in the queue for 24 h");
 //! * method names in the path match case-insensitively; the call log records
 //!   the canonical lowerCamel name;
 //! * `clearMessagesQueue` answers `{"isCleared": true}` (field name not documented);
 //! * 403/401/404 bodies are the plain texts `Forbidden`/`Unauthorized`/`Not Found`;
-//!   a path without `waInstance{digits}` is a 403 (§4.1 "wrong request URL");
+//!   a path without `waInstance{digits}` is a 403 (Green-API docs: Common errors, "wrong request URL");
 //! * a reboot (or setSettings) shows `starting` for `reboot_starting_for`,
-//!   then the state from before, whatever it was (also `yellowCard`: D-yellow
-//!   says a reboot resumes sending, but whether it clears the state is not
+//!   then the state from before, whatever it was (also `yellowCard`: the yellow-card
+//!   page says a reboot resumes sending, but whether it clears the state is not
 //!   documented; a test sets the state it wants);
 //! * a queued message leaves the queue at the first look after
 //!   `queued_at + queue_drain_after` at which the instance is `authorized`
 //!   (and the queue mode is [`QueueMode::Drains`]);
-//! * the §6 rate limits (429) are off unless [`GreenSimControl::set_rate_limits`]
+//! * the rate limits (429, Green-API docs: request frequency) are off unless [`GreenSimControl::set_rate_limits`]
 //!   turns them on, so tests on a manual clock may repeat a call at one instant.
 //!
 //! Tokens never leave the simulator: not in the call log, not in the control
@@ -91,7 +92,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::sim::{SimServer, serve_until};
 
 /// How long `starting` lasts after a reboot unless configured (docs: seconds
-/// to about 2 minutes, §2.3).
+/// to about 2 minutes, Green-API docs: reboot).
 pub const DEFAULT_REBOOT_STARTING_FOR: Duration = Duration::from_secs(30);
 
 /// How long a queued message stays in the queue of a healthy instance.
@@ -279,7 +280,7 @@ fn router(shared: Arc<Shared>) -> Router {
 
 /// Every Green-API request: one choke point, so the call log, faults and
 /// latency cover all of them, and axum's own 405s never leak (Green-API
-/// answers a wrong verb with 404, §1).
+/// answers a wrong verb with 404).
 async fn dispatch(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -316,7 +317,7 @@ fn answer(
     if req.method == Method::OPTIONS {
         return (StatusCode::NO_CONTENT.into_response(), none);
     }
-    // §4.1: 403 for a bad idInstance or a wrong request URL.
+    // Green-API docs, Common errors: 403 for a bad idInstance or a wrong request URL.
     let Some(inst) = inner.instances.get_mut(&req.instance) else {
         return (text_reply(403, "Forbidden"), none);
     };
@@ -395,7 +396,7 @@ fn answer(
         }
         ApiMethod::SetSettings => match serde_json::from_slice::<Value>(&req.body) {
             Ok(Value::Object(o)) if !o.is_empty() => {
-                // §2.5: saving settings reboots the instance.
+                // Green-API docs, setSettings: saving settings reboots the instance.
                 inst.reboot(now, shared.reboot_starting_for);
                 json_reply(200, &json!({ "saveSettings": true }))
             }

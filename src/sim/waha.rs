@@ -1,7 +1,8 @@
 //! A fake WAHA server (Plus tier: many sessions) on a real loopback port, for
 //! integration tests and the demo. It answers the routes the watchdog uses
 //! (and the ones it must never use) with the status codes and bodies recorded
-//! from real WAHA (`shared/providers/waha.md`), and lets tests inject the
+//! from real WAHA (2024.10.8 Core, NOWEB; newer behaviour from the WAHA
+//! source), and lets tests inject the
 //! faults the watchdog exists for: the #2084 desync ("WORKING but every send
 //! returns 500"), send errors, 429s, latency, restarts that fail, do not heal
 //! or never finish, and a provider that is down.
@@ -346,7 +347,7 @@ fn me(shared: &Shared, name: &str) -> Response {
     }
 }
 
-/// Stop + (3 s) + start, keeping credentials (waha.md 2.4).
+/// Stop + (3 s) + start, keeping credentials (WAHA source: `restart`).
 async fn restart(shared: &Shared, inc: &Incoming, name: &str) -> Response {
     let delay = shared.settings.restart_reply_delay;
     let fails = {
@@ -509,7 +510,7 @@ async fn send_text(shared: &Shared, inc: &Incoming) -> Response {
         };
     }
 
-    // The status check runs before any body validation (recorded, waha.md 10.4).
+    // The status check runs before any body validation (recorded from WAHA 2024.10.8).
     let Some(chat_id) = body.get("chatId").and_then(OrderedJson::as_str) else {
         return bodies::validation_failed(&["chatId must be a string"]);
     };

@@ -36,7 +36,7 @@ th{font-weight:600;white-space:nowrap}td.num{text-align:right}
 #heartbeat{display:flex;gap:2px;align-items:flex-end;margin:.3rem 0}
 .beat{display:inline-block;width:9px;height:22px;border-radius:2px}
 .b-delivered{background:var(--ok)}.b-failed{background:var(--bad)}.b-stuck{background:var(--warn)}.b-none{background:var(--idle);height:14px}
-.reason{max-width:40rem}
+.reason{max-width:40rem}#facts{width:auto}#facts th{padding-right:2rem}
 "#;
 
 fn css_class(u: Urgency) -> &'static str {
@@ -312,7 +312,7 @@ pub fn session_html(h: &SessionHistory) -> String {
             tr { th { "next probe" } td { (until(now, s.next_probe_at)) } }
             tr { th { "consecutive failures" } td { (s.consecutive_failures) } }
             @if s.state == "paused" { tr { th { "paused" } td { (paused(now, s)) } } }
-            @if let Some(t) = s.next_restart_at { tr { th { "next restart allowed" } td { (until(now, Some(t))) } } }
+            @if let Some(t) = s.next_restart_at.filter(|t| *t > now) { tr { th { "next restart allowed" } td { (until(now, Some(t))) } } }
             @if let Some(t) = s.healthy_since { tr { th { "healthy since" } td { (ago(now, Some(t), "")) } } }
         } }
         h2 { "Last " (beats.len()) " canaries" }

@@ -2,7 +2,7 @@
 //! from database rows.
 //!
 //! Records are data, not behaviour: states, outcomes and results are the
-//! snake_case names the daemon hands in (DESIGN.md "States and outcomes"); the
+//! snake_case names the daemon hands in (`State::as_str`, `Outcome::to_stored`); the
 //! store never interprets them. Rows are read into private `*Row` structs of
 //! SQL-native types first, and only then converted with checked conversions,
 //! so a bad value written by hand or by a future version becomes a
@@ -102,6 +102,38 @@ pub struct SessionRecord {
     pub retired_at: Option<Timestamp>,
     /// When the daemon last saved this record.
     pub updated_at: Timestamp,
+}
+
+impl SessionRecord {
+    /// A session in `state` since `since` with nothing else known yet (no
+    /// streak, no history, no schedule): the base the daemon and tests fill
+    /// in with `..SessionRecord::new(..)`.
+    pub fn new(provider: &str, session: &str, state: &str, since: Timestamp) -> SessionRecord {
+        SessionRecord {
+            provider: provider.to_string(),
+            session: session.to_string(),
+            state: state.to_string(),
+            since,
+            state_reason: String::new(),
+            consecutive_failures: 0,
+            streak_has_desync: false,
+            first_failure_at: None,
+            last_success_at: None,
+            last_outcome: None,
+            last_probe_at: None,
+            next_probe_at: None,
+            not_ready_since: None,
+            backoff_step: 0,
+            next_restart_at: None,
+            restart_history: Vec::new(),
+            restart_started_at: None,
+            healthy_since: None,
+            paused_until: None,
+            chat_id: None,
+            retired_at: None,
+            updated_at: since,
+        }
+    }
 }
 
 /// One probe of one session, as the history shows it.

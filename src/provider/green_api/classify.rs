@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use super::InstanceState;
 use crate::provider::http::{self, Reply};
+pub use crate::provider::rules::Codes;
+use crate::provider::rules::{self, Common};
 use crate::provider::{NotReadyKind, Outcome};
 
 /// The methods this client calls: a closed set (see the module comment for
@@ -47,7 +49,7 @@ impl Call {
         }
     }
 
-    /// The verb green-api.md §1 documents; any other verb gets a 404.
+    /// The verb the Green-API docs give each method; any other verb gets a 404.
     pub fn http_method(self) -> reqwest::Method {
         match self {
             Call::Send => reqwest::Method::POST,
@@ -65,9 +67,9 @@ pub enum Scope {
     Reads,
 }
 
-impl Scope {
-    fn covers(self, call: Call) -> bool {
-        match self {
+impl rules::Scope<Call> for Scope {
+    fn covers(&self, call: Call) -> bool {
+        match *self {
             Scope::Any => true,
             Scope::Only(c) => c == call,
             Scope::Reads => call != Call::Send,
@@ -75,22 +77,15 @@ impl Scope {
     }
 }
 
-/// Status codes a rule applies to.
-#[derive(Clone, Copy, Debug)]
-pub enum Codes {
-    One(u16),
-    Range(u16, u16),
-}
-
 /// What the body must show for a rule to apply.
 #[derive(Clone, Copy, Debug)]
 pub enum BodyMatch {
     Any,
     /// A JSON object whose `code` is this number (the partner-token `200
-    /// {"code":401,...}` of §4.1).
+    /// {"code":401,...}` of the Green-API docs, Common errors).
     CodeInBody(u16),
     /// A JSON object with `status: false` and a `reason` containing one of
-    /// these (case-insensitive): the `200` refusal some methods send (§4.1).
+    /// these (case-insensitive): the `200` refusal some methods send (Green-API docs, Common errors).
     Refusal(&'static [&'static str]),
     /// A `getStateInstance` body: `null` or an object with `stateInstance`.
     StateBody,
@@ -118,7 +113,9 @@ pub enum Verdict {
     Success,
 }
 
-/// What to do before accepting a rule's verdict (the vendor's advice, seed 004).
+/// What to do before accepting a rule's verdict (the vendor's advice,
+/// Green-API docs: Common errors: 499 "increase the waiting time and repeat",
+/// 502 "repeat the request 3 times with a delay").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Retry {
     No,
@@ -135,16 +132,9 @@ pub enum Retry {
     LongerTimeout,
 }
 
-/// One row of the classification table.
-#[derive(Clone, Copy, Debug)]
-pub struct Rule {
-    pub name: &'static str,
-    pub scope: Scope,
-    pub codes: Codes,
-    pub body: BodyMatch,
-    pub verdict: Verdict,
-    pub retry: Retry,
-}
+/// One row of the classification table; `extra` is the vendor's retry
+/// advice.
+pub type Rule = rules::Rule<Scope, BodyMatch, Verdict, Retry>;
 
 const fn rule(
     name: &'static str,
@@ -159,12 +149,12 @@ const fn rule(
         codes,
         body,
         verdict,
-        retry: Retry::No,
+        extra: Retry::No,
     }
 }
 
 const fn retried(r: Rule, retry: Retry) -> Rule {
-    Rule { retry, ..r }
+    Rule { extra: retry, ..r }
 }
 
 use BodyMatch as B;
@@ -173,8 +163,8 @@ use Verdict as V;
 
 const STARTING: Outcome = Outcome::NotReady(NotReadyKind::Starting);
 
-/// The Green-API classification table (DESIGN.md "Providers", green-api.md
-/// §4, seed 004). Checked in order; the first matching row wins.
+/// The Green-API classification table (Green-API docs: Common errors, HTTP
+/// 466). Checked in order; the first matching row wins.
 ///
 /// The newer combined 400 text `instance is starting or not authorized` is
 /// classified as starting: a probe reads `getStateInstance` before it sends
@@ -450,53 +440,34 @@ pub const RULES: &[Rule] = &[
     ),
 ];
 
-/// The classification of one reply: the rule that matched and its meaning.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Classified {
-    pub rule: &'static str,
-    /// None for [`Verdict::Success`].
-    pub outcome: Option<Outcome>,
-    pub retry: Retry,
-    /// Short, one line; may still hold the token if a proxy echoed the URL
-    /// (the client scrubs it).
-    pub detail: String,
-}
+/// The classification of one reply: the rule that matched, its meaning and
+/// the vendor's retry advice (`extra`).
+pub type Classified = rules::Classified<Retry>;
 
 /// Classifies a reply to `call`. Pure.
 pub fn classify(call: Call, reply: &Reply) -> Classified {
     let json = reply.json();
     let texts = texts(reply, json.as_ref());
-    for r in RULES {
-        if !r.scope.covers(call) {
-            continue;
+    let matched = rules::first_match(RULES, call, reply, |b| {
+        body_matches(b, reply, json.as_ref(), &texts)
+    });
+    let (rule, outcome, retry) = match matched {
+        Some(r) => {
+            let common = match r.verdict {
+                V::Is(o) => Common::Is(o),
+                V::RateLimited => Common::RateLimited,
+                V::Success => Common::Success,
+            };
+            (r.name, common.outcome(reply), r.extra)
         }
-        let code_ok = match r.codes {
-            One(c) => reply.status == c,
-            Range(lo, hi) => (lo..=hi).contains(&reply.status),
-        };
-        if !code_ok || !body_matches(r.body, reply, json.as_ref(), &texts) {
-            continue;
-        }
-        let outcome = match r.verdict {
-            V::Is(o) => Some(o),
-            V::RateLimited => Some(Outcome::RateLimited {
-                retry_after: reply.retry_after,
-            }),
-            V::Success => None,
-        };
-        return Classified {
-            rule: r.name,
-            outcome,
-            retry: r.retry,
-            detail: detail(reply, json.as_ref()),
-        };
-    }
-    // The last row matches every status code; this is unreachable in practice.
+        // The last row matches every status code; this is unreachable in practice.
+        None => (rules::UNEXPECTED, Some(Outcome::SendFailed), Retry::No),
+    };
     Classified {
-        rule: "unexpected status",
-        outcome: Some(Outcome::SendFailed),
-        retry: Retry::No,
+        rule,
+        outcome,
         detail: detail(reply, json.as_ref()),
+        extra: retry,
     }
 }
 
@@ -564,19 +535,17 @@ fn detail(reply: &Reply, json: Option<&Value>) -> String {
             .into_iter()
             .find_map(|k| j.get(k).and_then(Value::as_str))
     });
-    match message {
-        Some(m) => http::short(&format!("HTTP {}: {m}", reply.status)),
-        None if reply.body.trim().is_empty() => format!("HTTP {} with an empty body", reply.status),
-        None if json.is_none() => http::short(&format!(
-            "HTTP {}: {}",
-            reply.status,
-            reply.body.chars().take(100).collect::<String>()
-        )),
-        None => format!("HTTP {}", reply.status),
-    }
+    rules::describe(
+        reply,
+        json.is_some(),
+        message.map(str::to_string),
+        "",
+        "",
+        100,
+    )
 }
 
-/// The 466 body (§4.2): names the quota that is used up. The body says
+/// The 466 body (Green-API docs: HTTP 466): names the quota that is used up. The body says
 /// `QUOTE_EXCEEDED`, the webhook `QUOTA_EXCEEDED`; both are recognised. The
 /// `description` (a list of allowed chat ids) is left out.
 fn quota_detail(json: Option<&Value>) -> String {

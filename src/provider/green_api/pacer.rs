@@ -1,5 +1,5 @@
 //! Per-method pacing: [`Pacer`] spaces requests so the client stays under
-//! Green-API's per-instance rate limits (green-api.md §6) by waiting instead
+//! Green-API's per-instance rate limits (Green-API docs: request frequency) by waiting instead
 //! of failing; `Pacers` holds one per rate-limited method of an instance.
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::Call;
 
 /// Green-API allows 1 request/s per instance for each method we read with
-/// (green-api.md §6); exceeding it gives a 429 for the whole instance. The
+/// (Green-API docs: request frequency); exceeding it gives a 429 for the whole instance. The
 /// pacer spaces departures, and network jitter can bring two arrivals closer
 /// than that, so the default keeps a 10 % margin.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_millis(1_100);
@@ -50,7 +50,7 @@ impl Pacer {
 }
 
 /// One [`Pacer`] per rate-limited method of one instance. `sendMessage` is
-/// allowed 50/s (§6) and a canary sends one message: not paced.
+/// allowed 50/s (same page) and a canary sends one message: not paced.
 #[derive(Debug)]
 pub(super) struct Pacers {
     state: Pacer,

@@ -1,5 +1,5 @@
 //! [`InstanceState`]: the state of an instance as `getStateInstance` reports
-//! it (green-api.md §2.1), its parser (tolerant of casing, `null` and values
+//! it (Green-API docs: getStateInstance), its parser (tolerant of casing, `null` and values
 //! this version does not know) and the [`Outcome`] each state means.
 
 use serde_json::Value;
@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::provider::http;
 use crate::provider::{BlockKind, NotReadyKind, Outcome};
 
-/// The state of an instance as `getStateInstance` reports it (green-api.md §2.1).
+/// The state of an instance as `getStateInstance` reports it (Green-API docs: getStateInstance).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum InstanceState {
     Authorized,
@@ -17,7 +17,7 @@ pub enum InstanceState {
     Starting,
     YellowCard,
     /// The body was JSON `null` (or `stateInstance` was null): the instance
-    /// is still being created (D-create).
+    /// is still being created (Green-API partner docs: createInstance).
     Provisioning,
     /// A value this version does not know, as sent.
     Unknown(String),
@@ -25,7 +25,7 @@ pub enum InstanceState {
 
 impl InstanceState {
     /// Parses the wire value (`authorized`, `notAuthorized`, ...). Matching
-    /// ignores case: the vendor has changed casing elsewhere (§1).
+    /// ignores case: the vendor has changed casing elsewhere (Green-API docs: API URL).
     pub fn from_wire(value: &str) -> InstanceState {
         const KNOWN: [(&str, InstanceState); 6] = [
             ("authorized", InstanceState::Authorized),
@@ -71,7 +71,8 @@ impl InstanceState {
     }
 
     /// None when the instance is healthy (`authorized`), else the outcome the
-    /// state means. Note `authorized` proves little (green-api.md §7): the
+    /// state means. Note `authorized` proves little (Green-API issue tracker: authorized
+    /// instances whose messages never leave the queue): the
     /// canary and its trip through the queue are the real test.
     pub fn outcome(&self) -> Option<Outcome> {
         match self {

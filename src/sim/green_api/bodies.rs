@@ -40,7 +40,7 @@ pub(super) fn error_reply(form: BodyForm, status: u16, text: &str) -> Response {
     reply(&Fault::new(status, text, form))
 }
 
-/// A `getSettings` body (§2.5): flags are the strings "yes"/"no".
+/// A `getSettings` body (Green-API docs: getSettings): flags are the strings "yes"/"no".
 pub(super) fn settings(wid: &str) -> Value {
     json!({
         "wid": wid,

@@ -102,7 +102,7 @@ impl GreenSimControl {
         }
     }
 
-    /// Enforces the per-method limits of §6 on the simulator's clock (429).
+    /// Enforces the per-method limits (Green-API docs: request frequency) on the simulator's clock (429).
     pub fn set_rate_limits(&self, id: &str, enforce: bool) -> Result<(), ControlError> {
         self.shared.with_inst(id, |i, _| {
             i.rate_limits = enforce;

@@ -1,5 +1,5 @@
 //! Faults a test can inject: the documented error replies ([`Canned`],
-//! green-api.md §4.1, §4.2, seed 004), any other reply ([`Fault`]), the shape
+//! Green-API docs: Common errors, HTTP 466), any other reply ([`Fault`]), the shape
 //! of an error body ([`BodyForm`]), and the injections queued on an instance.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request::ApiMethod;
 
-/// The shape of an error body (§4.1: UNCONFIRMED which the server uses).
+/// The shape of an error body (Green-API docs: Common errors; which one the server uses is unconfirmed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BodyForm {
@@ -20,7 +20,7 @@ pub enum BodyForm {
     Raw,
 }
 
-/// The documented error replies (§4.1, §4.2, seed 004), ready to inject.
+/// The documented error replies (Green-API docs: Common errors, HTTP 466), ready to inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Canned {

@@ -1,4 +1,4 @@
-//! `sendMessage` (green-api.md §3): body validation with the vendor's error
+//! `sendMessage` (Green-API docs: sendMessage): body validation with the vendor's error
 //! texts, the not-ready rule, queueing (or silently dropping) the message,
 //! and new message ids. Pure apart from the random message id.
 
@@ -11,10 +11,10 @@ use super::faults::Canned;
 use super::state::{Inst, MessageStatus, QueueMode, SendWhenNotReady, SimMessage, SimState};
 use crate::clock::Timestamp;
 
-/// The longest `message` sendMessage accepts (§3).
+/// The longest `message` sendMessage accepts (Green-API docs: sendMessage).
 const MAX_MESSAGE_CHARS: usize = 20_000;
 
-/// Fields sendMessage accepts (§3).
+/// Fields sendMessage accepts (Green-API docs: sendMessage).
 const SEND_FIELDS: [&str; 7] = [
     "chatId",
     "message",

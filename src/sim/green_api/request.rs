@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::Inner;
 use crate::clock::Timestamp;
 
-/// The API methods the simulator serves (green-api.md §1 verbs).
+/// The API methods the simulator serves (the verbs of the Green-API docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ApiMethod {
     GetStateInstance,
@@ -55,14 +55,14 @@ impl ApiMethod {
         }
     }
 
-    /// Case-insensitive (§1: casing on the server is UNCONFIRMED).
+    /// Case-insensitive (the server's casing rule is not documented).
     pub fn from_name(name: &str) -> Option<ApiMethod> {
         ApiMethod::ALL
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(name))
     }
 
-    /// The documented verb; any other gets 404 (§1).
+    /// The documented verb; any other gets 404.
     pub fn verb(self) -> Method {
         match self {
             ApiMethod::SendMessage | ApiMethod::SetSettings | ApiMethod::GetMessage => Method::POST,
@@ -70,7 +70,7 @@ impl ApiMethod {
         }
     }
 
-    /// Requests per second per instance (§6).
+    /// Requests per second per instance (Green-API docs: request frequency).
     pub(super) fn rate_limit(self) -> usize {
         match self {
             ApiMethod::SendMessage => 50,

@@ -18,7 +18,7 @@ use super::journal::{MessageFate, NotFoundForm, leave_status};
 use super::request::ApiMethod;
 use crate::clock::Timestamp;
 
-/// `getStateInstance` values (§2.1), plus the JSON `null` of a new instance.
+/// `getStateInstance` values (Green-API docs: getStateInstance), plus the JSON `null` of a new instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SimState {
     NotAuthorized,
@@ -27,7 +27,7 @@ pub enum SimState {
     SleepMode,
     Starting,
     YellowCard,
-    /// `getStateInstance` answers JSON `null` (D-create).
+    /// `getStateInstance` answers JSON `null` (Green-API partner docs: createInstance).
     Provisioning,
 }
 
@@ -79,18 +79,18 @@ pub enum QueueMode {
     /// recommends for a stuck queue (ISS-42, ISS-227): afterwards the queue
     /// drains again, the stuck messages included.
     StuckUntilReboot,
-    /// The yellow card of D-yellow: 200 + idMessage, never queued, never sent.
+    /// The yellow card (Green-API docs): 200 + idMessage, never queued, never sent.
     SilentDrop,
 }
 
 /// What `sendMessage` does when the instance is `starting`, `notAuthorized`
-/// or still provisioning (UNCONFIRMED, §UNCONFIRMED summary).
+/// or still provisioning (not documented by the vendor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SendWhenNotReady {
-    /// 200 + idMessage; the message waits in the queue (D-send, D-track).
+    /// 200 + idMessage; the message waits in the queue (Green-API docs: sendMessage, message tracking).
     Queue,
-    /// 400 `instance in starting process try later` / `instance account not authorized` (D-err).
+    /// 400 `instance in starting process try later` / `instance account not authorized` (Green-API docs: Common errors).
     Reject,
 }
 

@@ -1,6 +1,6 @@
 //! The exact bytes WAHA answers with: status codes, JSON key order and
-//! headers from `shared/providers/waha.md` (sections 1-5 and the recordings
-//! in 10). Every body is a struct (fields serialize in declaration order) so
+//! headers of the WAHA source and OpenAPI, and of recordings from a real
+//! WAHA 2024.10.8 Core server (NOWEB). Every body is a struct (fields serialize in declaration order) so
 //! the key order is visible and fixed. Nothing here reads state or the clock;
 //! callers pass what the body needs.
 
@@ -34,7 +34,7 @@ struct NestError<'a, M: Serialize> {
 }
 
 /// The older key order, which WAHA still shows for the router's 404 and for
-/// `SessionPipe`'s 404 (recorded, waha.md 10): `{statusCode, message, error}`.
+/// `SessionPipe`'s 404 (recorded from WAHA 2024.10.8): `{statusCode, message, error}`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct NestErrorLegacy<'a> {
@@ -139,7 +139,7 @@ pub fn payload_too_large() -> Response {
 // ---------------------------------------------------------------- send-path 422s
 
 /// The raw objects WAHA hands to `UnprocessableEntityException`: no
-/// `statusCode` key (waha.md 4.3).
+/// `statusCode` key (WAHA source: the send path's session check).
 #[derive(Serialize)]
 struct NameRequired<'a> {
     error: &'a str,
@@ -200,7 +200,7 @@ struct Worker {
     id: &'static str,
 }
 
-/// The server's VERSION object (waha.md 4.1, 5).
+/// The server's VERSION object (WAHA OpenAPI: `GET /api/version`).
 #[derive(Serialize)]
 pub struct Version {
     version: &'static str,
@@ -342,7 +342,7 @@ enum EngineInfo {
     },
 }
 
-/// SessionInfo, plus `engine` for the detailed form (waha.md 2.3).
+/// SessionInfo, plus `engine` for the detailed form (WAHA OpenAPI: SessionInfo).
 #[derive(Serialize)]
 struct SessionInfo<'a> {
     name: &'a str,
@@ -405,7 +405,7 @@ pub fn session_info<'a>(
 }
 
 /// `GET /api/sessions/{s}/me` of a running session: MeInfo, or an empty
-/// body when not logged in (recorded, waha.md 10.3).
+/// body when not logged in (recorded from WAHA 2024.10.8).
 pub fn me(name: &str, s: &Session, now: Timestamp) -> Response {
     if s.status() == Status::Working {
         json_response(StatusCode::OK, &me_info(name, s, now))
@@ -435,7 +435,7 @@ struct FilterBody<'a, E: Serialize> {
 }
 
 /// A gRPC `ServiceError` as the filter dumps it: own properties in the order
-/// grpc-js sets them, then `name`, then `stack` (waha.md 4.1).
+/// grpc-js sets them, then `name`, then `stack` (WAHA source: the global exception filter).
 #[derive(Serialize)]
 struct GrpcException {
     message: &'static str,

@@ -1,6 +1,6 @@
 //! The 201 body of `sendText`: each engine returns its own native message
-//! object (waha.md 3.2), and chat ids are normalised the way WAHA does it
-//! (waha.md 3.3). Pure apart from the random message id.
+//! object (WAHA docs: Send messages), and chat ids are normalised the way WAHA does it
+//! (WAHA docs: chat ids). Pure apart from the random message id.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -167,7 +167,7 @@ pub fn canonical_chat(chat: &str) -> String {
     to_c_us(&ensure_suffix(chat))
 }
 
-/// The 201 body of `sendText` in the engine's native shape (waha.md 3.2),
+/// The 201 body of `sendText` in the engine's native shape (WAHA docs: Send messages),
 /// the serialized message id it carries, and the canonical chat.
 pub fn sent(s: &Sent<'_>) -> (Response, String, String) {
     let chat = to_c_us(&ensure_suffix(s.chat_id));

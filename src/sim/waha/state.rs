@@ -77,7 +77,7 @@ impl FromStr for Status {
 }
 
 /// The WhatsApp engine the simulated server runs; it decides the shape of
-/// the `sendText` 201 body and of the session's `engine` block (waha.md 3.2).
+/// the `sendText` 201 body and of the session's `engine` block (WAHA docs: Send messages).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Engine {
@@ -376,7 +376,7 @@ pub(crate) struct State {
     pub(crate) tracked: BTreeMap<String, Tracked>,
 }
 
-/// WAHA's session name rule (waha.md 2.2): letters, digits, `-`, `_`, ≤ 54.
+/// WAHA's session name rule (WAHA OpenAPI: sessions): letters, digits, `-`, `_`, ≤ 54.
 pub(crate) fn valid_session_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 54
