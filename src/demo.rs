@@ -23,11 +23,14 @@ use crate::events::Event;
 use crate::machine::State;
 use crate::sim::green_api::{self, GreenSimOptions, QueueMode, SimInstance};
 use crate::sim::waha::{self, Fault, WahaSimOptions};
+use crate::sim::webhooks::{HookAuth, HookSender};
 
 const DEMO_KEY: &str = "demo-api-key";
 const DEMO_GREEN_TOKEN: &str = "demo-green-token";
 const DEMO_GREEN_ID: &str = "1101000001";
 const DEMO_GREEN_WID: &str = "79990000001@c.us";
+const DEMO_HOOK_KEY: &str = "demo-webhook-hmac-key";
+const DEMO_HOOK_TOKEN: &str = "demo-webhook-token";
 
 /// Timings of one demo run. [`DemoOptions::default`] is what the CLI runs;
 /// tests use faster ones.
@@ -51,6 +54,13 @@ pub struct DemoOptions {
     pub reboot_starting_for: Duration,
     /// Stop by itself after this long (None: until Ctrl-C).
     pub exit_after: Option<Duration>,
+    /// Webhooks on: the first Green-API canary is confirmed by an
+    /// `outgoingMessageStatus` push from the simulator, before the first
+    /// look at the queue.
+    pub webhooks: bool,
+    /// When the simulator pushes an incoming `{{SWE003}}` to the Green-API
+    /// instance (None: never; needs `webhooks`).
+    pub swe003_after: Option<Duration>,
 }
 
 impl Default for DemoOptions {
@@ -67,6 +77,8 @@ impl Default for DemoOptions {
             restart_working_after: Duration::from_secs(4),
             reboot_starting_for: Duration::from_secs(5),
             exit_after: None,
+            webhooks: true,
+            swe003_after: Some(Duration::from_secs(90)),
         }
     }
 }
@@ -132,6 +144,7 @@ kind = "waha"
 url = "{waha_url}"
 api_key_env = "DEMO_WAHA_API_KEY"
 sessions = ["*"]
+webhook_hmac_key_env = "DEMO_WAHA_HOOK_KEY"
 
 [[provider]]
 name = "green-demo"
@@ -139,6 +152,7 @@ kind = "green-api"
 url = "{green_url}"
 id_instance = "{DEMO_GREEN_ID}"
 api_token_env = "DEMO_GREEN_API_TOKEN"
+webhook_token_env = "DEMO_GREEN_HOOK_TOKEN"
 
 [provider.policy]
 # A stuck queue shows after three canaries here, to keep the demo short.
@@ -193,6 +207,8 @@ pub async fn run(
     let env = |name: &str| match name {
         "DEMO_WAHA_API_KEY" => Some(DEMO_KEY.to_string()),
         "DEMO_GREEN_API_TOKEN" => Some(DEMO_GREEN_TOKEN.to_string()),
+        "DEMO_WAHA_HOOK_KEY" => Some(DEMO_HOOK_KEY.to_string()),
+        "DEMO_GREEN_HOOK_TOKEN" => Some(DEMO_HOOK_TOKEN.to_string()),
         _ => None,
     };
     let config = Config::from_toml_str(&text, dir.join("demo.toml"), &env)
@@ -233,6 +249,18 @@ pub async fn run(
         out(format!(
             "  In ~{} the Green-API instance {DEMO_GREEN_ID} stops sending: messages sit in its \
              queue while it says `authorized`.",
+            human(after)
+        ));
+    }
+    if opts.webhooks {
+        out(format!(
+            "  webhooks   http://{}/webhooks/{{waha-demo,green-demo}}   (the simulators push to them)",
+            app.http_addr()
+        ));
+    }
+    if let (true, Some(after)) = (opts.webhooks, opts.swe003_after) {
+        out(format!(
+            "  In ~{} Green-API pushes an incoming {{{{SWE003}}}} (stale keys): the instance needs pairing.",
             human(after)
         ));
     }
@@ -280,6 +308,46 @@ pub async fn run(
                     ));
                 }
                 Err(e) => out(format!("cannot stop the Green-API queue: {e}")),
+            }
+        });
+    }
+
+    if opts.webhooks {
+        let push = HookSender::new(
+            format!("http://{}/webhooks/green-demo", app.http_addr()),
+            HookAuth::Token(DEMO_HOOK_TOKEN.to_string()),
+            clock.clone(),
+        );
+        let ctl = green_sim.control();
+        let (out, clock) = (out.clone(), clock.clone());
+        let swe003_after = opts.swe003_after;
+        tasks.spawn(async move {
+            let started = tokio::time::Instant::now();
+            // The first canary: pushed as `sent` a moment after the simulator
+            // queued it, before the watchdog's first look at the queue.
+            let first = loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(m) = ctl.messages(DEMO_GREEN_ID).ok().and_then(|m| m.into_iter().next()) {
+                    break m.id_message;
+                }
+            };
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let status = push.green_outgoing_status(DEMO_GREEN_ID, &first, "sent").await;
+            out(format!(
+                "{}  ── pushed: Green-API outgoingMessageStatus `sent` for canary {first} → {}",
+                clock_text(clock.now()),
+                answer(status)
+            ));
+            if let Some(after) = swe003_after {
+                tokio::time::sleep(after.saturating_sub(started.elapsed())).await;
+                let status = push
+                    .green_incoming_text(DEMO_GREEN_ID, "DEMO-SWE003", "{{SWE003}}")
+                    .await;
+                out(format!(
+                    "{}  ── pushed: Green-API incomingMessageReceived {{{{SWE003}}}} (stale keys) → {}",
+                    clock_text(clock.now()),
+                    answer(status)
+                ));
             }
         });
     }
@@ -339,6 +407,14 @@ pub async fn run(
     out(format!("restarts and reboots: {:?}", r.restarts));
     let _ = std::fs::remove_dir_all(&dir);
     result.map(|()| r)
+}
+
+/// The receiver's answer to a push, for the demo's lines.
+fn answer(status: reqwest::Result<u16>) -> String {
+    match status {
+        Ok(code) => format!("HTTP {code}"),
+        Err(e) => format!("not delivered: {}", e.without_url()),
+    }
 }
 
 fn record_fault(report: &Mutex<DemoReport>, session: &str, what: &'static str, at: Timestamp) {
@@ -445,6 +521,17 @@ async fn print_events(
                     (other, _) => format!("remediation result: {other} {detail}"),
                 };
                 out(format!("{}  {session:<10} {what}", clock_text(at)));
+            }
+            Event::Probe {
+                at,
+                session,
+                detail,
+                ..
+            } if detail.contains("(webhook)") => {
+                out(format!(
+                    "{}  {session:<10} canary confirmed by a push: {detail}",
+                    clock_text(at)
+                ));
             }
             Event::SessionAdded { at, session, .. } => {
                 out(format!(

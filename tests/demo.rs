@@ -25,6 +25,8 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
         restart_working_after: Duration::from_millis(500),
         reboot_starting_for: Duration::from_millis(500),
         exit_after: Some(Duration::from_secs(60)),
+        webhooks: true,
+        swe003_after: None,
     };
     // Stop as soon as both heals are printed, so the test takes seconds;
     // scrape the /metrics URL and load the status page the banner printed

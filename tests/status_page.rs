@@ -90,3 +90,77 @@ async fn the_page_shows_every_session_a_desync_and_its_healing() {
     assert!(r.body.contains("&lt;i&gt;nope"), "{}", r.body);
     d.stop().await.expect("clean stop");
 }
+
+/// The page never waits for the scheduler: around a built daemon whose
+/// scheduler loop never runs (so no command would ever be answered), `GET /`
+/// and a session page still answer from the store and the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_answers_while_the_scheduler_never_runs() {
+    use std::sync::Arc;
+    use wa_watchdog::app::App;
+    use wa_watchdog::config::Config;
+    use wa_watchdog::http::{self, HttpState};
+    use wa_watchdog::scheduler::Heartbeat;
+
+    let clock = Clock::manual(t0());
+    let sim = common::sim(&["s1"], &clock).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = common::Settings::default();
+    settings.daemon("listen", "\"127.0.0.1:0\"");
+    let text = settings.waha_toml(&dir.path().join("w.db"), &sim.url());
+    let config =
+        Config::from_toml_str(&text, dir.path().join("c.toml"), &common::env).expect("config");
+    let app = App::build(config, clock.clone(), Some(1))
+        .await
+        .expect("build");
+    save_hostile_session(&app.store, PROVIDER, clock.now()).await;
+    let state = HttpState {
+        store: app.store.clone(),
+        metrics: Arc::clone(&app.metrics),
+        heartbeat: Heartbeat::default(),
+        heartbeat_max_age: Duration::from_secs(30),
+        handle: app.handle(),
+        clock: clock.clone(),
+        admin_token: None,
+        config_path: dir.path().join("c.toml"),
+        webhooks: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let r = client
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .expect("GET / answers without the scheduler");
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.expect("body");
+    assert_eq!(
+        row_state(&html, XSS_ESCAPED).as_deref(),
+        Some("healthy"),
+        "{html}"
+    );
+    let path = wa_watchdog::status_page::session_path(PROVIDER, common::page::XSS);
+    let r = client
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .expect("the session page answers without the scheduler");
+    assert_eq!(r.status().as_u16(), 200);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(15), server)
+        .await
+        .expect("server stops")
+        .expect("server task");
+    drop(app);
+    sim.shutdown().await;
+}

@@ -167,6 +167,15 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// Whether this input retires a session that discovery found: the
+    /// provider no longer has it. A configured session is never retired by a
+    /// probe; the machine hears `session_missing` instead.
+    pub fn retires(&self, discovered: bool) -> bool {
+        discovered && matches!(self, Input::Probe(Outcome::SessionMissing))
+    }
+}
+
 /// A recorded state change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {

@@ -916,3 +916,18 @@ fn a_pushed_pairing_signal_moves_every_active_state_to_needs_pairing_without_res
         }
     }
 }
+
+#[test]
+fn only_a_missing_discovered_session_is_retired() {
+    let missing = Input::Probe(Outcome::SessionMissing);
+    assert!(missing.retires(true));
+    assert!(!missing.retires(false), "a configured session stays");
+    for other in [
+        Input::Probe(Outcome::Delivered),
+        Input::Probe(Outcome::Unreachable),
+        Input::Status(StatusRead::Not(Outcome::SessionMissing)),
+        Input::Resume,
+    ] {
+        assert!(!other.retires(true), "{other:?}");
+    }
+}

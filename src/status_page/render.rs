@@ -132,12 +132,22 @@ pub fn fleet_html(f: &Fleet) -> String {
     let mut restarts_by_result: BTreeMap<&str, u64> = BTreeMap::new();
     let mut restarts_by_session: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for r in &f.restarts {
-        *restarts_by_result.entry(r.result.as_str()).or_default() += r.count;
+        // `pending` (intent written) and `called` (provider answered) are
+        // restarts still under way.
+        let result = match r.result.as_str() {
+            "pending" | "called" => "in progress",
+            other => other,
+        };
+        *restarts_by_result.entry(result).or_default() += r.count;
         *restarts_by_session
             .entry((r.provider.as_str(), r.session.as_str()))
             .or_default() += r.count;
     }
     let restarts_total: u64 = restarts_by_result.values().sum();
+    let mut per_provider: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &f.sessions {
+        *per_provider.entry(s.provider.as_str()).or_default() += 1;
+    }
     let needs_person: Vec<&SessionRecord> = f
         .sessions
         .iter()
@@ -167,6 +177,7 @@ pub fn fleet_html(f: &Fleet) -> String {
                         div.provider data-provider=(p.name) data-health=(health.0) {
                             (p.name) " "
                             span class=(format!("badge {}", css_class(health.1))) { (health.0) }
+                            " " (per_provider.get(p.name.as_str()).copied().unwrap_or(0)) " sessions"
                             @if let Some(b) = p.budget_left { span.muted { " budget left " (b) } }
                         }
                     }

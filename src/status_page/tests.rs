@@ -177,6 +177,12 @@ fn fleet() -> Fleet {
                 result: "failed".into(),
                 count: 1,
             },
+            RemediationCount {
+                provider: "waha".into(),
+                session: "alpha".into(),
+                result: "called".into(),
+                count: 1,
+            },
         ],
     }
 }
@@ -206,13 +212,18 @@ fn fleet_page_shows_every_session_and_escapes_names() {
     // The summary: counts, providers, restarts, who needs a person.
     assert!(html.contains("<b>4</b> sessions"), "{html}");
     assert!(
-        html.contains("<b>3</b> restarts in the last 24 h"),
+        html.contains("<b>4</b> restarts in the last 24 h"),
         "{html}"
     );
+    assert!(html.contains("in progress: 1"), "{html}");
     assert!(html.contains("healed: 2"), "{html}");
     assert!(html.contains("data-health=\"outage\""), "{html}");
     assert!(html.contains("data-health=\"up\""), "{html}");
     assert!(html.contains("budget left 7"), "{html}");
+    assert!(
+        html.contains("</span> 3 sessions"),
+        "waha has 3 sessions\n{html}"
+    );
     assert!(html.contains("<b>1</b> need a person"), "{html}");
     assert!(html.contains("maintenance window nightly"), "{html}");
     assert!(html.contains("http-equiv=\"refresh\""), "{html}");
