@@ -123,7 +123,7 @@ const fn mins(n: u64) -> Duration {
 
 /// The alerts the daemon pushes, mirroring `contrib/prometheus/alerts.yml`
 /// (a test compares names, labels, `for` and `keep_firing_for` with it).
-pub const RULES: [Rule; 13] = [
+pub const RULES: [Rule; 15] = [
     Rule {
         name: "WaWatchdogSessionEscalated",
         severity: "page",
@@ -255,6 +255,28 @@ pub const RULES: [Rule; 13] = [
         summary: "Provider {{ $labels.provider }} rejects the canary as malformed",
         description: "Provider {{ $labels.provider }} rejected canaries as bad requests within the last 30 minutes: the canary's chat or text in the configuration does not suit this provider or session.",
         runbook: "canary-rejected",
+    },
+    Rule {
+        name: "WaWatchdogCanaryChatInvalid",
+        severity: "ticket",
+        scope: Scope::Provider,
+        hold: Duration::ZERO,
+        keep_firing_for: Duration::ZERO,
+        condition: Condition::OutcomeWithin("bad_canary_chat", mins(30)),
+        summary: "The canary chat on provider {{ $labels.provider }} cannot receive messages",
+        description: "Provider {{ $labels.provider }} reported canaries in the last 30 minutes as undeliverable to their chat (Green-API noAccount or notInGroup): the configured canary chat is wrong. Nothing is rebooted for it.",
+        runbook: "canary-chat-invalid",
+    },
+    Rule {
+        name: "WaWatchdogCanaryUnconfirmed",
+        severity: "ticket",
+        scope: Scope::Provider,
+        hold: Duration::ZERO,
+        keep_firing_for: Duration::ZERO,
+        condition: Condition::OutcomeWithin("unconfirmed", mins(30)),
+        summary: "Canaries on provider {{ $labels.provider }} cannot be confirmed",
+        description: "Provider {{ $labels.provider }} accepted canaries in the last 30 minutes that it cannot prove delivered (the engine cannot look messages up). They are not counted as delivered, so a session that accepts sends but never delivers them goes unnoticed there.",
+        runbook: "canary-unconfirmed",
     },
     Rule {
         name: "WaWatchdogRestartsFailing",

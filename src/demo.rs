@@ -3,8 +3,10 @@
 //! intervals, in one process, on a temporary database. After a while one
 //! WAHA session gets the #2084 desync (every send fails with HTTP 500 while
 //! WAHA still says WORKING) and the Green-API instance's send queue stops
-//! draining while it still says `authorized`; the demo prints every state
-//! change as it happens, so a newcomer watches both caught and healed.
+//! draining while it still says `authorized`; a third WAHA session starts
+//! accepting sends (201) that never get an ack from WhatsApp (WAHA issue
+//! #1721). The demo prints every state change as it happens, so a newcomer
+//! watches all three caught and healed.
 //! The daemon's HTTP server runs as in production, on an ephemeral loopback
 //! port printed in the banner (the status page `/`, `/metrics`, `/healthz`,
 //! `/api/v1/sessions`).
@@ -42,6 +44,9 @@ pub struct DemoOptions {
     pub desync_after: Duration,
     /// When the Green-API instance's queue stops draining (None: never).
     pub green_stuck_after: Option<Duration>,
+    /// The WAHA session whose sends stop being acked (1-based; None: no such
+    /// fault), and when.
+    pub never_acked: Option<(usize, Duration)>,
     pub canary_interval: Duration,
     pub confirm_interval: Duration,
     /// How long a Green-API canary may stay queued before it is `stuck`.
@@ -70,6 +75,7 @@ impl Default for DemoOptions {
             victim: 2,
             desync_after: Duration::from_secs(20),
             green_stuck_after: Some(Duration::from_secs(25)),
+            never_acked: Some((3, Duration::from_secs(35))),
             canary_interval: Duration::from_secs(5),
             confirm_interval: Duration::from_secs(2),
             ack_timeout: Duration::from_secs(4),
@@ -133,6 +139,8 @@ timeout = "10s"
 ack_timeout = "{ack}"
 
 [policy]
+# Stuck canaries show after three probes here, to keep the demo short.
+send_failure_confirmations = 3
 confirm_interval = "{confirm}"
 restart_poll_interval = "2s"
 restart_timeout = "1m"
@@ -183,6 +191,9 @@ pub async fn run(
             clock: clock.clone(),
             restart_reply_delay: opts.restart_reply_delay,
             restart_working_after: opts.restart_working_after,
+            // WhatsApp's SERVER ack a moment after the 201, as on a real server.
+            ack_server_after: Duration::from_millis(300),
+            ack_device_after: Duration::from_millis(800),
             ..WahaSimOptions::default()
         },
     )
@@ -245,6 +256,13 @@ pub async fn run(
         human(opts.desync_after)
     ));
     out("  still reports it WORKING (WAHA issue #2084).".to_string());
+    if let Some((n, after)) = opts.never_acked {
+        out(format!(
+            "  In ~{} {} accepts every send (201) but WhatsApp never acks it (WAHA issue #1721).",
+            human(after),
+            session_name(n)
+        ));
+    }
     if let Some(after) = opts.green_stuck_after {
         out(format!(
             "  In ~{} the Green-API instance {DEMO_GREEN_ID} stops sending: messages sit in its \
@@ -290,6 +308,25 @@ pub async fn run(
                     ));
                 }
                 Err(e) => out(format!("cannot inject the desync: {e}")),
+            }
+        });
+    }
+    if let Some((n, after)) = opts.never_acked {
+        let ctl = waha_sim.control();
+        let (out, report, clock) = (out.clone(), report.clone(), clock.clone());
+        let session = session_name(n.clamp(1, opts.sessions.max(1)));
+        tasks.spawn(async move {
+            tokio::time::sleep(after).await;
+            match ctl.inject(&session, Fault::AcceptedNeverAcked) {
+                Ok(()) => {
+                    record_fault(&report, &session, "accepted, never acked", clock.now());
+                    out(format!(
+                        "{}  ── injected: {session} answers every send with 201 and a message id, \
+                         but the message's ack stays PENDING; its status stays WORKING",
+                        clock_text(clock.now())
+                    ));
+                }
+                Err(e) => out(format!("cannot inject the never-acked fault: {e}")),
             }
         });
     }

@@ -48,6 +48,13 @@ pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 /// to ~10 s, and the default canary timeout is 20 s.
 pub const CANARY_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0];
 
+/// Histogram bounds for send → confirmation in seconds: WAHA acks SERVER
+/// within seconds when healthy, its maintainers wait ~60 s before calling a
+/// message lost (WAHA issues #789/#792); Green-API's journal lags up to 2
+/// minutes.
+pub const CONFIRMATION_BUCKETS: [f64; 10] =
+    [1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0];
+
 /// Histogram bounds for recovery durations (first failure → healthy again) in
 /// seconds: the fastest path is ~3 confirmations at 15 s plus a WAHA restart
 /// (about a minute); a Green-API reboot takes up to ~5 min; backoff can stretch
@@ -192,6 +199,7 @@ pub struct Metrics {
     registry: Registry,
     canary_total: IntCounterVec,
     canary_duration: HistogramVec,
+    confirmation_duration: HistogramVec,
     session_state: IntGaugeVec,
     session_last_success: GaugeVec,
     session_failures: IntGaugeVec,
@@ -283,6 +291,14 @@ impl Metrics {
                 "wa_watchdog_canary_duration_seconds",
                 "Duration of one probe (status read plus canary send), in seconds.",
                 &CANARY_BUCKETS,
+                &["provider"],
+            ),
+            confirmation_duration: histogram_vec(
+                &r,
+                "wa_watchdog_canary_confirmation_seconds",
+                "Time from sending a canary to WhatsApp's confirmation of it (WAHA ack, \
+                 Green-API message status), in seconds.",
+                &CONFIRMATION_BUCKETS,
                 &["provider"],
             ),
             session_state: gauge_vec(
@@ -455,6 +471,14 @@ impl Metrics {
         self.canary_duration
             .with_label_values(&[provider])
             .observe(duration.as_secs_f64());
+    }
+
+    /// Records how long one canary took from send to confirmation.
+    pub fn observe_confirmation(&self, provider: &str, latency: Duration) {
+        self.add_provider(provider);
+        self.confirmation_duration
+            .with_label_values(&[provider])
+            .observe(latency.as_secs_f64());
     }
 
     /// Counts a finished (or skipped) restart.

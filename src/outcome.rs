@@ -64,14 +64,34 @@ pub enum BlockKind {
 /// A failed probe is data, not an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The canary was accepted (WAHA 201) or left the queue (Green-API).
+    /// The canary is proven to be on WhatsApp: WAHA ack >= 1 (SERVER),
+    /// Green-API `sent`/`delivered`/`read` — or, with `confirm = "accepted"`,
+    /// the provider accepted it.
     Delivered,
     /// Send rejected with a configured desync signature while the status says healthy.
     Desync,
     /// Any other send failure while healthy.
     SendFailed,
-    /// Green-API canary never left the queue within `ack_timeout`.
+    /// The canary was accepted but not confirmed within `ack_timeout` (WAHA
+    /// ack still 0 PENDING, Green-API still pending or not in the journal).
     Stuck,
+    /// WhatsApp reported the accepted canary as failed (WAHA ack -1 ERROR,
+    /// Green-API `failed`): a counting failure.
+    AckError,
+    /// The provider cannot say whether the canary arrived (the engine has no
+    /// message lookup, or its answers are unreadable): never counted as
+    /// delivered, never a restart by itself.
+    Unconfirmed,
+    /// The canary's chat cannot receive it (Green-API `noAccount` /
+    /// `notInGroup`): the configuration is wrong, not the session. Alert,
+    /// never reboot.
+    BadCanaryChat,
+    /// WhatsApp's reachout timelock (WAHA send error `server returned error
+    /// 463`, `me.reachoutTimelock` active): it lifts by itself; never a restart.
+    ReachoutTimelock,
+    /// WhatsApp refused the send (WAHA `server returned error 403`): never a
+    /// desync, never a restart.
+    SendRefused,
     NotReady(NotReadyKind),
     NeedsPairing,
     Blocked(BlockKind),
@@ -99,11 +119,16 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome name, in contract order (metrics, API, database).
-    pub const NAMES: [&'static str; 16] = [
+    pub const NAMES: [&'static str; 21] = [
         "delivered",
         "desync",
         "send_failed",
         "stuck",
+        "ack_error",
+        "unconfirmed",
+        "bad_canary_chat",
+        "reachout_timelock",
+        "send_refused",
         "not_ready",
         "needs_pairing",
         "blocked",
@@ -125,6 +150,11 @@ impl Outcome {
             Outcome::Desync => "desync",
             Outcome::SendFailed => "send_failed",
             Outcome::Stuck => "stuck",
+            Outcome::AckError => "ack_error",
+            Outcome::Unconfirmed => "unconfirmed",
+            Outcome::BadCanaryChat => "bad_canary_chat",
+            Outcome::ReachoutTimelock => "reachout_timelock",
+            Outcome::SendRefused => "send_refused",
             Outcome::NotReady(_) => "not_ready",
             Outcome::NeedsPairing => "needs_pairing",
             Outcome::Blocked(_) => "blocked",
@@ -143,7 +173,10 @@ impl Outcome {
     /// Failures that say "this session cannot send although it claims to be
     /// healthy": they build the confirmation streak that leads to a restart.
     pub fn is_counting_failure(&self) -> bool {
-        matches!(self, Outcome::Desync | Outcome::SendFailed | Outcome::Stuck)
+        matches!(
+            self,
+            Outcome::Desync | Outcome::SendFailed | Outcome::Stuck | Outcome::AckError
+        )
     }
 
     /// Failures that say nothing about the session, only about the path to the
@@ -180,6 +213,11 @@ impl FromStr for Outcome {
             "desync" => Outcome::Desync,
             "send_failed" => Outcome::SendFailed,
             "stuck" => Outcome::Stuck,
+            "ack_error" => Outcome::AckError,
+            "unconfirmed" => Outcome::Unconfirmed,
+            "bad_canary_chat" => Outcome::BadCanaryChat,
+            "reachout_timelock" => Outcome::ReachoutTimelock,
+            "send_refused" => Outcome::SendRefused,
             "not_ready" => {
                 let kind = arg.unwrap_or("starting");
                 let kind = NotReadyKind::ALL
@@ -235,8 +273,9 @@ pub struct ProbeReport {
     pub detail: String,
     /// Whether a canary message was actually sent.
     pub sent: bool,
-    /// The canary was only queued (Green-API): `Delivered` is provisional
-    /// until this message id has left the provider's queue.
+    /// The canary was accepted but not yet proven delivered: `Delivered` is
+    /// provisional until [`crate::confirm`] decides on this message id (WAHA
+    /// serialized id, Green-API `idMessage`).
     pub pending_ack: Option<String>,
 }
 
@@ -295,6 +334,11 @@ mod tests {
             Outcome::Desync,
             Outcome::SendFailed,
             Outcome::Stuck,
+            Outcome::AckError,
+            Outcome::Unconfirmed,
+            Outcome::BadCanaryChat,
+            Outcome::ReachoutTimelock,
+            Outcome::SendRefused,
             Outcome::NeedsPairing,
             Outcome::Blocked(BlockKind::Banned),
             Outcome::Blocked(BlockKind::YellowCard),
@@ -335,6 +379,6 @@ mod tests {
             .filter(Outcome::is_counting_failure)
             .map(|o| o.as_str())
             .collect();
-        assert_eq!(counting, ["desync", "send_failed", "stuck"]);
+        assert_eq!(counting, ["desync", "send_failed", "stuck", "ack_error"]);
     }
 }

@@ -1,6 +1,6 @@
 //! The demo, sped up: both simulators and the daemon in one process, a WAHA
-//! desync and a stuck Green-API queue injected, caught and healed, every
-//! state change printed.
+//! desync, a stuck Green-API queue and a WAHA session whose sends are never
+//! acked injected, caught and healed, every state change printed.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use wa_watchdog::demo::{self, DemoOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
+async fn the_demo_shows_three_faults_caught_and_healed() {
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = lines.clone();
     let opts = DemoOptions {
@@ -18,6 +18,7 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
         // even on a loaded machine.
         desync_after: Duration::from_secs(3),
         green_stuck_after: Some(Duration::from_secs(4)),
+        never_acked: Some((3, Duration::from_secs(5))),
         canary_interval: Duration::from_millis(1200),
         confirm_interval: Duration::from_millis(1200),
         ack_timeout: Duration::from_millis(1500),
@@ -28,7 +29,7 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
         webhooks: true,
         swe003_after: None,
     };
-    // Stop as soon as both heals are printed, so the test takes seconds;
+    // Stop as soon as all three heals are printed, so the test takes seconds;
     // scrape the /metrics URL and load the status page the banner printed
     // before stopping.
     let watch = lines.clone();
@@ -55,7 +56,7 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
                 };
                 (heals, url_of("metrics"), url_of("status"))
             };
-            if heals >= 2 {
+            if heals >= 3 {
                 let client = wa_watchdog::provider::http::build_client(Duration::from_secs(5))
                     .expect("client");
                 for (url, into) in [(url, &scrape), (page_url, &page)] {
@@ -79,9 +80,23 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
     assert!(waha.healed_at.is_some(), "{text}");
     let green = report.fault("1101000001").expect("stuck queue injected");
     assert!(green.healed_at.is_some(), "{text}");
+    let never = report.fault("demo-3").expect("never-acked injected");
+    assert!(never.healed_at.is_some(), "{text}");
+    for f in &report.faults {
+        let detect = f.remedied_at.map(|r| r.since(f.injected_at).as_secs_f64());
+        let heal = f.healed_at.map(|h| h.since(f.injected_at).as_secs_f64());
+        eprintln!(
+            "{} ({}): detection {detect:?} s, heal {heal:?} s",
+            f.session, f.what
+        );
+    }
     assert_eq!(
         report.restarts,
-        [("demo-2".to_string(), 1), ("1101000001".to_string(), 1)],
+        [
+            ("demo-2".to_string(), 1),
+            ("demo-3".to_string(), 1),
+            ("1101000001".to_string(), 1)
+        ],
         "{text}"
     );
     let (status, body) = scraped
@@ -122,6 +137,9 @@ async fn the_demo_shows_a_desync_and_a_stuck_queue_caught_and_healed() {
         "reboot accepted",
         "summary: demo-2 (desync) was caught, restarted and delivering again",
         "summary: 1101000001 (stuck queue) was caught, rebooted and delivering again",
+        "injected: demo-3",
+        "stuck",
+        "summary: demo-3 (accepted, never acked) was caught, restarted and delivering again",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }

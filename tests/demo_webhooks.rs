@@ -16,6 +16,7 @@ async fn the_demo_shows_a_canary_confirmed_by_a_push_and_swe003_needing_pairing(
         victim: 1,
         desync_after: Duration::from_secs(3600),
         green_stuck_after: None,
+        never_acked: None,
         canary_interval: Duration::from_millis(1200),
         confirm_interval: Duration::from_millis(1200),
         ack_timeout: Duration::from_secs(3),

@@ -64,8 +64,9 @@ async fn a_window_pauses_every_covered_session_and_resumes_it_at_the_end() {
     assert!(during.is_empty(), "{during:?}");
     assert_eq!(h.state("s1"), State::Paused);
 
-    // At the end: resumed and probed at once.
-    run_until_time(&mut h, at("08:11:01")).await;
+    // At the end: resumed and probed at once; the canary counts once its
+    // ack is read back (one look, 2 s later).
+    run_until_time(&mut h, at("08:11:03")).await;
     assert_eq!(h.state("s1"), State::Healthy, "{:?}", h.transitions("s1"));
     assert!(h.ctl.send_count("s1") > sends);
     let path = h.path("s2");

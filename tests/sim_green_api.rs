@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wa_watchdog::clock::{Clock, Timestamp};
+use wa_watchdog::confirm::Evidence;
 use wa_watchdog::provider::green_api::{Call, GreenApiClient, InstanceState, RULES, RetryPolicy};
 use wa_watchdog::provider::{BlockKind, NotReadyKind, Outcome};
 use wa_watchdog::sim::green_api::{
@@ -122,6 +123,32 @@ async fn perform(client: &GreenApiClient, call: Call) -> Seen {
             debug = format!("{r:?}");
             seen_of(r, "reboot accepted")
         }
+        Call::Message => {
+            let e = client
+                .get_message(WID, "3EB0C767D097B7C7C030", TIMEOUT)
+                .await;
+            debug = format!("{e:?}");
+            match e {
+                Evidence::LookupFailed(r) => Seen {
+                    outcome: Some(r.outcome),
+                    rule: "lookup failed",
+                    status: r.http_status,
+                    detail: r.detail,
+                },
+                Evidence::NotFound { .. } => Seen {
+                    outcome: None,
+                    rule: "not in the journal (404)",
+                    status: Some(404),
+                    detail: String::new(),
+                },
+                _ => Seen {
+                    outcome: None,
+                    rule: "journal read",
+                    status: Some(200),
+                    detail: String::new(),
+                },
+            }
+        }
     };
     assert_no_token(&format!("{call:?}"), &debug);
     assert_no_token("detail", &seen.detail);
@@ -156,6 +183,7 @@ fn api(call: Call) -> ApiMethod {
         Call::Send => ApiMethod::SendMessage,
         Call::Queue => ApiMethod::ShowMessagesQueue,
         Call::Reboot => ApiMethod::Reboot,
+        Call::Message => ApiMethod::GetMessage,
     }
 }
 
@@ -182,6 +210,18 @@ fn sim_cases() -> Vec<(Call, Setup, &'static str, Option<Outcome>)> {
         (Call::Send, Setup::Normal, "message queued", None),
         (Call::Queue, Setup::Normal, "queue read", None),
         (Call::Reboot, Setup::Normal, "reboot accepted", None),
+        (
+            Call::Message,
+            Setup::Normal,
+            "not in the journal (404)",
+            None,
+        ),
+        (
+            Call::Message,
+            Setup::Custom(200, r#"{"statusMessage":"sent"}"#, BodyForm::Raw, 1),
+            "journal read",
+            None,
+        ),
         (
             Call::Send,
             Setup::Canned(Canned::CodeInBody401, BodyForm::Raw),
@@ -510,6 +550,8 @@ row_tests! {
     row_queue_read => "queue read",
     row_reboot_accepted => "reboot accepted",
     row_reboot_refused => "reboot refused",
+    row_journal_read => "journal read",
+    row_not_in_the_journal_404 => "not in the journal (404)",
     row_unexpected_2xx_body => "unexpected 2xx body",
     row_unusable_send_reply => "unusable send reply",
     row_unusable_state_reply => "unusable state reply",

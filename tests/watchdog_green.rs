@@ -1,5 +1,5 @@
 //! The watchdog against the Green-API simulator: a queued canary counts only
-//! once it left the queue; a stuck queue is healed by a reboot; states that a
+//! once the journal (`getMessage`) says it was sent; a stuck queue is healed by a reboot; states that a
 //! reboot cannot fix are never rebooted; the vendor's retry guidance and rate
 //! limits hold; the token (part of every URL) never leaks.
 
@@ -34,7 +34,7 @@ async fn healthy(settings: &Settings) -> GreenHarness {
 }
 
 #[tokio::test]
-async fn a_canary_counts_only_once_it_left_the_queue_and_goes_to_the_wid() {
+async fn a_canary_counts_only_once_the_journal_says_sent_and_goes_to_the_wid() {
     let h = healthy(&settings()).await;
     let messages = h.ctl.messages(GREEN_ID).expect("messages");
     assert!(!messages.is_empty());
@@ -42,21 +42,28 @@ async fn a_canary_counts_only_once_it_left_the_queue_and_goes_to_the_wid() {
         messages.iter().all(|m| m.chat_id == GREEN_WID),
         "default target is the wid"
     );
-    // Each delivered probe read the queue at least once before counting.
+    // Each delivered probe read the journal at least once before counting.
     let delivered = h
         .outcomes(GREEN_ID)
         .iter()
         .filter(|o| *o == "delivered")
         .count();
     assert!(delivered >= 2);
-    assert!(h.ctl.count("showMessagesQueue") >= delivered);
+    assert!(h.ctl.count("getMessage") >= delivered);
+    assert_eq!(
+        h.ctl.count("showMessagesQueue"),
+        0,
+        "the queue is no verdict"
+    );
     let probes = h
         .store
         .recent_probes(common::GREEN_PROVIDER, GREEN_ID, None, 10)
         .await
         .expect("probes");
     assert!(
-        probes.iter().any(|p| p.detail.contains("left the queue")),
+        probes
+            .iter()
+            .any(|p| p.detail.contains("confirmed: sent by getMessage")),
         "{probes:?}"
     );
 }

@@ -7,6 +7,7 @@ use rand::Rng;
 
 use super::{CliError, ProbeArgs, Target};
 use crate::config::{ChatTarget, Config, SessionSelector};
+use crate::confirm;
 use crate::provider::{Canary, Outcome, Provider};
 
 pub(super) async fn run(args: ProbeArgs) -> Result<(), CliError> {
@@ -63,9 +64,39 @@ pub(super) async fn run(args: ProbeArgs) -> Result<(), CliError> {
         chat: chat.as_deref(),
         text: &text,
         timeout: pc.canary.timeout,
+        confirm: pc.canary.confirm,
     };
     let started = std::time::Instant::now();
-    let report = client.probe(&target.session, &canary).await;
+    let clock = crate::clock::Clock::system();
+    let sent_at = clock.now();
+    let mut report = client.probe(&target.session, &canary).await;
+    if let Some(id) = report.pending_ack.clone() {
+        // Accepted is not delivered: wait for WhatsApp's evidence like the daemon.
+        eprintln!("{target}: accepted as {id}; waiting for confirmation (up to ack_timeout)");
+        let pending = confirm::Pending::new(id, sent_at, pc.canary.ack_timeout, report.http_status);
+        let mut at = pending.first_look();
+        report = loop {
+            let wait = at.since(clock.now());
+            tokio::time::sleep(wait).await;
+            let evidence = client
+                .look(
+                    &target.session,
+                    &pending.message_id,
+                    chat.as_deref(),
+                    pc.canary.timeout,
+                )
+                .await;
+            let verdict = confirm::verdict(&pending, evidence, clock.now());
+            match verdict.report(&pending) {
+                Some(r) => break r,
+                None => {
+                    if let confirm::Verdict::LookAgainAt(next) = verdict {
+                        at = next;
+                    }
+                }
+            }
+        };
+    }
     let took = started.elapsed().as_millis();
     let status = report
         .http_status

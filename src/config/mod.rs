@@ -280,7 +280,11 @@ pub struct CanaryConfig {
     /// Deadline of one probe's HTTP requests.
     pub timeout: Duration,
     /// How long a canary may take to be confirmed sent before it is `Stuck`.
+    /// Default 2 minutes, 3 minutes for Green-API (its journal lags up to 2).
     pub ack_timeout: Duration,
+    /// What proves a canary: WhatsApp's ack (default) or the provider's
+    /// acceptance of the send.
+    pub confirm: ConfirmMode,
     /// Message text; `{nonce}` is replaced by each probe's nonce.
     pub text: String,
     /// Where canaries go.
@@ -294,11 +298,49 @@ impl Default for CanaryConfig {
             jitter: 0.1,
             timeout: Duration::from_secs(20),
             ack_timeout: Duration::from_secs(120),
+            confirm: ConfirmMode::Ack,
             text: "wa-watchdog canary {nonce}".to_string(),
             chat: ChatTarget::SelfChat,
         }
     }
 }
+
+/// What proves that a canary arrived (`[canary] confirm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConfirmMode {
+    /// `"ack"`: WhatsApp's own evidence: WAHA ack >= 1 (SERVER) read back or
+    /// in the send reply, Green-API `statusMessage` sent/delivered/read.
+    #[default]
+    Ack,
+    /// `"accepted"`: the provider accepting the send (WAHA 201, Green-API
+    /// 200 + idMessage) counts as delivered. Knowingly weaker: it misses
+    /// "accepted but never delivered".
+    Accepted,
+}
+
+impl ConfirmMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmMode::Ack => "ack",
+            ConfirmMode::Accepted => "accepted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ConfirmMode> {
+        match text {
+            "ack" => Some(ConfirmMode::Ack),
+            "accepted" => Some(ConfirmMode::Accepted),
+            _ => None,
+        }
+    }
+}
+
+/// The Green-API default `ack_timeout`: its journal lags up to 2 minutes
+/// (Green-API docs: getMessage), so the deadline must exceed that.
+pub const GREEN_API_DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long Green-API's journal may lag behind a send (Green-API docs: getMessage).
+pub const GREEN_API_JOURNAL_LAG: Duration = Duration::from_secs(120);
 
 impl CanaryConfig {
     /// The canary text for one probe: `text` with every `{nonce}` replaced.

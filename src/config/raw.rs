@@ -60,6 +60,8 @@ pub(super) struct RawCanary {
     pub timeout: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub ack_timeout: Option<Duration>,
+    /// `"ack"` or `"accepted"`.
+    pub confirm: Option<String>,
     pub text: Option<String>,
     pub chat: Option<String>,
 }

@@ -126,6 +126,7 @@ fn provider(out: &mut Out, p: &ProviderConfig) {
     out.kv("jitter", format_args!("{:?}", c.jitter));
     out.kv("timeout", duration(c.timeout));
     out.kv("ack_timeout", duration(c.ack_timeout));
+    out.kv("confirm", quote(c.confirm.as_str()));
     out.kv("text", quote(&c.text));
     out.kv("chat", quote(c.chat.as_str()));
 

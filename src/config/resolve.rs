@@ -18,10 +18,11 @@ use super::raw::{
 use super::secret::{self, SecretContext, SecretKeys};
 use super::webhook::RawWebhookKeys;
 use super::{
-    AlertmanagerConfig, CanaryConfig, ChatTarget, Config, DEFAULT_CONNECT_TIMEOUT,
+    AlertmanagerConfig, CanaryConfig, ChatTarget, Config, ConfirmMode, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_PROBES, DEFAULT_MIN_REQUEST_INTERVAL, DEFAULT_RESEND_INTERVAL,
-    DaemonConfig, MAX_CONCURRENT_PROBES_LIMIT, MAX_DURATION, NONCE_PLACEHOLDER, ProviderConfig,
-    ProviderKind, Secret, SessionOverride, SessionSelector,
+    DaemonConfig, GREEN_API_DEFAULT_ACK_TIMEOUT, GREEN_API_JOURNAL_LAG,
+    MAX_CONCURRENT_PROBES_LIMIT, MAX_DURATION, NONCE_PLACEHOLDER, ProviderConfig, ProviderKind,
+    Secret, SessionOverride, SessionSelector,
 };
 use crate::policy::PolicyConfig;
 
@@ -45,6 +46,7 @@ impl Resolver<'_> {
         let daemon = self.daemon(raw.daemon)?;
         // The global tables are checked on their own first, so a bad global
         // value is reported once, without a provider name.
+        let global_ack_timeout = raw.canary.ack_timeout;
         let canary = merge_canary(&CanaryConfig::default(), raw.canary)?;
         let policy = merge_policy(&PolicyConfig::default(), raw.policy)?;
 
@@ -53,7 +55,8 @@ impl Resolver<'_> {
         }
         let mut providers: Vec<ProviderConfig> = Vec::with_capacity(raw.providers.len());
         for (i, raw_provider) in raw.providers.into_iter().enumerate() {
-            let provider = self.provider(i + 1, raw_provider, &canary, &policy)?;
+            let provider =
+                self.provider(i + 1, raw_provider, &canary, global_ack_timeout, &policy)?;
             if let Some(first) = providers.iter().position(|p| p.name == provider.name) {
                 return Err(format!(
                     "duplicate provider name {:?} ([[provider]] #{} and #{})",
@@ -150,6 +153,7 @@ impl Resolver<'_> {
         index: usize,
         raw: RawProvider,
         canary: &CanaryConfig,
+        global_ack_timeout: Option<Duration>,
         policy: &PolicyConfig,
     ) -> Result<ProviderConfig, String> {
         let Some(name) = raw.name.clone() else {
@@ -162,7 +166,7 @@ impl Resolver<'_> {
             ));
         }
         let scope = format!("provider {name:?}: ");
-        self.provider_body(name, raw, canary, policy, &scope)
+        self.provider_body(name, raw, canary, global_ack_timeout, policy, &scope)
             .map_err(|message| format!("{scope}{message}"))
     }
 
@@ -171,6 +175,7 @@ impl Resolver<'_> {
         name: String,
         raw: RawProvider,
         global_canary: &CanaryConfig,
+        global_ack_timeout: Option<Duration>,
         global_policy: &PolicyConfig,
         scope: &str,
     ) -> Result<ProviderConfig, String> {
@@ -318,7 +323,21 @@ impl Resolver<'_> {
             id_instance.as_deref(),
         )?;
 
-        let canary = merge_canary(global_canary, raw.canary)?;
+        let explicit_ack_timeout = raw.canary.ack_timeout.or(global_ack_timeout);
+        let mut canary = merge_canary(global_canary, raw.canary)?;
+        if kind == ProviderKind::GreenApi {
+            match explicit_ack_timeout {
+                None => canary.ack_timeout = GREEN_API_DEFAULT_ACK_TIMEOUT,
+                Some(d) if d <= GREEN_API_JOURNAL_LAG && canary.confirm == ConfirmMode::Ack => {
+                    self.warn(format!(
+                        "{scope}canary.ack_timeout is {}; Green-API's journal lags up to 2 \
+                         minutes, so a healthy canary may be counted as stuck",
+                        humantime::format_duration(d)
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         if !canary.text.contains(NONCE_PLACEHOLDER) {
             self.warn(format!(
                 "{scope}canary.text has no {NONCE_PLACEHOLDER}; every canary is the same \
@@ -460,6 +479,12 @@ fn merge_canary(base: &CanaryConfig, raw: RawCanary) -> Result<CanaryConfig, Str
         jitter: raw.jitter.unwrap_or(base.jitter),
         timeout: raw.timeout.unwrap_or(base.timeout),
         ack_timeout: raw.ack_timeout.unwrap_or(base.ack_timeout),
+        confirm: match raw.confirm {
+            None => base.confirm,
+            Some(text) => ConfirmMode::parse(&text).ok_or_else(|| {
+                format!("canary.confirm must be \"ack\" or \"accepted\", got {text:?}")
+            })?,
+        },
         text: raw.text.unwrap_or_else(|| base.text.clone()),
         chat,
     };

@@ -135,7 +135,11 @@ fn example_file_parses_to_the_documented_defaults() {
 
     assert_eq!(cfg.providers.len(), 2);
     for p in &cfg.providers {
-        assert_eq!(p.canary, CanaryConfig::default(), "{}", p.name);
+        let mut canary = CanaryConfig::default();
+        if p.kind == ProviderKind::GreenApi {
+            canary.ack_timeout = secs(180);
+        }
+        assert_eq!(p.canary, canary, "{}", p.name);
         assert_eq!(p.policy, PolicyConfig::default(), "{}", p.name);
         assert_eq!(p.max_concurrent_probes, DEFAULT_MAX_CONCURRENT_PROBES);
         assert_eq!(p.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
@@ -193,6 +197,7 @@ fn example_file_documents_every_key() {
         "jitter",
         "timeout",
         "ack_timeout",
+        "confirm",
         "text",
         "chat",
         "desync_signatures",
@@ -1176,4 +1181,41 @@ fn invalid_fixtures_fail_as_expected() {
             path.display()
         );
     }
+}
+
+#[test]
+fn confirm_mode_and_the_green_api_ack_timeout() {
+    use crate::config::ConfirmMode;
+    // Defaults: ack everywhere; 2 min for WAHA, 3 min for Green-API.
+    let c = parse_ok(&format!("{WAHA}{GREEN}"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.providers[0].canary.confirm, ConfirmMode::Ack);
+    assert_eq!(c.providers[0].canary.ack_timeout, secs(120));
+    assert_eq!(c.providers[1].canary.ack_timeout, secs(180));
+
+    // Per provider, and "accepted" is allowed.
+    let c = parse_ok(&format!(
+        "{WAHA}[provider.canary]\nconfirm = \"accepted\"\n{GREEN}"
+    ));
+    assert_eq!(c.providers[0].canary.confirm, ConfirmMode::Accepted);
+    assert_eq!(c.providers[1].canary.confirm, ConfirmMode::Ack);
+    let err = parse_err(&format!("[canary]\nconfirm = \"maybe\"\n{WAHA}"));
+    assert!(
+        err.contains("canary.confirm must be \"ack\" or \"accepted\", got \"maybe\""),
+        "{err}"
+    );
+
+    // An explicit Green-API deadline within the journal lag: allowed, with a
+    // warning naming the provider; the global value applies to WAHA silently.
+    let c = parse_ok(&format!("[canary]\nack_timeout = \"1m\"\n{WAHA}{GREEN}"));
+    assert_eq!(c.providers[0].canary.ack_timeout, secs(60));
+    assert_eq!(c.providers[1].canary.ack_timeout, secs(60));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("green-1"), "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("2 minutes"), "{:?}", c.warnings);
+    let c = parse_ok(&format!(
+        "{WAHA}{GREEN}[provider.canary]\nack_timeout = \"4m\"\n"
+    ));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.providers[1].canary.ack_timeout, secs(240));
 }

@@ -95,7 +95,7 @@ impl Machine {
 
         match outcome {
             Outcome::Delivered => self.on_delivered(guard, ctx, fx),
-            Outcome::Desync | Outcome::SendFailed | Outcome::Stuck => {
+            Outcome::Desync | Outcome::SendFailed | Outcome::Stuck | Outcome::AckError => {
                 self.on_counting_failure(outcome, guard, ctx, fx)
             }
             Outcome::NotReady(kind) => {
@@ -185,7 +185,11 @@ impl Machine {
             | Outcome::BadRequest
             | Outcome::SessionMissing
             | Outcome::QuotaExceeded
-            | Outcome::InstanceExpired => {
+            | Outcome::InstanceExpired
+            | Outcome::Unconfirmed
+            | Outcome::BadCanaryChat
+            | Outcome::ReachoutTimelock
+            | Outcome::SendRefused => {
                 // Nothing a restart can fix; alerts come from the outcome.
                 if verifying {
                     self.finish_restart(

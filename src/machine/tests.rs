@@ -99,6 +99,11 @@ fn columns() -> Vec<(&'static str, Outcome)> {
         ("session_missing", SessionMissing),
         ("quota_exceeded", QuotaExceeded),
         ("instance_expired", InstanceExpired),
+        ("ack_error", AckError),
+        ("unconfirmed", Unconfirmed),
+        ("bad_canary_chat", BadCanaryChat),
+        ("reachout_timelock", ReachoutTimelock),
+        ("send_refused", SendRefused),
     ]
 }
 
@@ -119,22 +124,23 @@ const PA: State = State::Paused;
 /// Expected next state for every (state, outcome) pair, default policy.
 /// Columns as in [`columns`]:
 /// deliv desync sfail stuck | start stop fail sleep prov unrec | pair ban yellow |
-/// rate auth bad | unreach timeout | missing quota expired
+/// rate auth bad | unreach timeout | missing quota expired |
+/// ackerr unconf badchat timelock refused
 #[rustfmt::skip]
-fn table() -> Vec<(State, [State; 21])> {
+fn table() -> Vec<(State, [State; 26])> {
     vec![
-        (UN, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  UN, UN, UN,  UR, UR,  UN, UN, UN]),
-        (HE, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  HE, HE, HE,  UR, UR,  HE, HE, HE]),
-        (SU, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  SU, SU, SU,  UR, UR,  SU, SU, SU]),
-        (DE, [HE, RS, RS, RS,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  DE, DE, DE,  UR, UR,  DE, DE, DE]),
-        (RS, [RS, RS, RS, RS,  RS, RS, RS, RS, RS, RS,  RS, RS, RS,  RS, RS, RS,  RS, RS,  RS, RS, RS]),
-        (RC, [HE, DE, DE, DE,  RS, RS, RS, RS, RS, RS,  NP, BL, BL,  RC, UN, UN,  UR, UR,  UN, UN, UN]),
-        (NR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  NR, NR, NR,  UR, UR,  NR, NR, NR]),
-        (NP, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  NP, NP, NP,  UR, UR,  NP, NP, NP]),
-        (BL, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  BL, BL, BL,  UR, UR,  BL, BL, BL]),
-        (UR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  UR, UR, UR,  UR, UR,  UR, UR, UR]),
-        (ES, [HE, ES, ES, ES,  ES, ES, ES, ES, ES, ES,  NP, BL, BL,  ES, ES, ES,  UR, UR,  ES, ES, ES]),
-        (PA, [PA, PA, PA, PA,  PA, PA, PA, PA, PA, PA,  PA, PA, PA,  PA, PA, PA,  PA, PA,  PA, PA, PA]),
+        (UN, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  UN, UN, UN,  UR, UR,  UN, UN, UN,  SU, UN, UN, UN, UN]),
+        (HE, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  HE, HE, HE,  UR, UR,  HE, HE, HE,  SU, HE, HE, HE, HE]),
+        (SU, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  SU, SU, SU,  UR, UR,  SU, SU, SU,  SU, SU, SU, SU, SU]),
+        (DE, [HE, RS, RS, RS,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  DE, DE, DE,  UR, UR,  DE, DE, DE,  RS, DE, DE, DE, DE]),
+        (RS, [RS, RS, RS, RS,  RS, RS, RS, RS, RS, RS,  RS, RS, RS,  RS, RS, RS,  RS, RS,  RS, RS, RS,  RS, RS, RS, RS, RS]),
+        (RC, [HE, DE, DE, DE,  RS, RS, RS, RS, RS, RS,  NP, BL, BL,  RC, UN, UN,  UR, UR,  UN, UN, UN,  DE, UN, UN, UN, UN]),
+        (NR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  NR, NR, NR,  UR, UR,  NR, NR, NR,  SU, NR, NR, NR, NR]),
+        (NP, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  NP, NP, NP,  UR, UR,  NP, NP, NP,  SU, NP, NP, NP, NP]),
+        (BL, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  BL, BL, BL,  UR, UR,  BL, BL, BL,  SU, BL, BL, BL, BL]),
+        (UR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  UR, UR, UR,  UR, UR,  UR, UR, UR,  SU, UR, UR, UR, UR]),
+        (ES, [HE, ES, ES, ES,  ES, ES, ES, ES, ES, ES,  NP, BL, BL,  ES, ES, ES,  UR, UR,  ES, ES, ES,  ES, ES, ES, ES, ES]),
+        (PA, [PA, PA, PA, PA,  PA, PA, PA, PA, PA, PA,  PA, PA, PA,  PA, PA, PA,  PA, PA,  PA, PA, PA,  PA, PA, PA, PA, PA]),
     ]
 }
 
@@ -142,7 +148,7 @@ fn table() -> Vec<(State, [State; 21])> {
 fn table_covers_every_state() {
     let states: Vec<State> = table().iter().map(|(s, _)| *s).collect();
     assert_eq!(states, State::ALL);
-    assert_eq!(columns().len(), 21);
+    assert_eq!(columns().len(), 26);
 }
 
 #[test]
@@ -206,6 +212,10 @@ fn every_state_and_outcome_pair_goes_where_the_table_says() {
                     | Outcome::Timeout
                     | Outcome::QuotaExceeded
                     | Outcome::InstanceExpired
+                    | Outcome::Unconfirmed
+                    | Outcome::BadCanaryChat
+                    | Outcome::ReachoutTimelock
+                    | Outcome::SendRefused
             ) {
                 assert!(!begun, "{case}: restarted on {name}");
             }

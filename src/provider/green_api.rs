@@ -401,6 +401,47 @@ impl GreenApiClient {
         Ok(queue_has(reply.json().as_ref(), id_message))
     }
 
+    /// Looks one sent message up in the journal (`getMessage`, paced), as
+    /// confirmation evidence. Not found is not a failure here: the journal
+    /// lags up to 2 minutes (Green-API docs: getMessage).
+    pub async fn get_message(
+        &self,
+        chat_id: &str,
+        id_message: &str,
+        timeout: Duration,
+    ) -> crate::confirm::Evidence {
+        use crate::confirm::{Evidence, Source};
+        use crate::provider::delivery::{self, Lookup};
+        let body = serde_json::json!({ "chatId": chat_id, "idMessage": id_message });
+        let reply = match self.exchange(Call::Message, Some(&body), timeout).await {
+            Ok(r) => r,
+            Err(f) => {
+                return Evidence::LookupFailed(crate::outcome::ProbeReport::failed(
+                    f.outcome,
+                    f.http_status,
+                    f.detail,
+                ));
+            }
+        };
+        match delivery::green_get_message(&reply) {
+            Lookup::GreenStatus {
+                status,
+                description,
+            } => Evidence::GreenStatus {
+                status,
+                description: description.map(|d| self.scrub(&d)),
+                source: Source::Journal,
+            },
+            Lookup::NotFound { detail } => Evidence::NotFound { detail },
+            Lookup::Unsupported { detail } => Evidence::Unsupported { detail },
+            Lookup::WahaAck { .. } | Lookup::Unreadable { .. } | Lookup::Other => {
+                Evidence::Unreadable {
+                    detail: format!("HTTP {}: getMessage reply not understood", reply.status),
+                }
+            }
+        }
+    }
+
     /// Reboots the instance (`reboot`). Ok means `{"isReboot": true}`;
     /// `starting` follows for seconds to minutes, so poll [`Self::state`].
     pub async fn reboot(&self, timeout: Duration) -> Result<(), Failure> {

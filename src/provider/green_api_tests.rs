@@ -114,6 +114,28 @@ fn cases() -> Vec<(Call, u16, Body, &'static str, Option<Outcome>)> {
         (Queue, 200, Raw("null"), "queue read", None),
         (Queue, 200, Raw(""), "queue read", None),
         (
+            Message,
+            200,
+            Raw(r#"{"idMessage":"A","statusMessage":"sent"}"#),
+            "journal read",
+            None,
+        ),
+        (Message, 200, Raw(""), "journal read", None),
+        (
+            Message,
+            404,
+            Raw("Not Found"),
+            "not in the journal (404)",
+            None,
+        ),
+        (
+            Message,
+            400,
+            Text("instance account not authorized"),
+            "instance not authorized",
+            Some(NeedsPairing),
+        ),
+        (
             Reboot,
             200,
             Raw(r#"{"isReboot":true}"#),

@@ -30,6 +30,8 @@ pub struct Canary<'a> {
     pub chat: Option<&'a str>,
     pub text: &'a str,
     pub timeout: Duration,
+    /// What proves the canary (`[canary] confirm`).
+    pub confirm: crate::config::ConfirmMode,
 }
 
 /// A Green-API instance with the instance's own chat id (its `wid`, the
@@ -61,6 +63,47 @@ impl GreenProvider {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(w.clone());
         Ok(w)
     }
+}
+
+/// The probe report of a WAHA send: an accepted canary is pending until
+/// WhatsApp's ack proves it, unless the reply already decides it (ack -1
+/// fails at once, ack >= 1 needs no read-back) or `confirm = "accepted"`.
+fn waha_canary(r: waha::SendResult, confirm: crate::config::ConfirmMode) -> ProbeReport {
+    use crate::confirm::{Evidence, Pending, Source, verdict};
+    let report = |outcome, detail, pending_ack| ProbeReport {
+        outcome,
+        http_status: r.http_status,
+        detail,
+        sent: true,
+        pending_ack,
+    };
+    if r.outcome != Outcome::Delivered || confirm == crate::config::ConfirmMode::Accepted {
+        return report(r.outcome, r.detail.clone(), None);
+    }
+    let Some(id) = r.message_id.clone() else {
+        return report(
+            Outcome::Unconfirmed,
+            format!(
+                "HTTP {}: the send reply has no message id to confirm",
+                r.http_status.unwrap_or(0)
+            ),
+            None,
+        );
+    };
+    if let Some(ack) = r.ack.filter(|a| *a == -1 || *a >= 1) {
+        // Decided by the reply alone; the instant does not matter for these rows.
+        let at = crate::clock::Timestamp(0);
+        let pending = Pending::new(id.clone(), at, Duration::from_secs(86_400), r.http_status);
+        let evidence = Evidence::WahaAck {
+            ack,
+            ack_name: None,
+            source: Source::SendReply,
+        };
+        if let Some(decided) = verdict(&pending, evidence, at).report(&pending) {
+            return decided;
+        }
+    }
+    report(Outcome::Delivered, r.detail.clone(), Some(id))
 }
 
 /// A provider endpoint: a closed set, so matches stay exhaustive and no
@@ -137,6 +180,16 @@ impl Provider {
                         format!("status {}", info.status),
                     );
                 }
+                if info.reachout_timelock {
+                    // Sends would fail with 463 until WhatsApp lifts it.
+                    return ProbeReport::failed(
+                        Outcome::ReachoutTimelock,
+                        Some(200),
+                        "me.reachoutTimelock is active: WhatsApp restricts new chats until it \
+                         lifts by itself"
+                            .to_string(),
+                    );
+                }
                 let Some(chat) = canary.chat.or(info.me.as_deref()) else {
                     return ProbeReport::failed(
                         Outcome::BadRequest,
@@ -148,13 +201,7 @@ impl Provider {
                 let r = c
                     .send_text(session, chat, canary.text, canary.timeout)
                     .await;
-                ProbeReport {
-                    outcome: r.outcome,
-                    http_status: r.http_status,
-                    detail: r.detail,
-                    sent: true,
-                    pending_ack: None,
-                }
+                waha_canary(r, canary.confirm)
             }
             Provider::GreenApi(g) => {
                 let state = match g.client.state(canary.timeout).await {
@@ -180,6 +227,19 @@ impl Provider {
                     .send_message(&chat, canary.text, canary.timeout)
                     .await;
                 match (r.outcome, r.message_id) {
+                    (Outcome::Delivered, Some(id))
+                        if canary.confirm == crate::config::ConfirmMode::Accepted =>
+                    {
+                        ProbeReport {
+                            outcome: Outcome::Delivered,
+                            http_status: r.http_status,
+                            detail: http::short(&format!(
+                                "queued as {id}; accepted counts as delivered (confirm = \"accepted\")"
+                            )),
+                            sent: true,
+                            pending_ack: None,
+                        }
+                    }
                     (Outcome::Delivered, Some(id)) => ProbeReport {
                         outcome: Outcome::Delivered,
                         http_status: r.http_status,
@@ -202,6 +262,41 @@ impl Provider {
                         pending_ack: None,
                     },
                 }
+            }
+        }
+    }
+
+    /// One look at a sent canary, as confirmation evidence: WAHA reads the
+    /// message back (its chat from the serialized id, else `chat`),
+    /// Green-API asks its journal (`getMessage`, to `chat` or the instance's
+    /// own chat).
+    pub async fn look(
+        &self,
+        session: &str,
+        message_id: &str,
+        chat: Option<&str>,
+        timeout: Duration,
+    ) -> crate::confirm::Evidence {
+        use crate::confirm::Evidence;
+        match self {
+            Provider::Waha(c) => {
+                let chat = delivery::waha_chat_of(message_id).or(chat);
+                match chat {
+                    Some(chat) => c.read_back(session, chat, message_id, timeout).await,
+                    None => Evidence::Unsupported {
+                        detail: format!("cannot tell the chat of message {message_id}"),
+                    },
+                }
+            }
+            Provider::GreenApi(g) => {
+                let chat = match chat {
+                    Some(c) => c.to_string(),
+                    None => match g.wid(timeout).await {
+                        Ok(w) => w,
+                        Err(f) => return Evidence::LookupFailed(ProbeReport::from_green(f)),
+                    },
+                };
+                g.client.get_message(&chat, message_id, timeout).await
             }
         }
     }

@@ -21,17 +21,23 @@ use reqwest::Url;
 use reqwest::header::HeaderValue;
 use serde_json::Value;
 
-use super::Outcome;
+use super::delivery::{self, Lookup};
 use super::http::{self, Transport};
+use super::{Outcome, ProbeReport};
+use crate::confirm::{Evidence, Source};
 
 /// One session as WAHA lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionInfo {
     pub name: String,
-    /// `STOPPED`, `STARTING`, `SCAN_QR_CODE`, `WORKING`, `FAILED`.
+    /// `STOPPED`, `STARTING`, `SCAN_QR_CODE`, `PASSKEY_REQUIRED`,
+    /// `PASSKEY_CONFIRMATION_REQUIRED`, `WORKING`, `FAILED`.
     pub status: String,
     /// `me.id`, the session's own chat, when logged in.
     pub me: Option<String>,
+    /// `me.reachoutTimelock.isActive` (WAHA 2026 servers; absent = false):
+    /// WhatsApp restricts messaging new contacts and sends fail with 463.
+    pub reachout_timelock: bool,
 }
 
 impl SessionInfo {
@@ -72,8 +78,11 @@ pub struct SendResult {
     pub outcome: Outcome,
     pub http_status: Option<u16>,
     pub detail: String,
-    /// The message id WAHA returned, in whichever engine's shape.
+    /// The message id WAHA returned, in its serialized form
+    /// (`true_<chat>_<ID>`; built from NOWEB's `key`).
     pub message_id: Option<String>,
+    /// The ack the reply already carries (WEBJS `ack`, NOWEB `status`).
+    pub ack: Option<i64>,
 }
 
 /// A WAHA server.
@@ -228,11 +237,14 @@ impl WahaClient {
                     http_status: None,
                     detail: f.detail,
                     message_id: None,
+                    ack: None,
                 }
             }
             Ok(reply) => {
                 let c = classify(Call::Send, &reply, &self.signatures);
-                let message_id = reply.json().as_ref().and_then(message_id);
+                let json = reply.json();
+                let message_id = json.as_ref().and_then(delivery::waha_serialized_id);
+                let ack = json.as_ref().and_then(delivery::waha_send_ack);
                 SendResult {
                     outcome: c.outcome.unwrap_or(Outcome::Delivered),
                     http_status: Some(reply.status),
@@ -245,7 +257,46 @@ impl WahaClient {
                         c.detail
                     },
                     message_id,
+                    ack,
                 }
+            }
+        }
+    }
+
+    /// Reads one sent message back for its ack
+    /// (`GET /api/{session}/chats/{chatId}/messages/{messageId}?downloadMedia=false`,
+    /// WAHA OpenAPI 2026.7.2), as confirmation evidence.
+    pub async fn read_back(
+        &self,
+        session: &str,
+        chat_id: &str,
+        message_id: &str,
+        timeout: Duration,
+    ) -> Evidence {
+        let mut url = self.url(&["api", session, "chats", chat_id, "messages", message_id]);
+        url.query_pairs_mut().append_pair("downloadMedia", "false");
+        let reply = match http::send(self.request(reqwest::Method::GET, url, timeout)).await {
+            Ok(r) => r,
+            Err(t) => {
+                let f = Failure::transport(t);
+                return Evidence::LookupFailed(ProbeReport::failed(f.outcome, None, f.detail));
+            }
+        };
+        match delivery::waha_read_back(&reply) {
+            Lookup::WahaAck { ack, ack_name } => Evidence::WahaAck {
+                ack,
+                ack_name,
+                source: Source::ReadBack,
+            },
+            Lookup::GreenStatus { .. } | Lookup::Unreadable { .. } => Evidence::Unreadable {
+                detail: format!("HTTP {}: read-back not understood", reply.status),
+            },
+            Lookup::NotFound { detail } => Evidence::NotFound { detail },
+            Lookup::Unsupported { detail } => Evidence::Unsupported { detail },
+            Lookup::Other => {
+                let c = classify(Call::Status, &reply, &self.signatures);
+                let outcome = c.outcome.unwrap_or(Outcome::Unconfirmed);
+                Evidence::LookupFailed(ProbeReport::failed(outcome, Some(reply.status), c.detail))
             }
         }
     }
@@ -278,6 +329,10 @@ fn parse_session(v: &Value) -> Option<SessionInfo> {
             .and_then(|m| m.get("id"))
             .and_then(Value::as_str)
             .map(str::to_string),
+        reachout_timelock: v
+            .pointer("/me/reachoutTimelock/isActive")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 

@@ -19,6 +19,7 @@ fn reply(status: u16, body: &str) -> Reply {
 
 const DESYNC_2084: &str = r#"{"statusCode":500,"timestamp":"2026-05-18T22:20:44.455Z","exception":{"message":"2 UNKNOWN: server returned error 400","code":2,"details":"server returned error 400","metadata":{},"name":"Error"},"request":{"path":"/api/sendText","method":"POST","body":{"chatId":"5511999990001@c.us","text":"...","session":"example_session_001"}},"version":{"version":"2026.4.2","engine":"GOWS","tier":"PLUS","worker":{"id":"waha_gowdy"}}}"#;
 const GRPC_403: &str = r#"{"statusCode":500,"exception":{"message":"2 UNKNOWN: server returned error 403","code":2,"details":"server returned error 403","metadata":[],"name":"Error"}}"#;
+const GRPC_463: &str = r#"{"statusCode":500,"exception":{"message":"2 UNKNOWN: server returned error 463","code":2,"details":"server returned error 463","metadata":{},"name":"Error"}}"#;
 const NOT_WORKING: &str = r#"{"error":"Session status is not as expected. Try again later or restart the session","session":"default","status":"STARTING","expected":["WORKING"]}"#;
 const SCAN_QR: &str = r#"{"error":"Session status is not as expected. Try again later or restart the session","session":"default","status":"SCAN_QR_CODE","expected":["WORKING"]}"#;
 const DOES_NOT_EXIST: &str = r#"{"error":"Session \"nosuch\" does not exist","session":"nosuch"}"#;
@@ -106,8 +107,15 @@ fn cases() -> Vec<(Call, u16, &'static str, &'static str, Option<Outcome>)> {
             Call::Send,
             500,
             GRPC_403,
-            "server error on send",
-            Some(SendFailed),
+            "WhatsApp refused the send (403)",
+            Some(SendRefused),
+        ),
+        (
+            Call::Send,
+            500,
+            GRPC_463,
+            "reachout timelock (463)",
+            Some(ReachoutTimelock),
         ),
         (
             Call::Send,
@@ -238,14 +246,15 @@ fn every_row_is_covered_by_a_case() {
 
 #[test]
 fn desync_signatures_are_configurable_and_case_insensitive() {
-    let body = reply(500, GRPC_403);
+    let grpc_408 = GRPC_403.replace("error 403", "error 408");
+    let body = reply(500, &grpc_408);
     assert_eq!(
         classify(Call::Send, &body, &sigs()).outcome,
         Some(Outcome::SendFailed)
     );
     let more = vec![
         "server returned error 400".into(),
-        "server returned error 403".into(),
+        "server returned error 408".into(),
     ];
     assert_eq!(
         classify(Call::Send, &body, &more).outcome,

@@ -103,6 +103,7 @@ impl Scheduler {
                     return;
                 };
                 due = pending.due;
+                self.observe_verdict(p, &name, &verdict, report.outcome);
                 self.record_probe(
                     p,
                     &name,

@@ -134,6 +134,7 @@ impl Scheduler {
                 pending_intent: None,
                 remediation_id: None,
                 pending_ack: None,
+                unconfirmed_logged: false,
             },
         );
         let provider = pr.cfg.name.clone();

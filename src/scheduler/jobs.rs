@@ -63,12 +63,15 @@ pub enum Work {
         chat: Option<String>,
         text: String,
         timeout: Duration,
+        confirm: crate::config::ConfirmMode,
     },
     /// Status read while restarting.
     Status { timeout: Duration },
-    /// Is a queued canary still in the provider's queue?
+    /// One look at a sent canary (WAHA read-back, Green-API getMessage).
     ConfirmAck {
         message_id: String,
+        /// The configured canary chat (None: the session's own).
+        chat: Option<String>,
         timeout: Duration,
     },
     /// The provider's restart call.
@@ -80,7 +83,7 @@ pub enum Work {
 pub enum Output {
     Probe(ProbeReport),
     Status(StatusRead, ProbeReport),
-    /// One look at a queued canary, for the confirmation verdict.
+    /// One look at a sent canary, for the confirmation verdict.
     Ack(Evidence),
     Restart(Result<(), CallFailed>),
 }
@@ -152,11 +155,13 @@ async fn session_work(client: &Provider, session: &str, work: Work) -> Output {
             chat,
             text,
             timeout,
+            confirm,
         } => {
             let canary = Canary {
                 chat: chat.as_deref(),
                 text: &text,
                 timeout,
+                confirm,
             };
             Output::Probe(client.probe(session, &canary).await)
         }
@@ -166,11 +171,13 @@ async fn session_work(client: &Provider, session: &str, work: Work) -> Output {
         }
         Work::ConfirmAck {
             message_id,
+            chat,
             timeout,
-        } => Output::Ack(match client.still_queued(&message_id, timeout).await {
-            Ok(still_queued) => Evidence::QueueRead { still_queued },
-            Err(report) => Evidence::LookupFailed(report),
-        }),
+        } => Output::Ack(
+            client
+                .look(session, &message_id, chat.as_deref(), timeout)
+                .await,
+        ),
         Work::Restart { timeout } => Output::Restart(client.restart(session, timeout).await),
     }
 }

@@ -20,6 +20,7 @@
 mod apply;
 pub mod command;
 mod discovery;
+mod evidence;
 mod jobs;
 mod maintenance;
 mod persist;
@@ -105,6 +106,15 @@ pub enum Command {
     /// Apply a new, already validated configuration (SIGHUP); see
     /// [`Scheduler::reload`].
     Reload(Box<Config>),
+    /// Evidence about a pending canary's message from outside a look (a
+    /// webhook); see [`Scheduler::evidence`]. Never refused: evidence that
+    /// does not decide anything is dropped.
+    Evidence {
+        provider: String,
+        session: String,
+        message_id: String,
+        evidence: crate::confirm::Evidence,
+    },
 }
 
 /// One watched session.
@@ -130,8 +140,11 @@ struct SessionRt {
     /// A restart whose intent row could not be written yet: the call waits
     /// until it is (intent before action).
     pending_intent: Option<crate::store::NewRemediation>,
-    /// A canary that was only queued (Green-API), waiting to leave the queue.
+    /// A sent canary waiting for its confirmation (`crate::confirm`).
     pending_ack: Option<PendingAck>,
+    /// "Cannot be confirmed" was logged for this session (once, until a
+    /// canary is confirmed again).
+    unconfirmed_logged: bool,
 }
 
 /// A discovered session absent from the provider's recent session lists.
@@ -141,7 +154,7 @@ struct Missing {
     rounds: u32,
 }
 
-/// A queued canary whose outcome is not known yet: the canary for the
+/// A sent canary whose outcome is not known yet: the canary for the
 /// confirmation verdict, and what the scheduler needs to apply it.
 #[derive(Debug, Clone)]
 struct PendingAck {

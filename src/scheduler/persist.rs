@@ -222,6 +222,7 @@ impl Scheduler {
                 pending_intent: None,
                 remediation_id,
                 pending_ack: None,
+                unconfirmed_logged: false,
             },
         );
         self.schedule(p, &rec.session, step);

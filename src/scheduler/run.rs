@@ -153,6 +153,16 @@ impl Scheduler {
             } => (provider, session, Input::Pause { until, reason }),
             Command::Resume { provider, session } => (provider, session, Input::Resume),
             Command::Restart { provider, session } => (provider, session, Input::OperatorRestart),
+            Command::Evidence {
+                provider,
+                session,
+                message_id,
+                evidence,
+            } => {
+                self.evidence(&provider, &session, &message_id, evidence)
+                    .await;
+                return Ok(());
+            }
             Command::Reload(config) => {
                 let report = self.reload(&config).await.map_err(Refusal::Reload)?;
                 tracing::info!(changes = %report, "configuration reloaded");
@@ -308,11 +318,16 @@ impl Scheduler {
                 },
                 text: pr.cfg.canary.render_text(&nonce),
                 timeout,
+                confirm: pr.cfg.canary.confirm,
             },
             Action::PollStatus => Work::Status { timeout },
             Action::ConfirmAck => match &s.pending_ack {
                 Some(p) => Work::ConfirmAck {
                     message_id: p.canary.message_id.clone(),
+                    chat: match pr.cfg.chat_for(name) {
+                        ChatTarget::SelfChat => None,
+                        ChatTarget::Id(id) => Some(id),
+                    },
                     timeout,
                 },
                 None => return,

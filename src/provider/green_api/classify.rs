@@ -25,16 +25,19 @@ pub enum Call {
     Send,
     /// `GET showMessagesQueue`.
     Queue,
+    /// `POST getMessage`: one sent message and its `statusMessage`.
+    Message,
     /// `GET reboot`.
     Reboot,
 }
 
 impl Call {
-    pub const ALL: [Call; 5] = [
+    pub const ALL: [Call; 6] = [
         Call::State,
         Call::Settings,
         Call::Send,
         Call::Queue,
+        Call::Message,
         Call::Reboot,
     ];
 
@@ -45,6 +48,7 @@ impl Call {
             Call::Settings => "getSettings",
             Call::Send => "sendMessage",
             Call::Queue => "showMessagesQueue",
+            Call::Message => "getMessage",
             Call::Reboot => "reboot",
         }
     }
@@ -52,7 +56,7 @@ impl Call {
     /// The verb the Green-API docs give each method; any other verb gets a 404.
     pub fn http_method(self) -> reqwest::Method {
         match self {
-            Call::Send => reqwest::Method::POST,
+            Call::Send | Call::Message => reqwest::Method::POST,
             Call::State | Call::Settings | Call::Queue | Call::Reboot => reqwest::Method::GET,
         }
     }
@@ -236,6 +240,23 @@ pub const RULES: &[Rule] = &[
         One(200),
         B::Flag("isReboot", false),
         V::Is(Outcome::SendFailed),
+    ),
+    // getMessage (Green-API docs): any 200 body, and a 404 (one of the
+    // undocumented "not in the journal yet" forms), are read by
+    // `provider::delivery::green_get_message`.
+    rule(
+        "journal read",
+        Scope::Only(Call::Message),
+        One(200),
+        B::Any,
+        V::Success,
+    ),
+    rule(
+        "not in the journal (404)",
+        Scope::Only(Call::Message),
+        One(404),
+        B::Any,
+        V::Success,
     ),
     rule(
         "unusable send reply",

@@ -56,6 +56,8 @@ pub(super) struct Pacers {
     state: Pacer,
     settings: Pacer,
     queue: Pacer,
+    /// `getMessage` (10/s documented) is paced like the other journal calls.
+    message: Pacer,
     reboot: Pacer,
 }
 
@@ -65,6 +67,7 @@ impl Pacers {
             state: Pacer::new(min_interval),
             settings: Pacer::new(min_interval),
             queue: Pacer::new(min_interval),
+            message: Pacer::new(min_interval),
             reboot: Pacer::new(min_interval),
         }
     }
@@ -74,6 +77,7 @@ impl Pacers {
             Call::State => Some(&self.state),
             Call::Settings => Some(&self.settings),
             Call::Queue => Some(&self.queue),
+            Call::Message => Some(&self.message),
             Call::Reboot => Some(&self.reboot),
             Call::Send => None,
         }

@@ -17,7 +17,10 @@ pub fn status_outcome(status: &str) -> Option<Outcome> {
         "STARTING" => Some(Outcome::NotReady(NotReadyKind::Starting)),
         "STOPPED" => Some(Outcome::NotReady(NotReadyKind::Stopped)),
         "FAILED" => Some(Outcome::NotReady(NotReadyKind::Failed)),
-        "SCAN_QR_CODE" => Some(Outcome::NeedsPairing),
+        // PASSKEY_* (WAHA OpenAPI 2026.7.2) need a person at the phone too.
+        "SCAN_QR_CODE" | "PASSKEY_REQUIRED" | "PASSKEY_CONFIRMATION_REQUIRED" => {
+            Some(Outcome::NeedsPairing)
+        }
         _ => Some(Outcome::NotReady(NotReadyKind::Unrecognised)),
     }
 }
@@ -122,6 +125,23 @@ pub const RULES: &[Rule] = &[
         Range(200, 299),
         B::Any,
         V::Success,
+    ),
+    // whatsmeow's `server returned error <code>` (WAHA issues #1904/#2050:
+    // 463 is WhatsApp's reachout timelock, which lifts by itself; #2093:
+    // 403): never a desync, whatever the configured signatures say.
+    rule(
+        "reachout timelock (463)",
+        Some(Call::Send),
+        Range(500, 599),
+        B::Contains("server returned error 463"),
+        V::Is(Outcome::ReachoutTimelock),
+    ),
+    rule(
+        "WhatsApp refused the send (403)",
+        Some(Call::Send),
+        Range(500, 599),
+        B::Contains("server returned error 403"),
+        V::Is(Outcome::SendRefused),
     ),
     rule(
         "desync signature (#2084)",
