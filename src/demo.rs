@@ -564,7 +564,7 @@ async fn print_events(
                 session,
                 detail,
                 ..
-            } if detail.contains("(webhook)") => {
+            } if detail.contains("by webhook") => {
                 out(format!(
                     "{}  {session:<10} canary confirmed by a push: {detail}",
                     clock_text(at)

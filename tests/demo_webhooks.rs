@@ -52,7 +52,7 @@ async fn the_demo_shows_a_canary_confirmed_by_a_push_and_swe003_needing_pairing(
     assert!(
         text.lines()
             .any(|l| l.contains("canary confirmed by a push")
-                && l.contains("outgoingMessageStatus sent")),
+                && l.contains("confirmed: sent by webhook")),
         "{text}"
     );
     let pairing = text

@@ -113,11 +113,7 @@ async fn a_green_api_canary_is_confirmed_by_its_status_push_before_the_first_que
     let hooks = Hooks::attach(&mut h.d).await;
     let id = until_queued(&mut h).await;
     let sent_at = h.now();
-    assert_eq!(
-        h.ctl.count("showMessagesQueue"),
-        0,
-        "no look at the queue yet"
-    );
+    assert_eq!(h.ctl.count("getMessage"), 0, "no look at the journal yet");
     assert_eq!(h.state(GREEN_ID), State::Unknown);
 
     let push = HookSender::new(
@@ -153,9 +149,9 @@ async fn a_green_api_canary_is_confirmed_by_its_status_push_before_the_first_que
     assert_eq!(h.now(), sent_at, "no time passed");
     assert_eq!(h.state(GREEN_ID), State::Healthy, "{:?}", h.log);
     assert_eq!(
-        h.ctl.count("showMessagesQueue"),
+        h.ctl.count("getMessage"),
         0,
-        "confirmed before the first poll would have run"
+        "confirmed before the first look would have run"
     );
     let probes = h
         .store
@@ -164,13 +160,114 @@ async fn a_green_api_canary_is_confirmed_by_its_status_push_before_the_first_que
         .expect("probes");
     assert_eq!(probes[0].outcome, "delivered");
     assert!(
-        probes[0].detail.contains("outgoingMessageStatus sent"),
+        probes[0].detail.contains("confirmed: sent by webhook"),
         "{probes:?}"
     );
-    assert!(probes[0].detail.contains("(webhook)"), "{probes:?}");
     // The first look that was scheduled no longer runs for this canary.
     h.run_for(secs(5)).await;
-    assert_eq!(h.ctl.count("showMessagesQueue"), 0);
+    assert_eq!(h.ctl.count("getMessage"), 0);
+}
+
+/// Runs until the WAHA canary was sent; returns its serialized id (the
+/// first read-back is due 2 s after the send).
+async fn until_sent(h: &mut Harness) -> String {
+    for _ in 0..400 {
+        h.scheduler
+            .advance(Duration::from_millis(100), Duration::from_millis(100))
+            .await;
+        if let Some(m) = h.ctl.sent_messages().first() {
+            return m.id.clone();
+        }
+    }
+    panic!("no canary was sent");
+}
+
+/// Read-backs of sent messages the WAHA simulator has answered.
+fn read_backs(h: &Harness) -> usize {
+    h.ctl
+        .calls()
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.contains("/messages/"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_waha_canary_is_confirmed_by_its_message_ack_push_before_the_first_read_back() {
+    let mut h = Harness::start(&["s1"], &waha_settings()).await;
+    let hooks = Hooks::attach(&mut h.d).await;
+    let id = until_sent(&mut h).await;
+    let sent_at = h.now();
+    assert_eq!(read_backs(&h), 0, "no read-back yet");
+    assert_eq!(h.state("s1"), State::Unknown, "pending, not delivered");
+
+    let push = HookSender::new(
+        hooks.url(common::PROVIDER),
+        HookAuth::Hmac(HMAC_KEY.into()),
+        h.clock.clone(),
+    );
+    // PENDING concludes nothing: the canary stays pending.
+    assert_eq!(
+        push.waha_message_ack("s1", &id, 0).await.expect("send"),
+        202
+    );
+    h.run_for(Duration::ZERO).await;
+    assert_eq!(h.state("s1"), State::Unknown);
+    assert_eq!(
+        metric(
+            &h,
+            "wa_watchdog_webhook_ignored_total",
+            "provider=\"waha\",reason=\"ack_pending\""
+        ),
+        1.0
+    );
+
+    // SERVER for that id concludes it through the same confirmation table.
+    assert_eq!(
+        push.waha_message_ack("s1", &id, 1).await.expect("send"),
+        202
+    );
+    h.run_for(Duration::ZERO).await;
+    assert_eq!(h.now(), sent_at, "no time passed");
+    assert_eq!(h.state("s1"), State::Healthy, "{:?}", h.log);
+    assert_eq!(read_backs(&h), 0, "confirmed before the first read-back");
+    let probes = h
+        .store
+        .recent_probes(common::PROVIDER, "s1", None, 5)
+        .await
+        .expect("probes");
+    assert_eq!(probes[0].outcome, "delivered");
+    assert!(
+        probes[0].detail.contains("confirmed: SERVER by webhook"),
+        "{probes:?}"
+    );
+    // The scheduled read-back no longer runs for this canary.
+    h.run_for(secs(5)).await;
+    assert_eq!(read_backs(&h), 0);
+}
+
+#[tokio::test]
+async fn a_waha_ack_error_push_is_the_same_counting_failure_as_a_read_back_would_find() {
+    let mut h = Harness::start(&["s1"], &waha_settings()).await;
+    let hooks = Hooks::attach(&mut h.d).await;
+    let id = until_sent(&mut h).await;
+    let push = HookSender::new(
+        hooks.url(common::PROVIDER),
+        HookAuth::Hmac(HMAC_KEY.into()),
+        h.clock.clone(),
+    );
+    assert_eq!(
+        push.waha_message_ack("s1", &id, -1).await.expect("send"),
+        202
+    );
+    h.run_for(Duration::ZERO).await;
+    let probes = h
+        .store
+        .recent_probes(common::PROVIDER, "s1", None, 5)
+        .await
+        .expect("probes");
+    assert_eq!(probes[0].outcome, "ack_error", "{probes:?}");
+    assert_eq!(h.state("s1"), State::Suspect, "{:?}", h.log);
+    assert_eq!(h.ctl.restart_count("s1"), 0, "a push never restarts");
 }
 
 #[tokio::test]

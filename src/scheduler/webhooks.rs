@@ -8,8 +8,7 @@ use tokio::sync::mpsc;
 
 use super::Scheduler;
 use crate::machine::{Action, Input, Step};
-use crate::provider::{BlockKind, Outcome, ProbeReport};
-use crate::webhooks::{Effect, Evidence, Queued, Verdict, rules};
+use crate::webhooks::{Effect, Evidence, Queued, rules};
 
 impl Scheduler {
     /// Connects the receiver's queue ([`crate::webhooks::Receiver::new`]).
@@ -86,47 +85,19 @@ impl Scheduler {
             .map(|a| a.canary.message_id.clone())
     }
 
-    /// Hands evidence for the pending canary to the confirmation step: the
-    /// canary's probe is concluded exactly as when polling finds it (same
-    /// record, same machine input), only sooner.
-    async fn webhook_evidence(&mut self, p: usize, name: &str, evidence: Evidence) {
-        let Some(pending) = self.providers[p]
-            .sessions
-            .get(name)
-            .and_then(|s| s.pending_ack.clone())
-            .filter(|a| a.canary.message_id == evidence.message_id)
-        else {
-            return;
-        };
-        let outcome = match evidence.verdict {
-            Verdict::Delivered => Outcome::Delivered,
-            Verdict::Failed => Outcome::SendFailed,
-            Verdict::YellowCard => Outcome::Blocked(BlockKind::YellowCard),
-        };
-        let now = self.clock.now();
-        let report = ProbeReport {
-            outcome,
-            http_status: pending.canary.http_status,
-            detail: format!(
-                "message {} {} within {}s (webhook)",
-                pending.canary.message_id,
-                evidence.detail,
-                now.since(pending.canary.sent_at).as_secs()
-            ),
-            sent: true,
-            pending_ack: None,
-        };
-        self.record_probe(
-            p,
-            name,
-            pending.action,
-            &report,
-            pending.canary.sent_at,
-            pending.latency,
-        )
-        .await;
-        self.apply_input(p, name, Input::Probe(outcome), pending.due)
+    /// Hands pushed evidence to the one confirmation step
+    /// ([`Scheduler::evidence`]): the canary's probe is concluded exactly as
+    /// when a look finds the same evidence (same table, same record, same
+    /// machine input), only sooner. Evidence that does not conclude leaves
+    /// the scheduled look in place.
+    async fn webhook_evidence(&mut self, p: usize, name: &str, pushed: Evidence) {
+        let provider = self.providers[p].cfg.name.clone();
+        let decided = self
+            .evidence(&provider, name, &pushed.message_id, pushed.evidence)
             .await;
+        if !decided {
+            self.metrics.webhook_ignored(&provider, "not_conclusive");
+        }
     }
 
     /// Moves the session's next periodic probe to now. Only a periodic probe

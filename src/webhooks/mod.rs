@@ -22,7 +22,7 @@ pub mod rules;
 
 pub use parse::{Body, Event, Marker};
 pub use receiver::{Queued, Receiver, Reply, Request};
-pub use rules::{Effect, Evidence, Verdict};
+pub use rules::{Effect, Evidence};
 
 #[cfg(test)]
 mod tests;

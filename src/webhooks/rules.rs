@@ -15,6 +15,7 @@
 //! docs "Common errors → Errors in the webhooks body").
 
 use super::parse::{Body, Marker};
+use crate::confirm::{self, Source};
 
 /// Remedy named in the needs-pairing reason of a `{{SWE003}}` marker.
 pub const SWE003_REASON: &str = "Green-API reported {{SWE003}} in an incoming message: the \
@@ -22,7 +23,7 @@ pub const SWE003_REASON: &str = "Green-API reported {{SWE003}} in an incoming me
      again";
 
 /// What the scheduler is to do with one event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     /// Evidence for the session's pending canary (the same confirmation step
     /// polling feeds).
@@ -37,27 +38,14 @@ pub enum Effect {
     Ignore(&'static str),
 }
 
-/// What a provider said about a message the watchdog sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a provider pushed about a message the watchdog sent: the evidence
+/// goes to the one confirmation step ([`confirm::verdict`]), exactly as a
+/// polled look would; these rules only decide whether it is about the
+/// pending canary and conclusive at all.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Evidence {
     pub message_id: String,
-    pub verdict: Verdict,
-    /// The provider's own words (`ackName`, `status`, `description`),
-    /// short, for the probe's detail.
-    pub detail: String,
-}
-
-/// The meaning of the evidence for a canary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// On WhatsApp's servers or further (WAHA ack ≥ 1 SERVER; Green-API
-    /// `sent`, `delivered`, `read`).
-    Delivered,
-    /// WhatsApp refused it (WAHA ack -1 ERROR; Green-API `failed`/`fail`,
-    /// `noAccount`, `notInGroup`).
-    Failed,
-    /// Green-API `yellowCard`: sending suspended for spam-like activity.
-    YellowCard,
+    pub evidence: confirm::Evidence,
 }
 
 /// The effects of `body` for a session whose pending canary (if any) has the
@@ -97,16 +85,18 @@ pub fn decide(body: &Body, pending: Option<&str>) -> Vec<Effect> {
             if pending != Some(message_id.as_str()) {
                 return vec![Effect::Ignore("not_a_pending_canary")];
             }
-            let name = ack_name.clone().unwrap_or_else(|| ack.to_string());
-            let verdict = match ack {
-                a if *a >= 1 => Verdict::Delivered,
-                -1 => Verdict::Failed,
-                _ => return vec![Effect::Ignore("ack_pending")],
-            };
+            // Only SERVER and beyond (>= 1) or ERROR (-1) conclude; PENDING
+            // (0) or a value outside WAHA's enum leaves the scheduled look.
+            if !(*ack >= 1 || *ack == -1) {
+                return vec![Effect::Ignore("ack_pending")];
+            }
             vec![Effect::Evidence(Evidence {
                 message_id: message_id.clone(),
-                verdict,
-                detail: format!("message.ack {name}"),
+                evidence: confirm::Evidence::WahaAck {
+                    ack: *ack,
+                    ack_name: ack_name.clone(),
+                    source: Source::Webhook,
+                },
             })]
         }
         Body::OutgoingStatus {
@@ -117,21 +107,18 @@ pub fn decide(body: &Body, pending: Option<&str>) -> Vec<Effect> {
             if pending != Some(message_id.as_str()) {
                 return vec![Effect::Ignore("not_a_pending_canary")];
             }
-            let verdict = match status.as_str() {
-                "sent" | "delivered" | "read" => Verdict::Delivered,
-                "failed" | "fail" | "noAccount" | "notInGroup" => Verdict::Failed,
-                "yellowCard" => Verdict::YellowCard,
-                _ => return vec![Effect::Ignore("status_pending")],
-            };
-            let mut detail = format!("outgoingMessageStatus {status}");
-            if let Some(d) = description {
-                detail.push_str(": ");
-                detail.extend(d.chars().take(120));
+            // Not sent yet (`pending`, or a status this version does not
+            // know) concludes nothing: the scheduled look stays.
+            if !TERMINAL_STATUSES.contains(&status.as_str()) {
+                return vec![Effect::Ignore("status_pending")];
             }
             vec![Effect::Evidence(Evidence {
                 message_id: message_id.clone(),
-                verdict,
-                detail,
+                evidence: confirm::Evidence::GreenStatus {
+                    status: status.clone(),
+                    description: description.clone(),
+                    source: Source::Webhook,
+                },
             })]
         }
         Body::Incoming { marker, .. } => match marker {
@@ -148,6 +135,21 @@ pub fn decide(body: &Body, pending: Option<&str>) -> Vec<Effect> {
         Body::Other => vec![Effect::Ignore("unused_type")],
     }
 }
+
+/// Green-API delivery statuses that conclude a canary one way or the other
+/// (Green-API docs "outgoingMessageStatus": `sent`, `delivered`, `read`,
+/// `failed` — `fail` in the 2021 docs —, `noAccount`, `notInGroup`,
+/// `yellowCard`); what each means is [`confirm::verdict`]'s table.
+const TERMINAL_STATUSES: [&str; 8] = [
+    "sent",
+    "delivered",
+    "read",
+    "failed",
+    "fail",
+    "noAccount",
+    "notInGroup",
+    "yellowCard",
+];
 
 /// Events that never need the scheduler (nothing but counting): the
 /// receiver answers them without queueing.
@@ -183,11 +185,25 @@ mod tests {
         }
     }
 
-    fn evidence(verdict: Verdict, detail: &str) -> Vec<Effect> {
+    fn waha_ev(ack: i64, name: Option<&str>) -> Vec<Effect> {
         vec![Effect::Evidence(Evidence {
             message_id: "C1".into(),
-            verdict,
-            detail: detail.into(),
+            evidence: confirm::Evidence::WahaAck {
+                ack,
+                ack_name: name.map(Into::into),
+                source: Source::Webhook,
+            },
+        })]
+    }
+
+    fn green_ev(status: &str, description: Option<&str>) -> Vec<Effect> {
+        vec![Effect::Evidence(Evidence {
+            message_id: "C1".into(),
+            evidence: confirm::Evidence::GreenStatus {
+                status: status.into(),
+                description: description.map(Into::into),
+                source: Source::Webhook,
+            },
         })]
     }
 
@@ -203,66 +219,27 @@ mod tests {
     #[test]
     fn acks_for_the_pending_canary_are_evidence() {
         let cases = [
-            (
-                ack("C1", 1, Some("SERVER")),
-                evidence(Verdict::Delivered, "message.ack SERVER"),
-            ),
-            (
-                ack("C1", 2, Some("DEVICE")),
-                evidence(Verdict::Delivered, "message.ack DEVICE"),
-            ),
-            (
-                ack("C1", 3, None),
-                evidence(Verdict::Delivered, "message.ack 3"),
-            ),
-            (
-                ack("C1", 4, Some("PLAYED")),
-                evidence(Verdict::Delivered, "message.ack PLAYED"),
-            ),
-            (
-                ack("C1", -1, Some("ERROR")),
-                evidence(Verdict::Failed, "message.ack ERROR"),
-            ),
+            (ack("C1", 1, Some("SERVER")), waha_ev(1, Some("SERVER"))),
+            (ack("C1", 2, Some("DEVICE")), waha_ev(2, Some("DEVICE"))),
+            (ack("C1", 3, None), waha_ev(3, None)),
+            (ack("C1", 4, Some("PLAYED")), waha_ev(4, Some("PLAYED"))),
+            (ack("C1", -1, Some("ERROR")), waha_ev(-1, Some("ERROR"))),
             (
                 ack("C1", 0, Some("PENDING")),
                 vec![Effect::Ignore("ack_pending")],
             ),
             (ack("C1", -7, None), vec![Effect::Ignore("ack_pending")]),
-            (
-                out("C1", "sent", None),
-                evidence(Verdict::Delivered, "outgoingMessageStatus sent"),
-            ),
-            (
-                out("C1", "delivered", None),
-                evidence(Verdict::Delivered, "outgoingMessageStatus delivered"),
-            ),
-            (
-                out("C1", "read", None),
-                evidence(Verdict::Delivered, "outgoingMessageStatus read"),
-            ),
+            (out("C1", "sent", None), green_ev("sent", None)),
+            (out("C1", "delivered", None), green_ev("delivered", None)),
+            (out("C1", "read", None), green_ev("read", None)),
             (
                 out("C1", "failed", Some("SWE004: group")),
-                evidence(
-                    Verdict::Failed,
-                    "outgoingMessageStatus failed: SWE004: group",
-                ),
+                green_ev("failed", Some("SWE004: group")),
             ),
-            (
-                out("C1", "fail", None),
-                evidence(Verdict::Failed, "outgoingMessageStatus fail"),
-            ),
-            (
-                out("C1", "noAccount", None),
-                evidence(Verdict::Failed, "outgoingMessageStatus noAccount"),
-            ),
-            (
-                out("C1", "notInGroup", None),
-                evidence(Verdict::Failed, "outgoingMessageStatus notInGroup"),
-            ),
-            (
-                out("C1", "yellowCard", None),
-                evidence(Verdict::YellowCard, "outgoingMessageStatus yellowCard"),
-            ),
+            (out("C1", "fail", None), green_ev("fail", None)),
+            (out("C1", "noAccount", None), green_ev("noAccount", None)),
+            (out("C1", "notInGroup", None), green_ev("notInGroup", None)),
+            (out("C1", "yellowCard", None), green_ev("yellowCard", None)),
             (
                 out("C1", "pending", None),
                 vec![Effect::Ignore("status_pending")],
