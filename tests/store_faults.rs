@@ -95,3 +95,74 @@ async fn no_restart_is_made_while_its_intent_cannot_be_written() {
     assert_eq!(rows.len(), h.ctl.restart_count("s1"), "{rows:?}");
     assert!(h.store.write_status().failing.is_none());
 }
+
+/// The duplicate this guards against: an intent write that times out is not
+/// cancelled inside SQLite; it waits out its busy timeout and commits once
+/// the lock goes, and then the daemon's retry writes the same intent again.
+/// The intent key makes the retry return the row already written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_intent_whose_timed_out_write_committed_late_is_one_row() {
+    use wa_watchdog::clock::Timestamp;
+    use wa_watchdog::store::{NewRemediation, SessionRecord, Store, StoreError};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("watchdog.db");
+    let store = Store::open(&db).await.expect("open");
+    let at = Timestamp(1_780_000_000_000);
+    store
+        .save_session(&SessionRecord::new(PROVIDER, "s1", "healthy", at))
+        .await
+        .expect("save session");
+    let rec = NewRemediation {
+        provider: PROVIDER.into(),
+        session: "s1".into(),
+        started_at: at,
+        action: "restart".into(),
+        reason: "desync confirmed".into(),
+        result: "pending".into(),
+        intent_key: NewRemediation::new_key(PROVIDER, "s1", at),
+    };
+
+    let opts = SqliteConnectOptions::new()
+        .filename(&db)
+        .busy_timeout(Duration::from_millis(100));
+    let mut locker = SqliteConnection::connect_with(&opts)
+        .await
+        .expect("second connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .expect("take the write lock");
+    let first = store.begin_remediation(&rec).await;
+    assert!(
+        matches!(first, Err(StoreError::WriteTimeout { .. })),
+        "{first:?}"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("release");
+    locker.close().await.expect("close");
+
+    // The retry queues behind the late commit on the one writer connection.
+    let id = store.begin_remediation(&rec).await.expect("retry");
+    let again = store.begin_remediation(&rec).await.expect("second retry");
+    assert_eq!(id, again);
+    let rows = store
+        .recent_remediations(PROVIDER, "s1", None, 10)
+        .await
+        .expect("rows");
+    assert_eq!(
+        rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![id],
+        "one intent, one row: {rows:?}"
+    );
+    // A new intent (its own key) for the same session and instant is its own row.
+    let other = NewRemediation {
+        intent_key: NewRemediation::new_key(PROVIDER, "s1", at),
+        ..rec.clone()
+    };
+    let other_id = store.begin_remediation(&other).await.expect("other");
+    assert_ne!(other_id, id);
+    store.close().await;
+}

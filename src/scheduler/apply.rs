@@ -366,6 +366,7 @@ impl Scheduler {
                     }
                     .as_str()
                     .to_string(),
+                    intent_key: NewRemediation::new_key(provider, name, now),
                 };
                 match self.store.begin_remediation(&rec).await {
                     Ok(id) if !dry => self.set_remediation_id(p, name, Some(id)),

@@ -75,12 +75,20 @@ impl Store {
     /// returns the row id for [`Store::update_remediation`]. Written first so
     /// that a daemon killed mid-restart still finds the restart in
     /// [`Store::remediations_since`] and does not restart early.
+    ///
+    /// Idempotent per [`NewRemediation::intent_key`]: a retry of an intent
+    /// whose earlier write timed out (and may have committed meanwhile)
+    /// returns the existing row instead of adding a second one.
     pub async fn begin_remediation(&self, r: &NewRemediation) -> Result<i64, StoreError> {
         const OP: &str = "begin_remediation";
         self.check_writable(OP)?;
         super::timed(&self.health, OP, sqlx::query_scalar(
-            "INSERT INTO remediations (provider, session, started_at, action, reason, result, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, '') RETURNING id",
+            "INSERT INTO remediations \
+             (provider, session, started_at, action, reason, result, detail, intent_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, '', $7) \
+             ON CONFLICT (intent_key) WHERE intent_key IS NOT NULL \
+             DO UPDATE SET intent_key = excluded.intent_key \
+             RETURNING id",
         )
         .bind(&r.provider)
         .bind(&r.session)
@@ -88,6 +96,7 @@ impl Store {
         .bind(&r.action)
         .bind(cap_text(&r.reason))
         .bind(&r.result)
+        .bind(&r.intent_key)
         .fetch_one(&self.writer))
         .await
     }
