@@ -82,22 +82,26 @@ impl Store {
     pub async fn begin_remediation(&self, r: &NewRemediation) -> Result<i64, StoreError> {
         const OP: &str = "begin_remediation";
         self.check_writable(OP)?;
-        super::timed(&self.health, OP, sqlx::query_scalar(
-            "INSERT INTO remediations \
+        super::timed(
+            &self.health,
+            OP,
+            sqlx::query_scalar(
+                "INSERT INTO remediations \
              (provider, session, started_at, action, reason, result, detail, intent_key) \
              VALUES ($1, $2, $3, $4, $5, $6, '', $7) \
              ON CONFLICT (intent_key) WHERE intent_key IS NOT NULL \
              DO UPDATE SET intent_key = excluded.intent_key \
              RETURNING id",
+            )
+            .bind(&r.provider)
+            .bind(&r.session)
+            .bind(r.started_at.as_millis())
+            .bind(&r.action)
+            .bind(cap_text(&r.reason))
+            .bind(&r.result)
+            .bind(&r.intent_key)
+            .fetch_one(&self.writer),
         )
-        .bind(&r.provider)
-        .bind(&r.session)
-        .bind(r.started_at.as_millis())
-        .bind(&r.action)
-        .bind(cap_text(&r.reason))
-        .bind(&r.result)
-        .bind(&r.intent_key)
-        .fetch_one(&self.writer))
         .await
     }
 
