@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
                     result: "pending".into(),
                     intent_key: NewRemediation::new_key(
                         provider,
-                        &name,
+                        name,
                         now.minus(Duration::from_secs(3600)),
                     ),
                 })
