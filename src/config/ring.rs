@@ -417,8 +417,10 @@ mod example {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
         let text = std::fs::read_to_string(&path).expect("config.example.toml");
         let start = text.find("# [[ring]]").expect("example ring");
+        // The example ends at the first blank line.
         let ring: String = text[start..]
             .lines()
+            .take_while(|l| !l.trim().is_empty())
             .filter(|l| !l.starts_with("# #"))
             .map(|l| l.strip_prefix("# ").unwrap_or(l))
             .collect::<Vec<_>>()
