@@ -100,6 +100,11 @@ pub struct DaemonConfig {
     pub log_format: LogFormat,
     /// How often a WAHA server's session list is re-read (`sessions = ["*"]`).
     pub discovery_interval: Duration,
+    /// A discovered session missing from the list is retired only after
+    /// this many consecutive lists without it...
+    pub retire_after_rounds: u32,
+    /// ...and at least this long after the first list without it.
+    pub retire_after: Duration,
     /// Probes older than this are pruned from the store.
     pub retention: Duration,
     /// Bearer token for `POST /api/v1/...`; `None` turns those endpoints off.
@@ -118,6 +123,8 @@ impl Default for DaemonConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9797)),
             log_format: LogFormat::Text,
             discovery_interval: Duration::from_secs(60),
+            retire_after_rounds: 3,
+            retire_after: Duration::from_secs(10 * 60),
             retention: Duration::from_secs(30 * 24 * 3600),
             admin_token: None,
             shutdown_grace: Duration::from_secs(10),

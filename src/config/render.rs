@@ -35,6 +35,8 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.kv("listen", quote(&d.listen.to_string()));
     out.kv("log_format", quote(d.log_format.as_str()));
     out.kv("discovery_interval", duration(d.discovery_interval));
+    out.kv("retire_after_rounds", d.retire_after_rounds);
+    out.kv("retire_after", duration(d.retire_after));
     out.kv("retention", duration(d.retention));
     out.secret(
         "admin_token",

@@ -63,7 +63,11 @@ impl Default for Settings {
             .policy("backoff_max", "\"1m\"")
             .policy("starting_grace", "\"20s\"")
             .provider("sessions", "[\"*\"]")
-            .daemon("discovery_interval", "\"10s\"");
+            .daemon("discovery_interval", "\"10s\"")
+            // Retire at the first list without the session: the grace has
+            // tests of its own (tests/discovery_grace.rs).
+            .daemon("retire_after_rounds", "1")
+            .daemon("retire_after", "\"0s\"");
         s
     }
 }
