@@ -105,6 +105,11 @@ async fn main() -> anyhow::Result<()> {
                     action: "restart".into(),
                     reason: "3 desyncs in a row".into(),
                     result: "pending".into(),
+                    intent_key: NewRemediation::new_key(
+                        provider,
+                        name,
+                        now.minus(Duration::from_secs(3600)),
+                    ),
                 })
                 .await?;
             store

@@ -300,7 +300,35 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
     // The config was loaded and validated before the server existed; the
     // store is what can go away at run time.
     let config = s.config_path.display().to_string();
-    match s.store.ping().await {
+    let writes = s.store.write_status();
+    let write_problem = match (&writes.failing, writes.waiting) {
+        (Some(e), _) => Some(format!("store: last write failed: {e}")),
+        (None, Some(w)) if w > crate::store::WRITE_STALL => Some(format!(
+            "store: a write has been waiting {:.1}s",
+            w.as_secs_f64()
+        )),
+        _ => None,
+    };
+    if let Some(error) = write_problem {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "status": "not ready",
+                "error": error,
+                "store": "error",
+                "config": config,
+            })),
+        )
+            .into_response();
+    }
+    let ping = tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await;
+    let ping = ping.unwrap_or_else(|_| {
+        Err(crate::store::StoreError::WriteTimeout {
+            op: "ping",
+            after: Duration::from_secs(2),
+        })
+    });
+    match ping {
         Ok(()) => (
             StatusCode::OK,
             axum::Json(json!({ "status": "ready", "store": "ok", "config": config })),

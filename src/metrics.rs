@@ -125,7 +125,7 @@ pub struct EncodeError(#[from] prometheus::Error);
 /// Every family the daemon exposes, as its users may rely on it: (family,
 /// TYPE, label names of its samples without `le`). The contract first, then
 /// the extensions. Checked against [`Metrics::encode`] by the unit tests and
-/// against a real scrape by `tests/http_api.rs`.
+/// against a real scrape by `tests/it/http_api.rs`.
 pub const FAMILIES: &[(&str, &str, &[&str])] = &[
     (
         "wa_watchdog_canary_total",
@@ -216,6 +216,9 @@ pub struct Metrics {
     webhook_markers: IntCounterVec,
     restart_budget_remaining: IntGaugeVec,
     config_reload_failures: IntCounter,
+    discovery_suspect: IntCounterVec,
+    store_write_failures: IntCounterVec,
+    store_failures_reported: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     alertmanager_push_failures: IntCounter,
     scheduler_last_tick: Gauge,
     /// Held across each multi-series update, so that concurrent callers never
@@ -394,6 +397,20 @@ impl Metrics {
                 "Restarts the provider's token budget still allows in the current window.",
                 &["provider"],
             ),
+            discovery_suspect: counter_vec(
+                &r,
+                "wa_watchdog_discovery_suspect_total",
+                "Session lists not applied because they dropped most sessions at once.",
+                &["provider"],
+            ),
+            store_write_failures: counter_vec(
+                &r,
+                "wa_watchdog_store_write_failures_total",
+                "Database writes that failed or did not finish in time, by store operation \
+                 (begin_remediation: a restart intent; the restart waits for it).",
+                &["op"],
+            ),
+            store_failures_reported: Mutex::default(),
             config_reload_failures: register(
                 &r,
                 IntCounter::new(
@@ -533,6 +550,29 @@ impl Metrics {
         self.webhook_events
             .with_label_values(&[provider, label])
             .inc();
+    }
+
+    /// Counts a session list that was not applied (suspect).
+    pub fn discovery_suspect(&self, provider: &str) {
+        self.discovery_suspect.with_label_values(&[provider]).inc();
+    }
+
+    /// Brings `wa_watchdog_store_write_failures_total` up to the store's
+    /// own counts (by store operation: fixed names, never free text).
+    pub fn sync_store_failures(&self, counts: &std::collections::BTreeMap<&'static str, u64>) {
+        let mut reported = self
+            .store_failures_reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (op, n) in counts {
+            let seen = reported.entry(op).or_default();
+            if *n > *seen {
+                self.store_write_failures
+                    .with_label_values(&[op])
+                    .inc_by(*n - *seen);
+                *seen = *n;
+            }
+        }
     }
 
     /// Counts a configuration reload that was rejected.

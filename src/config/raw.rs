@@ -25,6 +25,8 @@ pub(super) struct RawConfig {
     pub providers: Vec<RawProvider>,
     pub alertmanager: Option<RawAlertmanager>,
     pub maintenance: Vec<super::maintenance::RawMaintenance>,
+    #[serde(rename = "ring")]
+    pub rings: Vec<super::ring::RawRing>,
 }
 
 #[derive(Deserialize, Default)]
@@ -35,6 +37,9 @@ pub(super) struct RawDaemon {
     pub log_format: Option<LogFormat>,
     #[serde(deserialize_with = "duration")]
     pub discovery_interval: Option<Duration>,
+    pub retire_after_rounds: Option<u32>,
+    #[serde(deserialize_with = "duration")]
+    pub retire_after: Option<Duration>,
     #[serde(deserialize_with = "duration")]
     pub retention: Option<Duration>,
     pub admin_token_env: Option<String>,

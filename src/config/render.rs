@@ -35,6 +35,8 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.kv("listen", quote(&d.listen.to_string()));
     out.kv("log_format", quote(d.log_format.as_str()));
     out.kv("discovery_interval", duration(d.discovery_interval));
+    out.kv("retire_after_rounds", d.retire_after_rounds);
+    out.kv("retire_after", duration(d.retire_after));
     out.kv("retention", duration(d.retention));
     out.secret(
         "admin_token",
@@ -52,6 +54,7 @@ pub fn render_redacted(cfg: &Config) -> String {
     }
     out.0
         .push_str(&super::maintenance::render(&cfg.maintenance, quote));
+    out.0.push_str(&super::ring::render(&cfg.rings, quote));
 
     out.blank();
     match &cfg.alertmanager {

@@ -70,11 +70,27 @@ impl Resolver<'_> {
 
         let alertmanager = raw.alertmanager.map(alertmanager).transpose()?;
         let maintenance = super::maintenance::resolve(raw.maintenance, &providers)?;
+        let rings = super::ring::resolve(raw.rings, &providers)?;
+        for r in &rings {
+            for m in &r.members {
+                let Some(p) = providers.iter().find(|p| p.name == m.provider) else {
+                    continue;
+                };
+                if p.chat_for(&m.session) != ChatTarget::SelfChat {
+                    self.warn(format!(
+                        "ring {:?}: member \"{m}\" has a canary chat configured; the ring \
+                         canary replaces it (it goes to the next member's own number)",
+                        r.name
+                    ));
+                }
+            }
+        }
         Ok(Config {
             daemon,
             providers,
             alertmanager,
             maintenance,
+            rings,
             path: self.path.to_path_buf(),
             warnings: std::mem::take(&mut self.warnings),
         })
@@ -91,6 +107,12 @@ impl Resolver<'_> {
         };
         let discovery_interval = raw.discovery_interval.unwrap_or(d.discovery_interval);
         positive("daemon.discovery_interval", discovery_interval)?;
+        let retire_after_rounds = raw.retire_after_rounds.unwrap_or(d.retire_after_rounds);
+        if retire_after_rounds == 0 {
+            return Err("daemon.retire_after_rounds must be at least 1".to_string());
+        }
+        // Zero is allowed: retire after the rounds alone.
+        let retire_after = raw.retire_after.unwrap_or(d.retire_after);
         let retention = raw.retention.unwrap_or(d.retention);
         positive("daemon.retention", retention)?;
         // Zero is meaningful here: abandon in-flight probes at once.
@@ -110,6 +132,8 @@ impl Resolver<'_> {
             listen: raw.listen.unwrap_or(d.listen),
             log_format: raw.log_format.unwrap_or(d.log_format),
             discovery_interval,
+            retire_after_rounds,
+            retire_after,
             retention,
             admin_token,
             shutdown_grace,

@@ -186,6 +186,8 @@ fn example_file_documents_every_key() {
         "listen",
         "log_format",
         "discovery_interval",
+        "retire_after_rounds",
+        "retire_after",
         "retention",
         "admin_token_env",
         "admin_token_file",

@@ -125,16 +125,10 @@ impl Scheduler {
         if !current {
             return;
         }
-        let discovered = self.providers[p]
-            .sessions
-            .get(&name)
-            .is_some_and(|s| s.discovered);
-        let retire = input.retires(discovered);
-        if retire {
-            self.retire(p, &name, "the provider no longer has this session")
-                .await;
-            return;
-        }
+        // A discovered session that answers 404 is not retired here: one
+        // 404 (a restarting server, a proxy) must not erase it. Discovery
+        // retires it once the session lists have left it out for the grace
+        // (`daemon.retire_after_rounds`, `daemon.retire_after`).
         self.apply_input(p, &name, input, due).await;
     }
 
@@ -307,11 +301,24 @@ impl Scheduler {
         }
         // After the transitions so logs and events read in order; still
         // before the restart job is spawned (the intent precedes the call).
+        let mut next = fx.next;
         for r in &fx.remediations {
-            self.record_remediation(p, name, &provider, action, r, &fx, now)
+            let written = self
+                .record_remediation(p, name, &provider, action, r, &fx, now)
                 .await;
+            if !written {
+                // No intent row, no restart call: the call waits and the
+                // intent is written again first (see `run::start_restart`).
+                next = next.map(|st| match st.action {
+                    Action::Restart => Step {
+                        at: now.plus(super::INTENT_RETRY),
+                        action: Action::Restart,
+                    },
+                    _ => st,
+                });
+            }
         }
-        self.schedule(p, name, fx.next);
+        self.schedule(p, name, next);
         self.save(p, name).await;
         // A restart that began took a budget token.
         self.publish_budget(p, now);
@@ -346,7 +353,8 @@ impl Scheduler {
         r: &Remediation,
         fx: &Effects,
         now: Timestamp,
-    ) {
+    ) -> bool {
+        let mut written = true;
         let (stage, detail) = match r {
             Remediation::Begin { reason } | Remediation::DryRun { reason } => {
                 let dry = matches!(r, Remediation::DryRun { .. });
@@ -363,12 +371,20 @@ impl Scheduler {
                     }
                     .as_str()
                     .to_string(),
+                    intent_key: NewRemediation::new_key(provider, name, now),
                 };
                 match self.store.begin_remediation(&rec).await {
                     Ok(id) if !dry => self.set_remediation_id(p, name, Some(id)),
                     Ok(_) => {}
+                    Err(e) if !dry => {
+                        self.intent_failed(p, name, &e);
+                        if let Some(s) = self.providers[p].sessions.get_mut(name) {
+                            s.pending_intent = Some(rec.clone());
+                        }
+                        written = false;
+                    }
                     Err(e) => {
-                        tracing::error!(%provider, session = name, error = %e, "cannot record restart intent")
+                        tracing::error!(%provider, session = name, error = %e, "cannot record a dry-run restart")
                     }
                 }
                 if dry {
@@ -421,6 +437,20 @@ impl Scheduler {
             stage: stage.to_string(),
             detail,
         });
+        written
+    }
+
+    /// A restart intent could not be written: logged once per episode of the
+    /// provider (counted by `wa_watchdog_store_write_failures_total`).
+    pub(super) fn intent_failed(&mut self, p: usize, name: &str, e: &crate::store::StoreError) {
+        let pr = &mut self.providers[p];
+        if !pr.intent_failing {
+            tracing::error!(
+                provider = %pr.cfg.name, session = name, error = %e,
+                "cannot record restart intent: the restart waits until it is recorded"
+            );
+        }
+        pr.intent_failing = true;
     }
 
     fn set_remediation_id(&mut self, p: usize, name: &str, id: Option<i64>) {

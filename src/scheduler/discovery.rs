@@ -11,8 +11,9 @@
 use std::collections::BTreeSet;
 
 use super::{Scheduler, SessionRt};
+use crate::clock::Timestamp;
 use crate::events::Event;
-use crate::machine::{Action, Machine, RemediationResult};
+use crate::machine::{Action, Machine, RemediationResult, State};
 use crate::provider::ProbeReport;
 use crate::store::RemediationUpdate;
 
@@ -47,41 +48,90 @@ impl Scheduler {
             }
         };
         let listed: BTreeSet<String> = names.into_iter().filter(|n| pr.cfg.is_enabled(n)).collect();
-        let gone: Vec<String> = pr
+        let discovered = pr.sessions.values().filter(|s| s.discovered).count();
+        let absent: Vec<String> = pr
             .sessions
             .iter()
             .filter(|(n, s)| s.discovered && !listed.contains(*n))
             .map(|(n, _)| n.clone())
             .collect();
         let new: Vec<String> = listed
-            .into_iter()
-            .filter(|n| !pr.sessions.contains_key(n))
+            .iter()
+            .filter(|n| !pr.sessions.contains_key(*n))
+            .cloned()
             .collect();
-        for name in gone {
-            self.retire(p, &name, "the provider no longer lists this session")
-                .await;
+        for (name, s) in pr.sessions.iter_mut() {
+            if listed.contains(name) {
+                s.missing = None;
+            }
+        }
+        let provider = pr.cfg.name.clone();
+        if suspect_list(discovered, absent.len()) {
+            // A restarting server, a proxy or a bug answering a (nearly)
+            // empty list: not the truth about the sessions. Logged once per
+            // episode; the absent sessions' grace does not advance.
+            if !pr.list_suspect {
+                tracing::warn!(
+                    %provider,
+                    listed = listed.len(),
+                    absent = absent.len(),
+                    watched = discovered,
+                    "session list drops most sessions at once: suspect, not applied"
+                );
+            }
+            pr.list_suspect = true;
+            self.metrics.discovery_suspect(&provider);
+        } else {
+            if pr.list_suspect {
+                tracing::info!(%provider, "session list plausible again");
+            }
+            pr.list_suspect = false;
+            let (rounds, min_time) = (self.retire_after_rounds, self.retire_after);
+            let mut gone = Vec::new();
+            for name in &absent {
+                let Some(s) = pr.sessions.get_mut(name) else {
+                    continue;
+                };
+                let m = s.missing.get_or_insert(super::Missing {
+                    since: now,
+                    rounds: 0,
+                });
+                m.rounds += 1;
+                if m.rounds >= rounds && now.since(m.since) >= min_time {
+                    gone.push(name.clone());
+                }
+            }
+            for name in gone {
+                self.retire(p, &name, "the provider no longer lists this session")
+                    .await;
+            }
         }
         for name in new {
             self.add(p, &name, true).await;
         }
     }
 
-    /// Starts watching a session.
+    /// Starts watching a session. A session watched before (retired, now
+    /// back) keeps its restart history, backoff and escalation from the
+    /// store: coming and going never resets the restart limits.
     pub(super) async fn add(&mut self, p: usize, name: &str, discovered: bool) {
         let now = self.clock.now();
         let interval = self.providers[p].cfg.interval_for(name);
         let first = self.first_probe_at(now, interval);
+        let machine = self.returning_machine(p, name, now).await;
         let pr = &mut self.providers[p];
         pr.sessions.insert(
             name.to_string(),
             SessionRt {
-                machine: Machine::new(now),
+                machine,
                 next: None,
                 seq: 0,
                 in_flight: false,
                 probe_slot: false,
                 deferred: false,
                 discovered,
+                missing: None,
+                pending_intent: None,
                 remediation_id: None,
                 pending_ack: None,
                 unconfirmed_logged: false,
@@ -103,6 +153,39 @@ impl Scheduler {
             provider,
             session: name.to_string(),
         });
+    }
+
+    /// A fresh machine for a session, with what must survive its absence
+    /// taken from its stored record, if any: restart history, backoff,
+    /// escalation (cleared only by a verified delivery or an operator).
+    async fn returning_machine(&self, p: usize, name: &str, now: Timestamp) -> Machine {
+        let mut m = Machine::new(now);
+        let provider = &self.providers[p].cfg.name;
+        let rec = match self.store.session(provider, name).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return m,
+            Err(e) => {
+                tracing::error!(%provider, session = name, error = %e, "cannot read the stored session; starting it afresh");
+                return m;
+            }
+        };
+        let Ok(old) = super::persist::machine(&rec) else {
+            return m;
+        };
+        m.restart_history = old.restart_history;
+        m.backoff_step = old.backoff_step;
+        m.next_restart_at = old.next_restart_at;
+        if old.state == State::Escalated {
+            m.state = State::Escalated;
+            m.since = old.since;
+            m.reason = old.reason;
+        }
+        tracing::info!(
+            %provider, session = name, restarts = m.restart_history.len(),
+            escalated = m.state == State::Escalated,
+            "session is back; its restart history is kept"
+        );
+        m
     }
 
     /// Stops watching a session; its history stays in the store.
@@ -141,5 +224,36 @@ impl Scheduler {
             session: name.to_string(),
             reason: reason.to_string(),
         });
+    }
+}
+
+/// Whether a session list that leaves out `absent` of the `watched`
+/// discovered sessions is suspect: more than half of them, and at least 2.
+/// Pure, so the rule is table-tested.
+pub(super) fn suspect_list(watched: usize, absent: usize) -> bool {
+    absent >= 2 && absent * 2 > watched
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suspect_list;
+
+    #[test]
+    fn a_list_that_drops_most_sessions_at_once_is_suspect() {
+        let cases = [
+            // (watched, absent, suspect)
+            (0, 0, false),
+            (1, 1, false),
+            (2, 1, false),
+            (2, 2, true),
+            (5, 2, false),
+            (5, 3, true),
+            (5005, 5005, true),
+            (10, 5, false),
+            (10, 6, true),
+        ];
+        for (watched, absent, want) in cases {
+            assert_eq!(suspect_list(watched, absent), want, "{watched} {absent}");
+        }
     }
 }

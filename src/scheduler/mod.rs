@@ -62,6 +62,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How often a queued canary's queue is re-read (Green-API allows 1/s).
 /// First probes of many sessions are spread over at most this long.
 const INITIAL_SPREAD_MAX: Duration = Duration::from_secs(30);
+/// How long a restart waits before its intent row is tried again after a
+/// failed write (intent before action).
+const INTENT_RETRY: Duration = Duration::from_secs(5);
 
 /// Last time the scheduler loop went round (system clock, unix ms); read by
 /// `/healthz` and the systemd watchdog.
@@ -131,13 +134,25 @@ struct SessionRt {
     deferred: bool,
     /// Found by discovery (retired when the provider no longer lists it).
     discovered: bool,
+    /// Since when and for how many lists in a row discovery has not seen it.
+    missing: Option<Missing>,
     /// The open remediation row, while a restart is in progress.
     remediation_id: Option<i64>,
+    /// A restart whose intent row could not be written yet: the call waits
+    /// until it is (intent before action).
+    pending_intent: Option<crate::store::NewRemediation>,
     /// A sent canary waiting for its confirmation (`crate::confirm`).
     pending_ack: Option<PendingAck>,
     /// "Cannot be confirmed" was logged for this session (once, until a
     /// canary is confirmed again).
     unconfirmed_logged: bool,
+}
+
+/// A discovered session absent from the provider's recent session lists.
+#[derive(Debug, Clone, Copy)]
+struct Missing {
+    since: Timestamp,
+    rounds: u32,
 }
 
 /// A sent canary whose outcome is not known yet: the canary for the
@@ -163,6 +178,10 @@ struct ProviderRt {
     probes_in_flight: usize,
     next_discovery: Option<Timestamp>,
     discovery_in_flight: bool,
+    /// The last session list was suspect (see `discovery::suspect_list`).
+    list_suspect: bool,
+    /// A restart intent could not be written (logged once per episode).
+    intent_failing: bool,
     health: Health,
     /// Removed by a reload: the slot stays (heap entries and jobs in flight
     /// name providers by index) but no lookup by name finds it, it has no
@@ -182,6 +201,8 @@ impl ProviderRt {
             ready: VecDeque::new(),
             probes_in_flight: 0,
             discovery_in_flight: false,
+            list_suspect: false,
+            intent_failing: false,
             health: Health::default(),
             removed: false,
         }
@@ -211,6 +232,9 @@ pub struct Scheduler {
     events: broadcast::Sender<Event>,
     heartbeat: Heartbeat,
     discovery_interval: Duration,
+    /// `daemon.retire_after_rounds` and `daemon.retire_after`.
+    retire_after_rounds: u32,
+    retire_after: Duration,
     retention: Duration,
     next_prune: Timestamp,
     prune_in_flight: bool,
@@ -265,6 +289,8 @@ impl Scheduler {
             events,
             heartbeat: Heartbeat::default(),
             discovery_interval: config.daemon.discovery_interval,
+            retire_after_rounds: config.daemon.retire_after_rounds,
+            retire_after: config.daemon.retire_after,
             retention: config.daemon.retention,
             next_prune: now,
             prune_in_flight: false,

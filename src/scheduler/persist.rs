@@ -218,6 +218,8 @@ impl Scheduler {
                 probe_slot: false,
                 deferred: false,
                 discovered,
+                missing: None,
+                pending_intent: None,
                 remediation_id,
                 pending_ack: None,
                 unconfirmed_logged: false,

@@ -141,6 +141,8 @@ impl Scheduler {
 
         // 4. Daemon-level settings the scheduler owns.
         self.discovery_interval = new.daemon.discovery_interval;
+        self.retire_after_rounds = new.daemon.retire_after_rounds;
+        self.retire_after = new.daemon.retire_after;
         self.retention = new.daemon.retention;
         let latest = now.plus(self.discovery_interval);
         for pr in &mut self.providers {

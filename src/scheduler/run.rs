@@ -41,6 +41,8 @@ impl Scheduler {
         let now = self.clock.now();
         self.heartbeat.beat();
         self.metrics.scheduler_ticked(now);
+        self.metrics
+            .sync_store_failures(&self.store.write_status().failures);
         // `wa_watchdog_restart_budget_remaining`: tokens come back as the
         // window slides, so it is refreshed on every turn of the loop, not
         // only when a restart takes one (removed providers have no name).
@@ -212,7 +214,7 @@ impl Scheduler {
                     self.apply_input(due.provider, &due.session, Input::Resume, due.at)
                         .await;
                 }
-                Action::Restart => self.spawn_session_job(due.provider, &due.session, due.at),
+                Action::Restart => self.start_restart(due.provider, &due.session, due.at).await,
                 Action::Probe | Action::Verify | Action::PollStatus | Action::ConfirmAck => {
                     self.providers[due.provider]
                         .ready
@@ -253,6 +255,51 @@ impl Scheduler {
             .jobs
             .spawn(jobs::run(job, self.store.clone(), self.clock.clone()));
         self.job_owner.insert(handle.id(), owner);
+    }
+
+    /// A due restart call: made only once its intent row is written. An
+    /// intent that could not be written before is written now; if that
+    /// fails again the call waits another [`super::INTENT_RETRY`].
+    async fn start_restart(&mut self, p: usize, name: &str, due: Timestamp) {
+        let pending = self.providers[p]
+            .sessions
+            .get(name)
+            .and_then(|s| s.pending_intent.clone());
+        if let Some(rec) = pending {
+            match self.store.begin_remediation(&rec).await {
+                Ok(id) => {
+                    let pr = &mut self.providers[p];
+                    if pr.intent_failing {
+                        tracing::info!(provider = %pr.cfg.name, session = name, "restart intent recorded again");
+                    }
+                    pr.intent_failing = false;
+                    if let Some(s) = pr.sessions.get_mut(name) {
+                        s.pending_intent = None;
+                        s.remediation_id = Some(id);
+                    }
+                }
+                Err(e) => {
+                    self.intent_failed(p, name, &e);
+                    let at = self.clock.now().plus(super::INTENT_RETRY);
+                    self.schedule(
+                        p,
+                        name,
+                        Some(Step {
+                            at,
+                            action: Action::Restart,
+                        }),
+                    );
+                    return;
+                }
+            }
+        } else {
+            let pr = &mut self.providers[p];
+            if pr.intent_failing {
+                tracing::info!(provider = %pr.cfg.name, "restart intents recorded again");
+            }
+            pr.intent_failing = false;
+        }
+        self.spawn_session_job(p, name, due);
     }
 
     fn spawn_session_job(&mut self, p: usize, name: &str, due: Timestamp) {

@@ -59,6 +59,9 @@ pub enum Hostile {
     Hang,
     /// The real body with another status code.
     Status(u16),
+    /// This status and JSON body instead of the real answer (e.g. a session
+    /// list that answers `[]`).
+    Replace(u16, &'static str),
 }
 
 impl Hostile {
@@ -245,6 +248,11 @@ async fn answer(ctl: HostileControl, req: Request, next: Next) -> Response {
             let mut released = ctl.released.subscribe();
             let _ = tokio::time::timeout(HANG_LIMIT, released.changed()).await;
             (StatusCode::GATEWAY_TIMEOUT, "released").into_response()
+        }
+        Hostile::Replace(code, text) => {
+            let mut r = ok("application/json", Body::from(text));
+            *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            r
         }
         Hostile::Status(code) => {
             let mut r = Response::from_parts(parts, Body::from(body));

@@ -30,7 +30,7 @@ impl Store {
     pub async fn insert_probe(&self, p: &ProbeRecord) -> Result<(), StoreError> {
         const OP: &str = "insert_probe";
         self.check_writable(OP)?;
-        sqlx::query(
+        super::timed(&self.health, OP, sqlx::query(
             "INSERT INTO probes (provider, session, at, kind, outcome, http_status, latency_ms, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -42,9 +42,8 @@ impl Store {
         .bind(p.http_status.map(i64::from))
         .bind(u64_to_i64(p.latency_ms))
         .bind(cap_text(&p.detail))
-        .execute(&self.writer)
-        .await
-        .map_err(query_error(OP))?;
+        .execute(&self.writer))
+        .await?;
         Ok(())
     }
 
@@ -53,19 +52,22 @@ impl Store {
     pub async fn insert_transition(&self, t: &TransitionRecord) -> Result<(), StoreError> {
         const OP: &str = "insert_transition";
         self.check_writable(OP)?;
-        sqlx::query(
-            "INSERT INTO transitions (provider, session, at, from_state, to_state, reason) \
+        super::timed(
+            &self.health,
+            OP,
+            sqlx::query(
+                "INSERT INTO transitions (provider, session, at, from_state, to_state, reason) \
              VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&t.provider)
+            .bind(&t.session)
+            .bind(t.at.as_millis())
+            .bind(&t.from_state)
+            .bind(&t.to_state)
+            .bind(cap_text(&t.reason))
+            .execute(&self.writer),
         )
-        .bind(&t.provider)
-        .bind(&t.session)
-        .bind(t.at.as_millis())
-        .bind(&t.from_state)
-        .bind(&t.to_state)
-        .bind(cap_text(&t.reason))
-        .execute(&self.writer)
-        .await
-        .map_err(query_error(OP))?;
+        .await?;
         Ok(())
     }
 
@@ -73,22 +75,34 @@ impl Store {
     /// returns the row id for [`Store::update_remediation`]. Written first so
     /// that a daemon killed mid-restart still finds the restart in
     /// [`Store::remediations_since`] and does not restart early.
+    ///
+    /// Idempotent per [`NewRemediation::intent_key`]: a retry of an intent
+    /// whose earlier write timed out (and may have committed meanwhile)
+    /// returns the existing row instead of adding a second one.
     pub async fn begin_remediation(&self, r: &NewRemediation) -> Result<i64, StoreError> {
         const OP: &str = "begin_remediation";
         self.check_writable(OP)?;
-        sqlx::query_scalar(
-            "INSERT INTO remediations (provider, session, started_at, action, reason, result, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, '') RETURNING id",
+        super::timed(
+            &self.health,
+            OP,
+            sqlx::query_scalar(
+                "INSERT INTO remediations \
+             (provider, session, started_at, action, reason, result, detail, intent_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, '', $7) \
+             ON CONFLICT (intent_key) WHERE intent_key IS NOT NULL \
+             DO UPDATE SET intent_key = excluded.intent_key \
+             RETURNING id",
+            )
+            .bind(&r.provider)
+            .bind(&r.session)
+            .bind(r.started_at.as_millis())
+            .bind(&r.action)
+            .bind(cap_text(&r.reason))
+            .bind(&r.result)
+            .bind(&r.intent_key)
+            .fetch_one(&self.writer),
         )
-        .bind(&r.provider)
-        .bind(&r.session)
-        .bind(r.started_at.as_millis())
-        .bind(&r.action)
-        .bind(cap_text(&r.reason))
-        .bind(&r.result)
-        .fetch_one(&self.writer)
         .await
-        .map_err(query_error(OP))
     }
 
     /// Moves a remediation on (`pending` → `called` → `healed`, ...). A
@@ -102,8 +116,11 @@ impl Store {
         const OP: &str = "update_remediation";
         self.check_writable(OP)?;
         let finished_at = update.finished_at.map(Timestamp::as_millis);
-        let updated = sqlx::query(
-            "UPDATE remediations SET result = $2, detail = $3, \
+        let updated = super::timed(
+            &self.health,
+            OP,
+            sqlx::query(
+                "UPDATE remediations SET result = $2, detail = $3, \
              finished_at = COALESCE($4, finished_at), \
              duration_ms = CASE \
                  WHEN $4 IS NULL THEN duration_ms \
@@ -111,15 +128,15 @@ impl Store {
                  ELSE 0 END, \
              recovery_ms = COALESCE($5, recovery_ms) \
              WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&update.result)
+            .bind(cap_text(&update.detail))
+            .bind(finished_at)
+            .bind(update.recovery_ms.map(u64_to_i64))
+            .execute(&self.writer),
         )
-        .bind(id)
-        .bind(&update.result)
-        .bind(cap_text(&update.detail))
-        .bind(finished_at)
-        .bind(update.recovery_ms.map(u64_to_i64))
-        .execute(&self.writer)
-        .await
-        .map_err(query_error(OP))?
+        .await?
         .rows_affected();
         if updated == 0 {
             return Err(StoreError::UnknownRemediation { id });

@@ -58,6 +58,80 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// database surfaces as errors (and a failing `/readyz`) instead of hung tasks.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest the daemon waits for one write (a locked database, a stalled
+/// disk): the scheduler loop must not stall behind it. A write that takes
+/// longer fails with [`StoreError::WriteTimeout`] and counts as a failure.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A write waiting longer than this makes `/readyz` fail.
+pub const WRITE_STALL: Duration = Duration::from_secs(2);
+
+/// How the daemon's writes are going, for `/readyz` and the metrics.
+#[derive(Debug, Default)]
+struct WriteHealth {
+    inner: std::sync::Mutex<HealthInner>,
+}
+
+#[derive(Debug, Default)]
+struct HealthInner {
+    in_flight: u32,
+    oldest: Option<std::time::Instant>,
+    last_error: Option<String>,
+    failures: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// A snapshot of [`Store::write_status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteStatus {
+    /// The last write failed (and none succeeded since): why.
+    pub failing: Option<String>,
+    /// A write has been waiting this long.
+    pub waiting: Option<Duration>,
+    /// Failed or timed-out writes so far, by store operation.
+    pub failures: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl WriteHealth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A store write bounded by [`WRITE_TIMEOUT`] and recorded in the store's
+/// write health.
+async fn timed<T>(
+    health: &WriteHealth,
+    op: &'static str,
+    fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    {
+        let mut h = health.lock();
+        h.in_flight += 1;
+        h.oldest.get_or_insert_with(std::time::Instant::now);
+    }
+    let result = match tokio::time::timeout(WRITE_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(error)) => Err(StoreError::Query { op, error }),
+        Err(_) => Err(StoreError::WriteTimeout {
+            op,
+            after: WRITE_TIMEOUT,
+        }),
+    };
+    let mut h = health.lock();
+    h.in_flight = h.in_flight.saturating_sub(1);
+    if h.in_flight == 0 {
+        h.oldest = None;
+    }
+    match &result {
+        Ok(_) => h.last_error = None,
+        Err(e) => {
+            h.last_error = Some(e.to_string());
+            *h.failures.entry(op).or_default() += 1;
+        }
+    }
+    result
+}
+
 /// Read connections; the daemon's reads are small and the API is low-traffic.
 const READ_CONNECTIONS: u32 = 4;
 
@@ -112,6 +186,10 @@ pub enum StoreError {
     /// A write was attempted on a store opened with [`Store::open_read_only`].
     #[error("store {op} refused: the database is open read-only")]
     ReadOnly { op: &'static str },
+    /// A write did not finish within [`WRITE_TIMEOUT`] (the database is
+    /// locked by another process, the disk stalls).
+    #[error("store {op} did not finish within {}s (database locked or stalled)", after.as_secs_f64())]
+    WriteTimeout { op: &'static str, after: Duration },
     /// A stored value cannot be turned back into a record.
     #[error("corrupt row {row}: {detail}")]
     Corrupt { row: String, detail: String },
@@ -133,9 +211,21 @@ pub struct Store {
     /// Read-only connections; the same pool as `writer` when `read_only`.
     reader: SqlitePool,
     read_only: bool,
+    health: std::sync::Arc<WriteHealth>,
 }
 
 impl Store {
+    /// How writes are going: the last one failed, one is waiting, failures
+    /// so far (for `/readyz` and `wa_watchdog_store_write_failures_total`).
+    pub fn write_status(&self) -> WriteStatus {
+        let h = self.health.lock();
+        WriteStatus {
+            failing: h.last_error.clone(),
+            waiting: h.oldest.map(|t| t.elapsed()),
+            failures: h.failures.clone(),
+        }
+    }
+
     /// Opens (creating the file and its parent directory if missing) the
     /// database at `path` for the daemon, and runs the embedded migrations.
     ///
@@ -188,6 +278,7 @@ impl Store {
             writer,
             reader,
             read_only: false,
+            health: Default::default(),
         })
     }
 
@@ -219,6 +310,7 @@ impl Store {
             writer: reader.clone(),
             reader,
             read_only: true,
+            health: Default::default(),
         })
     }
 
@@ -231,6 +323,7 @@ impl Store {
     /// Checks that the database answers (for `/readyz`). Uses the write
     /// connection, since that is the one the daemon cannot work without.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        // Not through `timed`: a ping is no write, and /readyz bounds it.
         sqlx::query("SELECT 1")
             .execute(&self.writer)
             .await
@@ -247,15 +340,18 @@ impl Store {
         self.check_writable(OP)?;
         let mut total = 0;
         loop {
-            let deleted = sqlx::query(
-                "DELETE FROM probes WHERE id IN \
+            let deleted = timed(
+                &self.health,
+                OP,
+                sqlx::query(
+                    "DELETE FROM probes WHERE id IN \
                  (SELECT id FROM probes WHERE at < $1 ORDER BY at LIMIT $2)",
+                )
+                .bind(before.as_millis())
+                .bind(records::u64_to_i64(PRUNE_BATCH))
+                .execute(&self.writer),
             )
-            .bind(before.as_millis())
-            .bind(records::u64_to_i64(PRUNE_BATCH))
-            .execute(&self.writer)
-            .await
-            .map_err(query_error(OP))?
+            .await?
             .rows_affected();
             total += deleted;
             if deleted < PRUNE_BATCH {

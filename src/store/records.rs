@@ -190,6 +190,22 @@ pub struct NewRemediation {
     pub reason: String,
     /// `pending`, or `dry_run` when the policy only records what it would do.
     pub result: String,
+    /// Identifies this intent across retries of its write: writing the same
+    /// key twice (a timed-out write that committed late, then the retry)
+    /// leaves one row and returns its id. Generated once per intent
+    /// ([`NewRemediation::new_key`]); never reused for another restart.
+    pub intent_key: String,
+}
+
+impl NewRemediation {
+    /// A fresh intent key: the session, the decision time and 64 random bits.
+    pub fn new_key(provider: &str, session: &str, started_at: Timestamp) -> String {
+        format!(
+            "{provider}/{session}/{}/{:016x}",
+            started_at.as_millis(),
+            rand::random::<u64>()
+        )
+    }
 }
 
 /// A step in a remediation's life: `called`, then a final `healed`, `failed`,

@@ -33,10 +33,13 @@ impl Store {
                 detail: format!("restart_history does not serialise: {e}"),
             }
         })?;
-        sqlx::query(concat!(
-            "INSERT INTO sessions (",
-            session_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+        super::timed(
+            &self.health,
+            OP,
+            sqlx::query(concat!(
+                "INSERT INTO sessions (",
+                session_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
              $16, $17, $18, $19, $20, NULL, $21) \
              ON CONFLICT (provider, session) DO UPDATE SET \
              state = excluded.state, since = excluded.since, \
@@ -58,31 +61,31 @@ impl Store {
              chat_id = excluded.chat_id, \
              retired_at = NULL, \
              updated_at = excluded.updated_at"
-        ))
-        .bind(&rec.provider)
-        .bind(&rec.session)
-        .bind(&rec.state)
-        .bind(rec.since.as_millis())
-        .bind(cap_text(&rec.state_reason))
-        .bind(i64::from(rec.consecutive_failures))
-        .bind(rec.streak_has_desync)
-        .bind(rec.first_failure_at.map(Timestamp::as_millis))
-        .bind(rec.last_success_at.map(Timestamp::as_millis))
-        .bind(rec.last_outcome.as_deref())
-        .bind(rec.last_probe_at.map(Timestamp::as_millis))
-        .bind(rec.next_probe_at.map(Timestamp::as_millis))
-        .bind(rec.not_ready_since.map(Timestamp::as_millis))
-        .bind(i64::from(rec.backoff_step))
-        .bind(rec.next_restart_at.map(Timestamp::as_millis))
-        .bind(history)
-        .bind(rec.restart_started_at.map(Timestamp::as_millis))
-        .bind(rec.healthy_since.map(Timestamp::as_millis))
-        .bind(rec.paused_until.map(Timestamp::as_millis))
-        .bind(rec.chat_id.as_deref())
-        .bind(rec.updated_at.as_millis())
-        .execute(&self.writer)
-        .await
-        .map_err(query_error(OP))?;
+            ))
+            .bind(&rec.provider)
+            .bind(&rec.session)
+            .bind(&rec.state)
+            .bind(rec.since.as_millis())
+            .bind(cap_text(&rec.state_reason))
+            .bind(i64::from(rec.consecutive_failures))
+            .bind(rec.streak_has_desync)
+            .bind(rec.first_failure_at.map(Timestamp::as_millis))
+            .bind(rec.last_success_at.map(Timestamp::as_millis))
+            .bind(rec.last_outcome.as_deref())
+            .bind(rec.last_probe_at.map(Timestamp::as_millis))
+            .bind(rec.next_probe_at.map(Timestamp::as_millis))
+            .bind(rec.not_ready_since.map(Timestamp::as_millis))
+            .bind(i64::from(rec.backoff_step))
+            .bind(rec.next_restart_at.map(Timestamp::as_millis))
+            .bind(history)
+            .bind(rec.restart_started_at.map(Timestamp::as_millis))
+            .bind(rec.healthy_since.map(Timestamp::as_millis))
+            .bind(rec.paused_until.map(Timestamp::as_millis))
+            .bind(rec.chat_id.as_deref())
+            .bind(rec.updated_at.as_millis())
+            .execute(&self.writer),
+        )
+        .await?;
         Ok(())
     }
 
@@ -145,16 +148,19 @@ impl Store {
     ) -> Result<(), StoreError> {
         const OP: &str = "retire_session";
         self.check_writable(OP)?;
-        sqlx::query(
-            "UPDATE sessions SET retired_at = $3, updated_at = $3 \
+        super::timed(
+            &self.health,
+            OP,
+            sqlx::query(
+                "UPDATE sessions SET retired_at = $3, updated_at = $3 \
              WHERE provider = $1 AND session = $2 AND retired_at IS NULL",
+            )
+            .bind(provider)
+            .bind(session)
+            .bind(at.as_millis())
+            .execute(&self.writer),
         )
-        .bind(provider)
-        .bind(session)
-        .bind(at.as_millis())
-        .execute(&self.writer)
-        .await
-        .map_err(query_error(OP))?;
+        .await?;
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! a temp dir, and the real scheduler, all on one manual clock that the test
 //! moves. Nothing is faked but WhatsApp itself.
 
-#![allow(dead_code)] // each test binary uses a different part of the harness
+#![allow(dead_code)] // `it` and `hostile_corpus` use different parts of the harness
 
 pub mod binary;
 pub mod daemon;
@@ -63,7 +63,11 @@ impl Default for Settings {
             .policy("backoff_max", "\"1m\"")
             .policy("starting_grace", "\"20s\"")
             .provider("sessions", "[\"*\"]")
-            .daemon("discovery_interval", "\"10s\"");
+            .daemon("discovery_interval", "\"10s\"")
+            // Retire at the first list without the session: the grace has
+            // tests of its own (tests/discovery_grace.rs).
+            .daemon("retire_after_rounds", "1")
+            .daemon("retire_after", "\"0s\"");
         s
     }
 }

@@ -95,6 +95,7 @@ fn remediation(provider: &str, session: &str, started_at: i64, result: &str) -> 
         action: "restart".into(),
         reason: "desync confirmed".into(),
         result: result.into(),
+        intent_key: NewRemediation::new_key(provider, session, Timestamp(started_at)),
     }
 }
 
