@@ -9,6 +9,7 @@
 //! [`Sessions::note_state`] right after the machine stepped. Debug builds
 //! check the counts against a full recount after every step.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::collections::btree_map;
 
@@ -30,7 +31,11 @@ impl Sessions {
         }
     }
 
-    pub(super) fn remove(&mut self, name: &str) -> Option<SessionRt> {
+    pub(super) fn remove<Q>(&mut self, name: &Q) -> Option<SessionRt>
+    where
+        String: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         let s = self.map.remove(name)?;
         self.counts.remove(s.machine.state);
         Some(s)
@@ -59,16 +64,28 @@ impl Sessions {
         }
     }
 
-    pub(super) fn get(&self, name: &str) -> Option<&SessionRt> {
+    pub(super) fn get<Q>(&self, name: &Q) -> Option<&SessionRt>
+    where
+        String: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.map.get(name)
     }
 
     /// For everything but the machine's state (see the module's docs).
-    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut SessionRt> {
+    pub(super) fn get_mut<Q>(&mut self, name: &Q) -> Option<&mut SessionRt>
+    where
+        String: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.map.get_mut(name)
     }
 
-    pub(super) fn contains_key(&self, name: &str) -> bool {
+    pub(super) fn contains_key<Q>(&self, name: &Q) -> bool
+    where
+        String: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.map.contains_key(name)
     }
 
@@ -83,6 +100,11 @@ impl Sessions {
     /// For everything but the machine's state (see the module's docs).
     pub(super) fn values_mut(&mut self) -> btree_map::ValuesMut<'_, String, SessionRt> {
         self.map.values_mut()
+    }
+
+    /// For everything but the machine's state (see the module's docs).
+    pub(super) fn iter_mut(&mut self) -> btree_map::IterMut<'_, String, SessionRt> {
+        self.map.iter_mut()
     }
 
     pub(super) fn iter(&self) -> btree_map::Iter<'_, String, SessionRt> {
