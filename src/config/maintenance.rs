@@ -442,8 +442,10 @@ mod example {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
         let text = std::fs::read_to_string(&path).expect("config.example.toml");
         let start = text.find("# [[maintenance]]").expect("example window");
+        // The example ends at the first blank line.
         let window: String = text[start..]
             .lines()
+            .take_while(|l| !l.trim().is_empty())
             .filter(|l| !l.starts_with("# #"))
             .map(|l| l.strip_prefix("# ").unwrap_or(l))
             .collect::<Vec<_>>()

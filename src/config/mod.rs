@@ -19,6 +19,7 @@ mod operator;
 mod raw;
 mod render;
 mod resolve;
+mod ring;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -37,6 +38,9 @@ use resolve::Resolver;
 
 pub use operator::OperatorConfig;
 pub use render::render_redacted;
+pub use ring::{
+    DEFAULT_RING_DEADLINE, DEFAULT_RING_INTERVAL, DEFAULT_RING_TEXT, RingConfig, RingMember,
+};
 pub use secret::{Secret, SecretSource};
 pub use webhook::{
     DEFAULT_WEBHOOK_BODY_LIMIT, DEFAULT_WEBHOOK_QUEUE_SIZE, DEFAULT_WEBHOOK_REPLAY_WINDOW,
@@ -74,6 +78,9 @@ pub struct Config {
     pub alertmanager: Option<AlertmanagerConfig>,
     /// `[[maintenance]]` windows, in file order; names are unique.
     pub maintenance: Vec<crate::maintenance::Window>,
+    /// `[[ring]]` round-trip rings, in file order; names are unique and no
+    /// session is in two rings.
+    pub rings: Vec<RingConfig>,
     /// The file this came from, as given (used in messages and for reload).
     pub path: PathBuf,
     /// Things that work but deserve a look (inline secrets, cleartext HTTP,
@@ -488,6 +495,13 @@ impl Config {
     /// The provider named `name`.
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// The ring `provider/session` is a member of, and its position there.
+    pub fn ring_of(&self, provider: &str, session: &str) -> Option<(&RingConfig, usize)> {
+        self.rings
+            .iter()
+            .find_map(|r| r.position(provider, session).map(|i| (r, i)))
     }
 }
 

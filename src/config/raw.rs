@@ -25,6 +25,8 @@ pub(super) struct RawConfig {
     pub providers: Vec<RawProvider>,
     pub alertmanager: Option<RawAlertmanager>,
     pub maintenance: Vec<super::maintenance::RawMaintenance>,
+    #[serde(rename = "ring")]
+    pub rings: Vec<super::ring::RawRing>,
 }
 
 #[derive(Deserialize, Default)]

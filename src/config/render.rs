@@ -54,6 +54,7 @@ pub fn render_redacted(cfg: &Config) -> String {
     }
     out.0
         .push_str(&super::maintenance::render(&cfg.maintenance, quote));
+    out.0.push_str(&super::ring::render(&cfg.rings, quote));
 
     out.blank();
     match &cfg.alertmanager {

@@ -70,11 +70,27 @@ impl Resolver<'_> {
 
         let alertmanager = raw.alertmanager.map(alertmanager).transpose()?;
         let maintenance = super::maintenance::resolve(raw.maintenance, &providers)?;
+        let rings = super::ring::resolve(raw.rings, &providers)?;
+        for r in &rings {
+            for m in &r.members {
+                let Some(p) = providers.iter().find(|p| p.name == m.provider) else {
+                    continue;
+                };
+                if p.chat_for(&m.session) != ChatTarget::SelfChat {
+                    self.warn(format!(
+                        "ring {:?}: member \"{m}\" has a canary chat configured; the ring \
+                         canary replaces it (it goes to the next member's own number)",
+                        r.name
+                    ));
+                }
+            }
+        }
         Ok(Config {
             daemon,
             providers,
             alertmanager,
             maintenance,
+            rings,
             path: self.path.to_path_buf(),
             warnings: std::mem::take(&mut self.warnings),
         })
