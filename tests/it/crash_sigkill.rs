@@ -19,8 +19,6 @@
 //!
 //! Real time (the child runs on the system clock), bounded: about 30 s.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -31,8 +29,8 @@ use rand::{Rng, SeedableRng};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
-use common::binary::{BIN, signal, system_sim, wait_exit};
-use common::free_port;
+use crate::common::binary::{BIN, signal, system_sim, wait_exit};
+use crate::common::free_port;
 use wa_watchdog::sim::waha::{Fault, WahaSim};
 
 const KEY: &str = "waha-key-SEKRET-crash-5e2a";
