@@ -397,6 +397,22 @@ async fn swe003_needs_pairing_naming_the_remedy_and_swe001_is_counted() {
         "{stored:?}"
     );
     assert_eq!(h.ctl.count("reboot"), 0);
+    // The direct push to Alertmanager hears the markers from the same
+    // events: SWE003 pages at once, two SWE001 are not yet a pattern.
+    let mut model = wa_watchdog::alertmanager::Model::default();
+    for e in &h.log {
+        model.apply(e);
+    }
+    let firing: Vec<&str> = model
+        .firing(h.now(), wa_watchdog::alertmanager::Holds::default())
+        .iter()
+        .map(|f| f.rule.name)
+        .collect();
+    assert!(firing.contains(&"WaWatchdogStaleKeys"), "{firing:?}");
+    assert!(
+        !firing.contains(&"WaWatchdogFirstMessagesLost"),
+        "{firing:?}"
+    );
 }
 
 #[tokio::test]
