@@ -58,14 +58,14 @@ pub(super) enum UnreadableRecord {
 /// The machine a store record describes. A record this version cannot read
 /// (a state or outcome name it does not know) is an error naming the field.
 pub(super) fn machine(rec: &SessionRecord) -> Result<Machine, UnreadableRecord> {
-    let state: State = rec
+    let state = rec
         .state
-        .parse()
-        .map_err(|e| UnreadableRecord::State(format!("{e}")))?;
+        .parse::<State>()
+        .map_err(|e| UnreadableRecord::State(e.to_string()))?;
     let last_outcome = match &rec.last_outcome {
         Some(o) => Some(
             o.parse::<Outcome>()
-                .map_err(|e| UnreadableRecord::LastOutcome(format!("{e}")))?,
+                .map_err(|e| UnreadableRecord::LastOutcome(e.to_string()))?,
         ),
         None => None,
     };
