@@ -165,6 +165,11 @@ pub enum Input {
     NeedsPairing {
         reason: String,
     },
+    /// A ring canary reached this session (the receiver) within the ring's
+    /// deadline ([`crate::ring`]): its inbound path works. It ends a streak
+    /// that holds an `inbound_missing` (and heals a restart made for one);
+    /// it says nothing about the send path, so otherwise it changes nothing.
+    Received,
 }
 
 impl Input {
@@ -335,6 +340,11 @@ pub struct Machine {
     pub reason: String,
     pub consecutive_failures: u32,
     pub streak_has_desync: bool,
+    /// The streak holds an `inbound_missing`: a delivered canary (the send
+    /// path) does not end it, only a received ring canary does. Not
+    /// persisted: after a daemon restart the streak ends at the next
+    /// delivered canary (later, never earlier, than with the flag).
+    pub streak_has_inbound: bool,
     pub first_failure_at: Option<Timestamp>,
     pub last_success_at: Option<Timestamp>,
     pub last_outcome: Option<Outcome>,
@@ -357,6 +367,7 @@ impl Machine {
             reason: "not probed yet".to_string(),
             consecutive_failures: 0,
             streak_has_desync: false,
+            streak_has_inbound: false,
             first_failure_at: None,
             last_success_at: None,
             last_outcome: None,
