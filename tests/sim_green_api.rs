@@ -123,6 +123,11 @@ async fn perform(client: &GreenApiClient, call: Call) -> Seen {
             debug = format!("{r:?}");
             seen_of(r, "reboot accepted")
         }
+        Call::Incoming => {
+            let r = client.incoming_seen(WID, "ab12", TIMEOUT).await;
+            debug = format!("{r:?}");
+            seen_of(r, "incoming journal read")
+        }
         Call::Message => {
             let e = client
                 .get_message(WID, "3EB0C767D097B7C7C030", TIMEOUT)
@@ -184,6 +189,7 @@ fn api(call: Call) -> ApiMethod {
         Call::Queue => ApiMethod::ShowMessagesQueue,
         Call::Reboot => ApiMethod::Reboot,
         Call::Message => ApiMethod::GetMessage,
+        Call::Incoming => ApiMethod::LastIncomingMessages,
     }
 }
 
