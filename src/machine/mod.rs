@@ -117,6 +117,9 @@ pub enum Action {
     /// Scheduled by the shell between a probe and its outcome, never by
     /// the machine: the machine sees only the final outcome.
     ConfirmAck,
+    /// A ring canary's fate at its receiver (`crate::ring`): only a kind
+    /// of record and event, never a scheduled step.
+    Ring,
 }
 
 impl Action {
@@ -128,6 +131,7 @@ impl Action {
             Action::PollStatus => "status",
             Action::Resume => "resume",
             Action::ConfirmAck => "ack",
+            Action::Ring => "ring",
         }
     }
 }

@@ -225,6 +225,8 @@ impl Scheduler {
                 remediation_id,
                 pending_ack: None,
                 unconfirmed_logged: false,
+                ring_send: None,
+                canary_chat: None,
             },
         );
         self.schedule(p, &rec.session, step);
