@@ -125,7 +125,7 @@ pub struct EncodeError(#[from] prometheus::Error);
 /// Every family the daemon exposes, as its users may rely on it: (family,
 /// TYPE, label names of its samples without `le`). The contract first, then
 /// the extensions. Checked against [`Metrics::encode`] by the unit tests and
-/// against a real scrape by `tests/http_api.rs`.
+/// against a real scrape by `tests/it/http_api.rs`.
 pub const FAMILIES: &[(&str, &str, &[&str])] = &[
     (
         "wa_watchdog_canary_total",

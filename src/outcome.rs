@@ -6,7 +6,7 @@
 //!
 //! Owns: the outcome names and their stored form.
 //! Must not: import anything with I/O (no provider, store, HTTP, scheduler;
-//! `tests/layering.rs` checks it).
+//! `tests/it/layering.rs` checks it).
 
 use std::fmt;
 use std::str::FromStr;

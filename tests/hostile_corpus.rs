@@ -5,6 +5,7 @@
 //! loopback on a manual clock. Each case asserts no restart that should not
 //! happen, no panic, a clear outcome; the whole run asserts bounded memory.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -17,7 +17,7 @@
 //!
 //! Every reply is mapped to one [`Outcome`] by [`RULES`], a table kept as data
 //! beside the client and tested row by row (green_api_tests.rs, and against
-//! the simulator in tests/sim_green_api.rs). The vendor's retry advice (499:
+//! the simulator in tests/it/sim_green_api.rs). The vendor's retry advice (499:
 //! once more with a longer timeout; 502: three more times with a delay) is
 //! part of the table too ([`Retry`]).
 //!

@@ -2,14 +2,12 @@
 //! `run` against the simulator — stopped by SIGTERM and SIGINT, with its logs
 //! grepped for the API key.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::binary::{BIN, signal, system_sim, wait_for_db, wait_output};
-use common::free_port;
+use crate::common::binary::{BIN, signal, system_sim, wait_for_db, wait_output};
+use crate::common::free_port;
 use wa_watchdog::clock::Clock;
 use wa_watchdog::sim::waha::Fault;
 

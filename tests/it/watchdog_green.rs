@@ -3,11 +3,10 @@
 //! reboot cannot fix are never rebooted; the vendor's retry guidance and rate
 //! limits hold; the token (part of every URL) never leaks.
 
-mod common;
-
+use crate::common;
 use std::time::Duration;
 
-use common::{GREEN_ID, GREEN_TOKEN, GREEN_WID, GreenHarness, Settings, database_text};
+use crate::common::{GREEN_ID, GREEN_TOKEN, GREEN_WID, GreenHarness, Settings, database_text};
 use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::green_api::{ApiMethod, BodyForm, Canned, Fault, QueueMode, SimState};

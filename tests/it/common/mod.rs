@@ -2,7 +2,7 @@
 //! a temp dir, and the real scheduler, all on one manual clock that the test
 //! moves. Nothing is faked but WhatsApp itself.
 
-#![allow(dead_code)] // each test binary uses a different part of the harness
+#![allow(dead_code)] // `it` and `hostile_corpus` use different parts of the harness
 
 pub mod binary;
 pub mod daemon;

@@ -4,13 +4,12 @@
 //! once, count markers) and what it may not (restart anything, change any
 //! state when it is forged, stale or replayed; block the scheduler).
 
-mod common;
-
+use crate::common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Driver, GREEN_ID, GreenHarness, Harness, Settings};
+use crate::common::{Driver, GREEN_ID, GreenHarness, Harness, Settings};
 use wa_watchdog::clock::Timestamp;
 use wa_watchdog::http::{self, HttpState};
 use wa_watchdog::machine::State;

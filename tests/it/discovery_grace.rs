@@ -5,11 +5,9 @@
 //! escalation, so `max_restarts` holds across its absence. WAHA simulator
 //! over loopback, manual clock.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Harness, Settings, healthy_fleet};
+use crate::common::{Harness, Settings, healthy_fleet};
 use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::hostile::Hostile;

@@ -3,14 +3,12 @@
 //! unique panel ids, a datasource variable that every panel and query uses,
 //! provider and session variables, every `$variable` defined, every query
 //! naming only metrics the daemon exports, and no two panels overlapping.
-//! `tests/monitoring_e2e.rs` evaluates every query against a real
+//! `tests/it/monitoring_e2e.rs` evaluates every query against a real
 //! Prometheus scraping a real daemon.
-
-mod common;
 
 use std::collections::BTreeSet;
 
-use common::grafana;
+use crate::common::grafana;
 use std::time::Duration;
 
 use wa_watchdog::clock::Timestamp;

@@ -5,15 +5,13 @@
 //! STOPPING=1 on SIGTERM. Also: journald-friendly logs, JSON logs, and the
 //! unit file checked by `systemd-analyze` when it is installed.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::net::UnixDatagram;
 
-use common::binary::{BIN, signal, system_sim, wait_exit, wait_for_db};
+use crate::common::binary::{BIN, signal, system_sim, wait_exit, wait_for_db};
 use wa_watchdog::sim::waha::WahaSim;
 use wa_watchdog::store::{SessionRecord, Store};
 

@@ -3,11 +3,9 @@
 //! time arithmetic itself is tested in `src/maintenance.rs`). The harness
 //! starts at 2027-01-15 08:00:00 UTC, a Friday.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Harness, PROVIDER, Settings};
+use crate::common::{Harness, PROVIDER, Settings};
 use wa_watchdog::clock::Timestamp;
 use wa_watchdog::machine::State;
 use wa_watchdog::scheduler::Command;

@@ -5,13 +5,12 @@
 //! the timeline, names (from a provider, or whatever the store holds) are escaped, and the headers keep
 //! the page self-contained.
 
-mod common;
-
+use crate::common;
 use std::time::Duration;
 
-use common::daemon::{Daemon, DaemonOptions};
-use common::page::{XSS_ESCAPED, row_state, save_hostile_session};
-use common::{PROVIDER, t0};
+use crate::common::daemon::{Daemon, DaemonOptions};
+use crate::common::page::{XSS_ESCAPED, row_state, save_hostile_session};
+use crate::common::{PROVIDER, t0};
 use wa_watchdog::clock::Clock;
 use wa_watchdog::sim::waha::Fault;
 

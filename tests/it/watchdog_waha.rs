@@ -2,11 +2,10 @@
 //! SQLite file and a manual clock (see `clock.rs` for why not tokio's paused
 //! clock here). One test per behaviour the core issue names.
 
-mod common;
-
+use crate::common;
 use std::time::Duration;
 
-use common::{API_KEY, Harness, PROVIDER, Settings, database_text, healthy_fleet};
+use crate::common::{API_KEY, Harness, PROVIDER, Settings, database_text, healthy_fleet};
 use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::waha::{Fault, Status};

@@ -4,11 +4,10 @@
 //! item of the delivery-proof issue; the WAHA ones print the detection time
 //! (fault → restart issued) and the heal time (fault → healthy again).
 
-mod common;
-
+use crate::common;
 use std::time::Duration;
 
-use common::{GREEN_ID, GreenHarness, Harness, Settings, healthy_fleet, t0};
+use crate::common::{GREEN_ID, GreenHarness, Harness, Settings, healthy_fleet, t0};
 use wa_watchdog::alertmanager::{Holds, Model};
 use wa_watchdog::clock::Clock;
 use wa_watchdog::machine::State;

@@ -9,8 +9,6 @@
 //! skip only the tool-based checks. The structural checks (every alert has its
 //! labels, annotations, runbook section and a firing unit test) need no tools.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,8 +16,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::free_port;
-use common::tools::tool;
+use crate::common::free_port;
+use crate::common::tools::tool;
 use wa_watchdog::clock::Timestamp;
 use wa_watchdog::machine::State;
 use wa_watchdog::metrics::{Metrics, RestartResult};

@@ -3,13 +3,11 @@
 //! forged one changes nothing, and the webhook key appears in no log line,
 //! database row, metric or error body.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::binary::{BIN, signal, system_sim, wait_exit, wait_for_db};
-use common::{database_text, free_port};
+use crate::common::binary::{BIN, signal, system_sim, wait_exit, wait_for_db};
+use crate::common::{database_text, free_port};
 use wa_watchdog::clock::Clock;
 use wa_watchdog::sim::waha::Status;
 use wa_watchdog::sim::webhooks::{HookAuth, HookFault, HookSender};

@@ -3,15 +3,13 @@
 //! healed), `probe` against the WAHA simulator, and `pause`/`resume`
 //! against a stand-in for the daemon's HTTP API that records what it got.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::binary::BIN;
-use common::{Harness, Settings};
+use crate::common::binary::BIN;
+use crate::common::{Harness, Settings};
 use wa_watchdog::clock::Clock;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::waha::{self, Fault, WahaSimOptions};

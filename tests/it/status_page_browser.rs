@@ -15,16 +15,14 @@
 //! (`scripts/test`, `.ci/run`); `WA_WATCHDOG_SKIP_BROWSER=1` skips only
 //! this test.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, DaemonOptions};
-use common::page::{XSS, XSS_ESCAPED, row_state, save_hostile_session};
-use common::{PROVIDER, t0};
+use crate::common::daemon::{Daemon, DaemonOptions};
+use crate::common::page::{XSS, XSS_ESCAPED, row_state, save_hostile_session};
+use crate::common::{PROVIDER, t0};
 use wa_watchdog::clock::Clock;
 use wa_watchdog::sim::waha::Fault;
 

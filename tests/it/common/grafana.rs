@@ -1,8 +1,8 @@
 //! The Grafana dashboard `contrib/grafana/wa-watchdog.json`: loading it and
 //! extracting every panel's PromQL with Grafana's variables replaced the way
 //! Grafana would for "All" providers and sessions, for the tests that check
-//! it structurally (`tests/grafana_dashboard.rs`) and against a real
-//! Prometheus (`tests/monitoring_e2e.rs`).
+//! it structurally (`tests/it/grafana_dashboard.rs`) and against a real
+//! Prometheus (`tests/it/monitoring_e2e.rs`).
 
 use std::path::Path;
 

@@ -3,14 +3,13 @@
 //! 0), on a manual clock: `/metrics` as Prometheus scrapes it, the JSON API's
 //! shapes, auth and bounds of the admin routes, `/healthz` and `/readyz`.
 
-mod common;
-
+use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::daemon::{ADMIN_TOKEN, Daemon, DaemonOptions};
-use common::{PROVIDER, t0};
+use crate::common::daemon::{ADMIN_TOKEN, Daemon, DaemonOptions};
+use crate::common::{PROVIDER, t0};
 use wa_watchdog::app::App;
 use wa_watchdog::clock::Clock;
 use wa_watchdog::config::Config;

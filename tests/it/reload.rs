@@ -2,13 +2,12 @@
 //! with the WAHA simulator and a real database: what a new config changes,
 //! and that every session's state, counters and backoff survive it.
 //! (The signal plumbing itself is tested against the binary in
-//! `tests/systemd.rs`.)
+//! `tests/it/systemd.rs`.)
 
-mod common;
-
+use crate::common;
 use std::time::Duration;
 
-use common::{Harness, PROVIDER, Settings, healthy_fleet};
+use crate::common::{Harness, PROVIDER, Settings, healthy_fleet};
 use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
 use wa_watchdog::sim::waha::Fault;

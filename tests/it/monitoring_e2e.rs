@@ -7,20 +7,19 @@
 //!
 //! A missing binary fails the test with install instructions (a silent skip
 //! would hide a broken pipeline); `WA_WATCHDOG_SKIP_PROMETHEUS_TOOLS=1` skips
-//! only these tool-based checks, as in `tests/alerting_assets.rs`. Every
+//! only these tool-based checks, as in `tests/it/alerting_assets.rs`. Every
 //! process a test starts listens on 127.0.0.1 only and is killed by a guard
 //! when the test ends, however it ends.
 
-mod common;
-
+use crate::common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, DaemonOptions};
-use common::tools::tool;
-use common::{Settings, free_port, t0};
+use crate::common::daemon::{Daemon, DaemonOptions};
+use crate::common::tools::tool;
+use crate::common::{Settings, free_port, t0};
 use wa_watchdog::alertmanager::Holds;
 use wa_watchdog::clock::Clock;
 use wa_watchdog::sim::waha::{Fault, Status};

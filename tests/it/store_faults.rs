@@ -5,11 +5,9 @@
 //! and `wa_watchdog_store_write_failures_total` report). Real SQLite, WAHA
 //! simulator over loopback, manual clock.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{PROVIDER, Settings, healthy_fleet};
+use crate::common::{PROVIDER, Settings, healthy_fleet};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use wa_watchdog::events::Event;
