@@ -527,7 +527,12 @@ impl Metrics {
     /// Starts the ring series at zero: every fate of `ring`, and the inbound
     /// failures of each member (so `increase()` sees the first one).
     pub fn add_ring(&self, ring: &str, members: &[(String, String)]) {
-        for fate in ["received", "inbound_missing", "sender_failed", "inconclusive"] {
+        for fate in [
+            "received",
+            "inbound_missing",
+            "sender_failed",
+            "inconclusive",
+        ] {
             self.ring_canaries.with_label_values(&[ring, fate]);
         }
         for (provider, session) in members {

@@ -292,11 +292,23 @@ mod ring_reads {
         let waha = r#"[{"id":"false_15550000001@c.us_X","from":"15550000001@s.whatsapp.net","fromMe":false,"body":"wa-watchdog ring check ab12"},
                       {"id":"true_x","from":"15550000002@c.us","fromMe":true,"body":"wa-watchdog ring check cd34"}]"#;
         assert!(waha_chat_has(waha, "15550000001@c.us", "ab12"));
-        assert!(!waha_chat_has(waha, "15550000009@c.us", "ab12"), "another sender");
-        assert!(!waha_chat_has(waha, "15550000002@c.us", "cd34"), "our own message");
-        assert!(!waha_chat_has(waha, "15550000001@c.us", ""), "an empty nonce matches nothing");
+        assert!(
+            !waha_chat_has(waha, "15550000009@c.us", "ab12"),
+            "another sender"
+        );
+        assert!(
+            !waha_chat_has(waha, "15550000002@c.us", "cd34"),
+            "our own message"
+        );
+        assert!(
+            !waha_chat_has(waha, "15550000001@c.us", ""),
+            "an empty nonce matches nothing"
+        );
         for garbage in ["", "{}", "null", "[1,2]", "<html>", "[{\"from\":1}]"] {
-            assert!(!waha_chat_has(garbage, "15550000001@c.us", "ab12"), "{garbage}");
+            assert!(
+                !waha_chat_has(garbage, "15550000001@c.us", "ab12"),
+                "{garbage}"
+            );
         }
         let green = r#"[{"type":"incoming","idMessage":"A","chatId":"15550000001@c.us","senderId":"15550000001@c.us","textMessage":"ring ab12"}]"#;
         assert!(green_incoming_has(green, "15550000001@c.us", "ab12"));

@@ -15,8 +15,8 @@
 
 use std::time::Duration;
 
-use super::jobs::{Job, Owner};
 use super::Scheduler;
+use super::jobs::{Job, Owner};
 use crate::clock::Timestamp;
 use crate::config::{ProviderConfig, RingConfig, SessionOverride, WebhookAuth};
 use crate::events::Event;
@@ -30,6 +30,14 @@ use crate::store::ProbeRecord;
 /// (Green-API allows one `lastIncomingMessages` per second; a ring needs far
 /// fewer).
 pub const RING_LOOK_EVERY: Duration = Duration::from_secs(20);
+/// Spacing of the reads for one ring: at most [`RING_LOOK_EVERY`], and
+/// several reads within the deadline.
+fn look_every(deadline: Duration) -> Duration {
+    RING_LOOK_EVERY
+        .min(deadline / 4)
+        .max(Duration::from_millis(500))
+}
+
 /// Retry spacing of reading a member's own number.
 const NUMBER_RETRY: Duration = Duration::from_secs(60);
 
@@ -57,6 +65,8 @@ struct Canary {
     next_look: Timestamp,
     /// How it was seen (for the record).
     seen_by: &'static str,
+    /// The last read of the receiver's chat, after the deadline, was made.
+    final_look: bool,
 }
 
 /// What a member's probe sends instead of a self-canary.
@@ -92,11 +102,7 @@ pub(super) fn apply_intervals(providers: &mut [ProviderConfig], rings: &[RingCon
             let Some(p) = providers.iter_mut().find(|p| p.name == m.provider) else {
                 continue;
             };
-            match p
-                .session_overrides
-                .iter_mut()
-                .find(|o| o.name == m.session)
-            {
+            match p.session_overrides.iter_mut().find(|o| o.name == m.session) {
                 Some(o) => o.interval = Some(r.interval),
                 None => p.session_overrides.push(SessionOverride {
                     name: m.session.clone(),
@@ -179,8 +185,9 @@ impl Scheduler {
                 seen_at: None,
             },
             look_in_flight: false,
-            next_look: at.plus(RING_LOOK_EVERY.min(rt.cfg.deadline / 2)),
+            next_look: at.plus(look_every(rt.cfg.deadline)),
             seen_by: "",
+            final_look: false,
         });
     }
 
@@ -252,8 +259,15 @@ impl Scheduler {
 
     /// When the ring needs the loop next.
     pub(super) fn ring_next_due(&self) -> Option<Timestamp> {
+        // Only what lies ahead: anything due already is taken up on the
+        // loop's next pass (every job result and heartbeat makes one).
+        let now = self.clock.now();
         let mut due: Option<Timestamp> = None;
-        let mut at = |t: Timestamp| due = Some(due.map_or(t, |d| d.min(t)));
+        let mut at = |t: Timestamp| {
+            if t > now {
+                due = Some(due.map_or(t, |d| d.min(t)));
+            }
+        };
         for rt in &self.rings {
             for (i, n) in rt.numbers.iter().enumerate() {
                 if n.is_none() && !rt.number_in_flight[i] {
@@ -291,8 +305,7 @@ impl Scheduler {
                     continue;
                 }
                 let rt = &mut self.rings[r];
-                if rt.numbers[i].is_none() && !rt.number_in_flight[i] && rt.number_retry[i] <= now
-                {
+                if rt.numbers[i].is_none() && !rt.number_in_flight[i] && rt.number_retry[i] <= now {
                     rt.number_in_flight[i] = true;
                     jobs.push(Job::RingNumber {
                         ring: r,
@@ -306,15 +319,26 @@ impl Scheduler {
                 let rt = &mut self.rings[r];
                 for k in 0..rt.inbound[i].len() {
                     let judgement = ring::judge(&rt.inbound[i][k].flight, now);
-                    if judgement.is_final() {
+                    let c = &rt.inbound[i][k];
+                    let from = rt.numbers[c.from].clone();
+                    // Without pushes, one last read at the deadline: a
+                    // message that arrived since the previous read counts.
+                    let last_read = reads
+                        && from.is_some()
+                        && matches!(judgement, Judgement::Missing | Judgement::Inconclusive)
+                        && !c.final_look;
+                    if judgement.is_final() && !last_read && !c.look_in_flight {
                         decided.push((r, i, k));
                         continue;
                     }
+                    if last_read {
+                        rt.inbound[i][k].final_look = true;
+                    }
                     let c = &rt.inbound[i][k];
-                    let Some(from) = rt.numbers[c.from].clone() else {
+                    let Some(from) = from else {
                         continue;
                     };
-                    if reads && !c.look_in_flight && c.next_look <= now {
+                    if reads && !c.look_in_flight && (c.next_look <= now || last_read) {
                         let nonce = c.nonce.clone();
                         rt.inbound[i][k].look_in_flight = true;
                         jobs.push(Job::RingLook {
@@ -596,7 +620,7 @@ impl Scheduler {
             return;
         };
         c.look_in_flight = false;
-        c.next_look = now.plus(RING_LOOK_EVERY);
+        c.next_look = now.plus(look_every(rt.cfg.deadline));
         match result {
             Ok(true) if c.flight.seen_at.is_none() => {
                 c.flight.seen_at = Some(now);

@@ -49,10 +49,14 @@ impl Scheduler {
         // An inbound message may be a ring canary reaching this member.
         let inbound = match &event.body {
             Body::Message {
-                from, text: Some(t), ..
+                from,
+                text: Some(t),
+                ..
             }
             | Body::Incoming {
-                from, text: Some(t), ..
+                from,
+                text: Some(t),
+                ..
             } => Some((from.clone(), t.clone())),
             _ => None,
         };

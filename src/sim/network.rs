@@ -63,7 +63,9 @@ pub fn canonical(number: &str) -> String {
 
 impl Network {
     fn lock(&self) -> std::sync::MutexGuard<'_, NetState> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A message from `from` to `to` sent at `now` (not to oneself: a
@@ -175,7 +177,10 @@ mod tests {
 
         net.set_inbound(B, Some(InboundFault::Delay(Duration::from_secs(10))));
         net.restarted(B);
-        assert_eq!(net.inbound_fault(B), Some(InboundFault::Delay(Duration::from_secs(10))));
+        assert_eq!(
+            net.inbound_fault(B),
+            Some(InboundFault::Delay(Duration::from_secs(10)))
+        );
         net.deliver(A, B, "four", "m4", t(5));
         assert_eq!(net.inbox(B, t(14)).len(), 2);
         assert_eq!(net.inbox(B, t(15)).len(), 3);

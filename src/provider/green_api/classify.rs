@@ -257,6 +257,15 @@ pub const RULES: &[Rule] = &[
         B::Any,
         V::Success,
     ),
+    // lastIncomingMessages (Green-API docs): an array, read by
+    // `provider::delivery::green_incoming_has` (anything else finds nothing).
+    rule(
+        "incoming journal read",
+        Scope::Only(Call::Incoming),
+        One(200),
+        B::Any,
+        V::Success,
+    ),
     rule(
         "not in the journal (404)",
         Scope::Only(Call::Message),
