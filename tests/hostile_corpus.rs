@@ -2,8 +2,9 @@
 //! every hostile mode (garbage, empty, truncated JSON, a connection cut off,
 //! oversized, invalid UTF-8, slow drip, endless stream, HTML 200, hang) on
 //! every call each provider client makes, against the simulators over
-//! loopback on a manual clock. Each case asserts no restart that should not
-//! happen, no panic, a clear outcome; the whole run asserts bounded memory.
+//! loopback on a manual clock (the restart and reboot calls included). Each
+//! case asserts no restart that should not happen, no panic, a clear
+//! outcome; the whole run asserts bounded memory.
 
 #[path = "it/common/mod.rs"]
 mod common;
@@ -11,8 +12,9 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{GreenHarness, Harness, Settings, healthy_fleet};
+use common::{GREEN_ID, GREEN_PROVIDER, GreenHarness, Harness, Settings, healthy_fleet};
 use wa_watchdog::events::Event;
+use wa_watchdog::sim::green_api::QueueMode;
 use wa_watchdog::sim::hostile::Hostile;
 use wa_watchdog::sim::waha::Fault;
 
@@ -222,6 +224,42 @@ async fn the_hostile_corpus_never_restarts_never_panics_and_stays_bounded() {
         );
         assert_eq!(h.ctl.restart_count("s2"), 0, "waha restart {mode:?}");
         wrong_restarts += h.ctl.restart_count("s2");
+        h.sim.hostile().clear();
+    }
+    // Green-API's reboot answered badly: a stuck queue (the one thing a
+    // reboot is for) is rebooted at most max_restarts times whatever the
+    // reboot answer is, and every reboot made has its intent row.
+    for mode in Hostile::CORPUS {
+        let mut s = settings();
+        s.canary("ack_timeout", "\"6s\"");
+        let mut h = GreenHarness::start(&s, |mut o| {
+            o.reboot_starting_for = secs(5);
+            o
+        })
+        .await;
+        h.run_for(secs(10)).await;
+        h.ctl
+            .set_queue_mode(GREEN_ID, QueueMode::StuckUntilReboot)
+            .expect("stuck");
+        h.sim.hostile().set("GET", "/reboot/", mode);
+        h.run_for(secs(180)).await;
+        cases += 1;
+        let made = h.ctl.count("reboot");
+        let rows = h
+            .store
+            .recent_remediations(GREEN_PROVIDER, GREEN_ID, None, 50)
+            .await
+            .expect("rows")
+            .len();
+        assert!(
+            made >= 1,
+            "green reboot {mode:?}: the stuck queue was never rebooted"
+        );
+        assert!(made <= 3, "green reboot {mode:?}: {made} reboots");
+        assert!(
+            made <= rows,
+            "green reboot {mode:?}: {made} reboots, {rows} intent rows"
+        );
         h.sim.hostile().clear();
     }
     for (call, method, path) in GREEN_CALLS {

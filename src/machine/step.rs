@@ -210,6 +210,16 @@ impl Machine {
                         ctx,
                         fx,
                     );
+                } else if self.state == State::Unknown {
+                    // Probed, and the answer says why it is not known: not
+                    // "not probed yet" after the first rejected key.
+                    self.enter(
+                        State::Unknown,
+                        format!("probe answered {}", outcome.as_str()),
+                        guard,
+                        ctx,
+                        fx,
+                    );
                 }
                 fx.next = Some(self.periodic(ctx));
             }
@@ -704,6 +714,19 @@ impl Machine {
                 fx.next = Some(self.periodic(ctx));
             }
         }
+    }
+
+    /// A restart whose intent row the store holds but this machine's saved
+    /// record does not show (the daemon died after writing the intent and
+    /// before saving the session): counted like one made, so backoff and
+    /// `max_restarts` hold across the crash. Already counted: no change.
+    pub fn recall_restart(&mut self, cfg: &PolicyConfig, at: Timestamp) {
+        if self.restart_history.contains(&at) {
+            return;
+        }
+        let before = self.next_restart_at;
+        self.book_restart(cfg, at);
+        self.next_restart_at = self.next_restart_at.max(before);
     }
 
     /// Records a restart attempt in the session's history and backoff.

@@ -1100,3 +1100,48 @@ fn a_received_ring_canary_changes_nothing_unless_it_ends_an_inbound_streak() {
         matches!(fx.remediations.as_slice(), [Remediation::Begin { reason }] if reason.contains("still not receiving"))
     );
 }
+
+#[test]
+fn a_rejected_key_replaces_not_probed_yet_with_the_outcome() {
+    let cfg = PolicyConfig::default();
+    for o in [
+        Outcome::AuthRejected,
+        Outcome::QuotaExceeded,
+        Outcome::InstanceExpired,
+    ] {
+        let (mut m, mut g) = (Machine::new(t(0)), ProviderGuard::default());
+        assert_eq!(m.reason, "not probed yet");
+        let fx = m.step(Input::Probe(o), &mut g, &ctx(t(5), &cfg));
+        assert_eq!(m.state, State::Unknown, "{o:?}");
+        assert_eq!(m.reason, format!("probe answered {}", o.as_str()), "{o:?}");
+        assert!(
+            fx.remediations.is_empty() && fx.transitions.is_empty(),
+            "{o:?}"
+        );
+    }
+}
+
+#[test]
+fn a_restart_known_only_from_its_intent_row_counts_toward_backoff_and_escalation() {
+    let cfg = PolicyConfig::default();
+    let mut m = Machine::new(t(0));
+    m.recall_restart(&cfg, t(100));
+    assert_eq!(m.restart_history, vec![t(100)]);
+    assert_eq!(m.next_restart_at, Some(t(100).plus(cfg.backoff_initial)));
+    assert_eq!(m.backoff_step, 1);
+    // The same row again (the saved record already had it): no change.
+    let before = m.clone();
+    m.recall_restart(&cfg, t(100));
+    assert_eq!(m, before);
+    m.recall_restart(&cfg, t(200));
+    assert_eq!(m.restart_history, vec![t(100), t(200)]);
+    assert_eq!(
+        m.next_restart_at,
+        Some(t(200).plus(2 * cfg.backoff_initial))
+    );
+    // A later deadline already saved is never shortened.
+    let mut m = Machine::new(t(0));
+    m.next_restart_at = Some(t(10_000));
+    m.recall_restart(&cfg, t(100));
+    assert_eq!(m.next_restart_at, Some(t(10_000)));
+}

@@ -149,7 +149,7 @@ impl Scheduler {
 
     async fn restore_session(&mut self, p: usize, rec: &SessionRecord, now: Timestamp) {
         let provider = self.providers[p].cfg.name.clone();
-        let machine = match machine(rec) {
+        let mut machine = match machine(rec) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(
@@ -176,6 +176,28 @@ impl Scheduler {
                 None
             }
         };
+        // Restarts decided after the session was last saved (the daemon
+        // died in between): their intent rows are the truth, so they count
+        // toward backoff and max_restarts as if the save had happened.
+        match self
+            .store
+            .recent_remediations(&provider, &rec.session, Some(rec.updated_at), 16)
+            .await
+        {
+            Ok(rows) => {
+                let policy = &self.providers[p].cfg.policy;
+                for row in rows.iter().rev().filter(|r| {
+                    r.result
+                        .parse::<RemediationStatus>()
+                        .map_or(true, RemediationStatus::is_attempt)
+                }) {
+                    machine.recall_restart(policy, row.started_at);
+                }
+            }
+            Err(e) => {
+                tracing::error!(%provider, session = %rec.session, error = %e, "cannot read restart records");
+            }
+        }
         let mut remediation_id = None;
         if let Some(row) = open {
             if machine.state.holds_restart_slot() {

@@ -8,6 +8,7 @@ mod common;
 
 mod alerting_assets;
 mod cli;
+mod crash_sigkill;
 mod delivery_proof;
 mod demo;
 mod demo_webhooks;
