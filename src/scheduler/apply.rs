@@ -276,12 +276,17 @@ impl Scheduler {
             policy: &pr.cfg.policy,
             restart_on_yellow_card: pr.cfg.reboot_on_yellow_card,
         };
+        let before = s.machine.state;
         let fx = s.machine.step(input, &mut pr.guard, &ctx);
+        let after = s.machine.state;
+        if !fx.ignored {
+            // Whatever was awaited belongs to the schedule this input replaces.
+            s.pending_ack = None;
+        }
+        pr.sessions.note_state(before, after);
         if fx.ignored {
             return fx;
         }
-        // Whatever was awaited belongs to the schedule this input replaces.
-        s.pending_ack = None;
         let provider = pr.cfg.name.clone();
         let action = pr.client.restart_action();
 
@@ -531,13 +536,11 @@ impl Scheduler {
     }
 
     /// The outage rule over this provider's sessions (paused ones do not
-    /// count), or several of its ring members missing their ring canaries.
+    /// count), from the counts kept per state: O(1), not a walk; or several
+    /// of its ring members missing their ring canaries together.
     fn update_outage(&mut self, p: usize, now: Timestamp) {
         let pr = &mut self.providers[p];
-        let mut count = health::outage(
-            pr.sessions.values().map(|s| s.machine.state),
-            &pr.cfg.policy,
-        );
+        let mut count = health::outage(pr.sessions.counts(), &pr.cfg.policy);
         count.outage |= pr.inbound_outage;
         pr.guard.in_outage = count.outage;
         if count.outage != pr.health.outage {
