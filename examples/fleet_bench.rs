@@ -23,6 +23,18 @@ use wa_watchdog::scheduler::{Parts, Scheduler};
 use wa_watchdog::sim::waha::{self, Fault, WahaSimOptions};
 use wa_watchdog::store::Store;
 
+/// CPU time of this process so far (user + system), from `/proc/self/stat`
+/// (fields 14 and 15, in clock ticks; Linux's USER_HZ is 100).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count from the ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
@@ -77,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     let started = Instant::now();
+    let cpu_before = cpu_time();
     let half = Duration::from_secs(minutes * 60 / 2);
     scheduler.advance(half, Duration::from_secs(1)).await;
     let victims: Vec<&String> = names.iter().step_by(50).collect();
@@ -86,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
     }
     scheduler.advance(half, Duration::from_secs(1)).await;
     let wall = started.elapsed();
+    let cpu = cpu_time().zip(cpu_before).map(|(a, b)| a.saturating_sub(b));
 
     let sends: usize = names.iter().map(|n| ctl.send_count(n)).sum();
     let restarts: usize = names.iter().map(|n| ctl.restart_count(n)).sum();
@@ -104,6 +118,13 @@ async fn main() -> anyhow::Result<()> {
         "canaries per wall sec   {:.0}",
         sends as f64 / wall.as_secs_f64()
     );
+    if let Some(cpu) = cpu {
+        println!("CPU (user+sys)          {:.2} s", cpu.as_secs_f64());
+        println!(
+            "CPU per canary          {:.0} µs (daemon and simulator in one process)",
+            cpu.as_secs_f64() * 1e6 / sends.max(1) as f64
+        );
+    }
     println!("desyncs injected        {}", victims.len());
     println!("restarts                {restarts}");
     println!("healthy at the end      {healthy}/{sessions}");

@@ -21,10 +21,9 @@
 //! `instance` and `job` to rule alerts; direct pushes have neither.
 //!
 //! Alerts the push cannot send, because they need an observer outside the
-//! process or data the events do not carry: `WaWatchdogDown`,
-//! `WaWatchdogAbsent`, `WaWatchdogSchedulerStalled`,
-//! `WaWatchdogRestartBudgetExhausted`, `WaWatchdogConfigReloadFailed`,
-//! `WaWatchdogAlertmanagerPushFailing`.
+//! process or data the events do not carry, are [`NOT_PUSHED`]; every rule
+//! of `contrib/prometheus/alerts.yml` is in exactly one of the two lists (a
+//! test reads the file).
 //!
 //! Code map: this file (the rules and their hold times), `model` (the alert
 //! model: what fires when), `outbox` (the push bookkeeping, pure), `pusher`
@@ -91,6 +90,13 @@ pub enum Condition {
     /// A restart of the provider failed (failed, timeout, not healed) within
     /// the window.
     RestartFailedWithin(Duration),
+    /// At least `at_least` incoming messages of the provider carried this
+    /// webhook marker (`SWE003`) within the window.
+    MarkerWithin {
+        marker: &'static str,
+        at_least: usize,
+        window: Duration,
+    },
 }
 
 /// One alert of `contrib/prometheus/alerts.yml` that the daemon can judge
@@ -123,7 +129,7 @@ const fn mins(n: u64) -> Duration {
 
 /// The alerts the daemon pushes, mirroring `contrib/prometheus/alerts.yml`
 /// (a test compares names, labels, `for` and `keep_firing_for` with it).
-pub const RULES: [Rule; 15] = [
+pub const RULES: [Rule; 17] = [
     Rule {
         name: "WaWatchdogSessionEscalated",
         severity: "page",
@@ -246,6 +252,36 @@ pub const RULES: [Rule; 15] = [
         runbook: "quota-exceeded",
     },
     Rule {
+        name: "WaWatchdogStaleKeys",
+        severity: "page",
+        scope: Scope::Provider,
+        hold: Duration::ZERO,
+        keep_firing_for: Duration::ZERO,
+        condition: Condition::MarkerWithin {
+            marker: "SWE003",
+            at_least: 1,
+            window: mins(60),
+        },
+        summary: "Green-API instance {{ $labels.provider }} has stale keys (SWE003): pair it again",
+        description: "Provider {{ $labels.provider }} pushed incoming messages marked SWE003 in the last hour: WhatsApp could not decrypt them because the instance's authorization keys are stale. On the phone remove all linked devices, then scan the QR code again; a reboot does not help.",
+        runbook: "stale-keys",
+    },
+    Rule {
+        name: "WaWatchdogFirstMessagesLost",
+        severity: "info",
+        scope: Scope::Provider,
+        hold: Duration::ZERO,
+        keep_firing_for: Duration::ZERO,
+        condition: Condition::MarkerWithin {
+            marker: "SWE001",
+            at_least: 3,
+            window: mins(60),
+        },
+        summary: "Green-API instance {{ $labels.provider }} keeps losing first messages (SWE001)",
+        description: "Provider {{ $labels.provider }} received at least three incoming messages marked SWE001 in the last hour: WhatsApp did not deliver the first message of those chats to the linked device, so they arrived empty.",
+        runbook: "first-messages-lost",
+    },
+    Rule {
         name: "WaWatchdogCanaryRejected",
         severity: "ticket",
         scope: Scope::Provider,
@@ -289,6 +325,29 @@ pub const RULES: [Rule; 15] = [
         description: "Restarts on provider {{ $labels.provider }} failed within the last 30 minutes (the call failed, timed out, or the session was still unable to send afterwards).",
         runbook: "restarts-failing",
     },
+];
+
+/// The alerts of `contrib/prometheus/alerts.yml` the daemon does not push,
+/// and why.
+pub const NOT_PUSHED: [(&str, &str); 6] = [
+    ("WaWatchdogDown", "needs an observer outside the process"),
+    ("WaWatchdogAbsent", "needs an observer outside the process"),
+    (
+        "WaWatchdogSchedulerStalled",
+        "a stalled scheduler cannot report itself",
+    ),
+    (
+        "WaWatchdogRestartBudgetExhausted",
+        "the budget is a gauge, not an event",
+    ),
+    (
+        "WaWatchdogConfigReloadFailed",
+        "reloads are not scheduler events",
+    ),
+    (
+        "WaWatchdogAlertmanagerPushFailing",
+        "a failing push cannot report itself",
+    ),
 ];
 
 /// How long conditions must hold before their alerts fire, as a multiple of

@@ -25,7 +25,7 @@ use crate::events::Event;
 use crate::machine::State;
 use crate::sim::green_api::{self, GreenSimOptions, QueueMode, SimInstance};
 use crate::sim::waha::{self, Fault, WahaSimOptions};
-use crate::sim::webhooks::{HookAuth, HookSender};
+use crate::sim::webhooks::{HookAuth, HookSender, HookTarget};
 
 const DEMO_KEY: &str = "demo-api-key";
 const DEMO_GREEN_TOKEN: &str = "demo-green-token";
@@ -59,9 +59,11 @@ pub struct DemoOptions {
     pub reboot_starting_for: Duration,
     /// Stop by itself after this long (None: until Ctrl-C).
     pub exit_after: Option<Duration>,
-    /// Webhooks on: the first Green-API canary is confirmed by an
-    /// `outgoingMessageStatus` push from the simulator, before the first
-    /// look at the queue.
+    /// Webhooks on: the WAHA simulator pushes `message.ack` for every
+    /// canary it acks (signed with HMAC-SHA512), so WAHA canaries are
+    /// confirmed by the push before their read-back; the first Green-API
+    /// canary is confirmed by an `outgoingMessageStatus` push, before the
+    /// first look at the queue.
     pub webhooks: bool,
     /// When the simulator pushes an incoming `{{SWE003}}` to the Green-API
     /// instance (None: never; needs `webhooks`).
@@ -272,7 +274,8 @@ pub async fn run(
     }
     if opts.webhooks {
         out(format!(
-            "  webhooks   http://{}/webhooks/{{waha-demo,green-demo}}   (the simulators push to them)",
+            "  webhooks   http://{}/webhooks/{{waha-demo,green-demo}}   (the simulators push to them: \
+             WAHA message.ack, Green-API outgoingMessageStatus)",
             app.http_addr()
         ));
     }
@@ -350,6 +353,13 @@ pub async fn run(
     }
 
     if opts.webhooks {
+        waha_sim.control().set_webhook(Some(HookTarget {
+            events: vec!["message.ack".to_string()],
+            ..HookTarget::new(
+                format!("http://{}/webhooks/waha-demo", app.http_addr()),
+                HookAuth::Hmac(DEMO_HOOK_KEY.to_string()),
+            )
+        }));
         let push = HookSender::new(
             format!("http://{}/webhooks/green-demo", app.http_addr()),
             HookAuth::Token(DEMO_HOOK_TOKEN.to_string()),
@@ -500,6 +510,9 @@ async fn print_events(
     out: Arc<impl Fn(String) + Send + Sync + 'static>,
     report: Arc<Mutex<DemoReport>>,
 ) {
+    // Confirmations by push are printed once per session (every WAHA canary
+    // is confirmed that way while webhooks are on).
+    let mut pushed_shown = std::collections::HashSet::new();
     loop {
         let e = match events.recv().await {
             Ok(e) => e,
@@ -564,7 +577,7 @@ async fn print_events(
                 session,
                 detail,
                 ..
-            } if detail.contains("by webhook") => {
+            } if detail.contains("by webhook") && pushed_shown.insert(session.clone()) => {
                 out(format!(
                     "{}  {session:<10} canary confirmed by a push: {detail}",
                     clock_text(at)

@@ -59,6 +59,15 @@ pub enum Event {
         up: bool,
         outage: bool,
     },
+    /// A provider pushed an incoming message carrying an error marker
+    /// (Green-API `{{SWE001}}`, `{{SWE002}}`, `{{SWE003}}`); `marker` is its
+    /// name (`SWE003`), as in `wa_watchdog_webhook_markers_total`.
+    WebhookMarker {
+        at: Timestamp,
+        provider: String,
+        session: String,
+        marker: &'static str,
+    },
 }
 
 impl Event {
@@ -77,6 +86,9 @@ impl Event {
                 provider, session, ..
             }
             | Event::SessionRetired {
+                provider, session, ..
+            }
+            | Event::WebhookMarker {
                 provider, session, ..
             } => Some((provider, session)),
             Event::ProviderHealth { .. } => None,

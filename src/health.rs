@@ -51,18 +51,60 @@ pub fn up_after_probe(outcome: &Outcome, has_session_list: bool) -> Option<bool>
     (!has_session_list).then(|| !outcome.is_provider_level())
 }
 
-/// The outage rule over the states of a provider's sessions.
-pub fn outage(states: impl IntoIterator<Item = State>, cfg: &PolicyConfig) -> OutageCount {
-    let (mut total, mut failing) = (0usize, 0usize);
-    for state in states {
-        if state == State::Paused {
-            continue;
+/// How many of a provider's sessions are in each state: kept up to date by
+/// the scheduler as sessions are added, change state and are retired, so
+/// that the outage rule and the per-state summary cost the same for ten
+/// sessions and for a hundred thousand (never a walk over the fleet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCounts([usize; State::ALL.len()]);
+
+impl StateCounts {
+    /// A full count (the reference the incremental counts are checked against).
+    pub fn of(states: impl IntoIterator<Item = State>) -> StateCounts {
+        let mut counts = StateCounts::default();
+        for state in states {
+            counts.add(state);
         }
-        total += 1;
-        if state == State::Unreachable {
-            failing += 1;
+        counts
+    }
+
+    pub fn add(&mut self, state: State) {
+        self.0[state as usize] += 1;
+    }
+
+    pub fn remove(&mut self, state: State) {
+        let n = &mut self.0[state as usize];
+        *n = n.saturating_sub(1);
+    }
+
+    /// A session moved from `from` to `to` (no-op when they are equal).
+    pub fn moved(&mut self, from: State, to: State) {
+        if from != to {
+            self.remove(from);
+            self.add(to);
         }
     }
+
+    pub fn get(&self, state: State) -> usize {
+        self.0[state as usize]
+    }
+
+    /// Every session counted, whatever its state.
+    pub fn total(&self) -> usize {
+        self.0.iter().sum()
+    }
+
+    /// `(state, count)` for every state, in `State::ALL` order.
+    pub fn iter(&self) -> impl Iterator<Item = (State, usize)> + '_ {
+        State::ALL.iter().map(|s| (*s, self.get(*s)))
+    }
+}
+
+/// The outage rule over the counts of a provider's sessions per state.
+pub fn outage(counts: &StateCounts, cfg: &PolicyConfig) -> OutageCount {
+    // Paused sessions are not watched: they count neither way.
+    let total = counts.total() - counts.get(State::Paused);
+    let failing = counts.get(State::Unreachable);
     OutageCount {
         total,
         failing,
@@ -123,7 +165,7 @@ mod tests {
         ];
         for (states, total, failing, outage_) in table {
             assert_eq!(
-                outage(states.iter().copied(), &cfg),
+                outage(&StateCounts::of(states.iter().copied()), &cfg),
                 OutageCount {
                     total,
                     failing,
@@ -131,6 +173,52 @@ mod tests {
                 },
                 "{states:?}"
             );
+        }
+    }
+
+    /// The incremental counts agree with a full recount after any sequence
+    /// of additions, state changes and removals (a seeded random walk).
+    #[test]
+    fn incremental_counts_match_a_full_recount() {
+        // A seeded xorshift: the pure core takes no dependency for tests.
+        struct Rng(u64);
+        impl Rng {
+            fn random_range(&mut self, r: std::ops::Range<usize>) -> usize {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                r.start + (self.0 % (r.end - r.start) as u64) as usize
+            }
+        }
+        for seed in 1..=20u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut fleet: Vec<State> = Vec::new();
+            let mut counts = StateCounts::default();
+            for _ in 0..2_000 {
+                let state = State::ALL[rng.random_range(0..State::ALL.len())];
+                match rng.random_range(0..4) {
+                    0 => {
+                        fleet.push(state);
+                        counts.add(state);
+                    }
+                    1 if !fleet.is_empty() => {
+                        let i = rng.random_range(0..fleet.len());
+                        counts.remove(fleet.swap_remove(i));
+                    }
+                    _ if !fleet.is_empty() => {
+                        let i = rng.random_range(0..fleet.len());
+                        counts.moved(fleet[i], state);
+                        fleet[i] = state;
+                    }
+                    _ => {}
+                }
+                assert_eq!(
+                    counts,
+                    StateCounts::of(fleet.iter().copied()),
+                    "seed {seed}"
+                );
+            }
+            assert_eq!(counts.total(), fleet.len());
         }
     }
 

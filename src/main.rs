@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use wa_watchdog::cli::{self, DEFAULT_CONFIG};
 use wa_watchdog::clock::Clock;
 use wa_watchdog::config::{self, Config};
+use wa_watchdog::sim::webhooks::{HookAuth, HookFault, HookTarget};
 use wa_watchdog::{app, demo, telemetry};
 
 #[derive(Parser, Debug)]
@@ -62,6 +63,28 @@ enum Cmd {
         /// Environment variable holding the instances' apiTokenInstance.
         #[arg(long, default_value = "GREEN_API_TOKEN")]
         green_token_env: String,
+        /// Push WAHA webhooks (`message.ack`, `session.status`) to this URL,
+        /// e.g. http://127.0.0.1:9797/webhooks/waha.
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// Environment variable holding the HMAC key WAHA signs pushes with
+        /// (unset: unsigned).
+        #[arg(long, default_value = "WAHA_WEBHOOK_HMAC_KEY")]
+        webhook_hmac_key_env: String,
+        /// Push Green-API webhooks (`outgoingMessageStatus`,
+        /// `stateInstanceChanged`) to this URL.
+        #[arg(long)]
+        green_webhook_url: Option<String>,
+        /// Environment variable holding the webhookUrlToken Green-API sends
+        /// as `Authorization: Bearer` (unset: none).
+        #[arg(long, default_value = "GREEN_WEBHOOK_TOKEN")]
+        green_webhook_token_env: String,
+        /// Only these events, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        webhook_events: Vec<String>,
+        /// A fault of every push: none, wrong-signature, replay.
+        #[arg(long, default_value = "none")]
+        webhook_fault: HookFault,
     },
     /// Operator commands: status, history, probe, pause, resume.
     #[command(flatten)]
@@ -102,8 +125,32 @@ fn main() -> ExitCode {
             green_listen,
             green_instances,
             green_token_env,
+            webhook_url,
+            webhook_hmac_key_env,
+            green_webhook_url,
+            green_webhook_token_env,
+            webhook_events,
+            webhook_fault,
         } => {
             telemetry::init(config::LogFormat::Text, "info");
+            let secret = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+            let target = |url: String, auth: HookAuth| HookTarget {
+                url,
+                auth,
+                events: webhook_events.clone(),
+                fault: webhook_fault,
+            };
+            let hooks = SimHookTargets {
+                waha: webhook_url.map(|url| {
+                    let auth = secret(&webhook_hmac_key_env).map_or(HookAuth::None, HookAuth::Hmac);
+                    target(url, auth)
+                }),
+                green: green_webhook_url.map(|url| {
+                    let auth =
+                        secret(&green_webhook_token_env).map_or(HookAuth::None, HookAuth::Token);
+                    target(url, auth)
+                }),
+            };
             let api_key = std::env::var(&api_key_env).ok().filter(|k| !k.is_empty());
             if api_key.is_none() {
                 eprintln!(
@@ -125,7 +172,14 @@ fn main() -> ExitCode {
                     }
                 },
             };
-            runtime_main(simulate(listen, sessions, api_key, green, green_instances))
+            runtime_main(simulate(
+                listen,
+                sessions,
+                api_key,
+                green,
+                green_instances,
+                hooks,
+            ))
         }
         Cmd::Run { config } => {
             let cfg = match Config::load(&config) {
@@ -147,6 +201,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where `simulate` pushes webhooks.
+struct SimHookTargets {
+    waha: Option<HookTarget>,
+    green: Option<HookTarget>,
+}
+
 /// Serves the simulators until SIGTERM / Ctrl-C.
 async fn simulate(
     listen: std::net::SocketAddr,
@@ -154,6 +214,7 @@ async fn simulate(
     api_key: Option<String>,
     green: Option<(std::net::SocketAddr, String)>,
     green_instances: usize,
+    hooks: SimHookTargets,
 ) -> anyhow::Result<()> {
     use wa_watchdog::sim::{green_api, waha};
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -163,11 +224,26 @@ async fn simulate(
     let opts = waha::WahaSimOptions {
         api_key,
         sessions: wa_watchdog::sim::session_names(sessions),
+        webhook: hooks.waha,
         ..waha::WahaSimOptions::default().with_real_timings()
     };
     println!(
         "WAHA simulator on http://{listen} with {sessions} sessions; faults: http://{listen}/_sim/..."
     );
+    for (who, target) in [("WAHA", &opts.webhook), ("Green-API", &hooks.green)] {
+        if let Some(t) = target {
+            println!(
+                "{who} simulator pushes webhooks to {} (events: {}; fault: {:?})",
+                t.url,
+                if t.events.is_empty() {
+                    "all".to_string()
+                } else {
+                    t.events.join(",")
+                },
+                t.fault
+            );
+        }
+    }
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(waha::run_standalone(listen, opts, stopped(stop_rx.clone())));
     if let Some((addr, token)) = green {
@@ -180,7 +256,9 @@ async fn simulate(
                 )
             })
             .collect();
-        let opts = green_api::GreenSimOptions::new(wa_watchdog::clock::Clock::system(), instances);
+        let mut opts =
+            green_api::GreenSimOptions::new(wa_watchdog::clock::Clock::system(), instances);
+        opts.webhook = hooks.green;
         println!(
             "Green-API simulator on http://{addr} with {green_instances} instance(s) from 1101000001; faults: http://{addr}/_sim/..."
         );

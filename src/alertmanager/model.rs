@@ -8,7 +8,7 @@
 //! clock (the instant is an argument), or know how alerts are posted (the
 //! outbox does).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use super::{Condition, Holds, RULES, Rule, mins};
@@ -44,6 +44,10 @@ struct ProviderView {
     outcome_run_since: HashMap<&'static str, Timestamp>,
     last_restart_failed: Option<Timestamp>,
     restart_failed_run_since: Option<Timestamp>,
+    /// The latest pushed markers of each `MarkerWithin` rule (at most its
+    /// `at_least`, newest last), and since when its condition holds.
+    markers: HashMap<&'static str, VecDeque<Timestamp>>,
+    marker_run_since: HashMap<&'static str, Timestamp>,
 }
 
 /// The alert model: sessions and providers as the events describe them.
@@ -237,6 +241,36 @@ impl Model {
                     p.last_restart_failed = Some(*at);
                 }
             }
+            Event::WebhookMarker {
+                at,
+                provider,
+                marker,
+                ..
+            } => {
+                for rule in &RULES {
+                    let Condition::MarkerWithin {
+                        marker: m,
+                        at_least,
+                        window,
+                    } = rule.condition
+                    else {
+                        continue;
+                    };
+                    if m != *marker {
+                        continue;
+                    }
+                    let p = self.providers.entry(provider.clone()).or_default();
+                    let held_before = markers_hold(p.markers.get(m), at_least, window, *at);
+                    let seen = p.markers.entry(m).or_default();
+                    seen.push_back(*at);
+                    while seen.len() > at_least.max(1) {
+                        seen.pop_front();
+                    }
+                    if !held_before {
+                        p.marker_run_since.insert(m, *at);
+                    }
+                }
+            }
             Event::ProviderHealth {
                 at,
                 provider,
@@ -310,6 +344,18 @@ impl Model {
                         }
                     }
                 }
+                Condition::MarkerWithin {
+                    marker,
+                    at_least,
+                    window,
+                } => {
+                    for (provider, p) in &self.providers {
+                        let holds = markers_hold(p.markers.get(marker), at_least, window, now);
+                        if let (true, Some(since)) = (holds, p.marker_run_since.get(marker)) {
+                            out.push(firing(rule, provider, None, *since));
+                        }
+                    }
+                }
                 Condition::RestartFailedWithin(window) => {
                     for (provider, p) in &self.providers {
                         let recent = p
@@ -338,6 +384,24 @@ fn firing(
         session: session.cloned(),
         since,
     }
+}
+
+/// Whether at least `at_least` of the markers `seen` (newest last) are
+/// within `window` before `now` (the rule's `increase(...[window]) >= n`).
+fn markers_hold(
+    seen: Option<&VecDeque<Timestamp>>,
+    at_least: usize,
+    window: Duration,
+    now: Timestamp,
+) -> bool {
+    let Some(seen) = seen else { return false };
+    let at_least = at_least.max(1);
+    seen.len() >= at_least
+        && seen
+            .iter()
+            .rev()
+            .nth(at_least - 1)
+            .is_some_and(|t| now.since(*t) < window)
 }
 
 fn rule_window(outcome: &str) -> Duration {

@@ -87,9 +87,134 @@ fn every_pushed_alert_mirrors_its_prometheus_rule() {
                 let range = format!("[{}]", humantime::format_duration(window));
                 assert!(expr.contains(&range), "{expr} lacks {range}");
             }
+            Condition::MarkerWithin {
+                marker,
+                at_least,
+                window,
+            } => {
+                let expr = block.get("expr").expect("expr");
+                let want = format!(
+                    "increase(wa_watchdog_webhook_markers_total{{marker=\"{marker}\"}}[{}])",
+                    humantime::format_duration(window)
+                );
+                assert!(expr.starts_with(&want), "{expr} is not {want}");
+                let threshold = if at_least == 1 {
+                    " > 0".to_string()
+                } else {
+                    format!(" >= {at_least}")
+                };
+                assert!(expr.ends_with(&threshold), "{expr} lacks {threshold}");
+            }
             _ => {}
         }
     }
+}
+
+/// Every rule of alerts.yml is pushed or listed as not pushed, never both
+/// and never neither: a rule added to the file without the daemon knowing
+/// fails here.
+#[test]
+fn every_prometheus_rule_is_pushed_or_listed_as_not_pushed() {
+    let in_file: Vec<&str> = ALERTS_YML
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(str::trim)
+        .collect();
+    assert!(in_file.len() >= RULES.len(), "{in_file:?}");
+    for name in &in_file {
+        let pushed = RULES.iter().filter(|r| r.name == *name).count();
+        let not_pushed = NOT_PUSHED.iter().filter(|(n, _)| n == name).count();
+        assert_eq!(
+            pushed + not_pushed,
+            1,
+            "{name}: pushed {pushed} times, listed as not pushed {not_pushed} times"
+        );
+    }
+    for name in RULES
+        .iter()
+        .map(|r| r.name)
+        .chain(NOT_PUSHED.iter().map(|(n, _)| *n))
+    {
+        assert!(in_file.contains(&name), "{name} is not in alerts.yml");
+    }
+}
+
+/// The README's "Direct push" section names every pushed and every
+/// not-pushed alert.
+#[test]
+fn the_readme_lists_what_is_pushed_and_what_is_not() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("### Direct push to Alertmanager")
+        .expect("README section");
+    let section = &readme[start..];
+    let section = &section[..section[4..].find("\n#").map_or(section.len(), |i| i + 4)];
+    for name in RULES
+        .iter()
+        .map(|r| r.name)
+        .chain(NOT_PUSHED.iter().map(|(n, _)| *n))
+    {
+        assert!(
+            section.contains(&format!("`{name}`")),
+            "README's direct push section does not name {name}"
+        );
+    }
+}
+
+fn marker(secs: u64, provider: &str, marker: &'static str) -> Event {
+    Event::WebhookMarker {
+        at: at(secs),
+        provider: provider.into(),
+        session: provider.into(),
+        marker,
+    }
+}
+
+#[test]
+fn one_swe003_pages_for_an_hour() {
+    let mut m = Model::default();
+    assert!(m.firing(at(0), Holds::default()).is_empty());
+    m.apply(&marker(10, "green", "SWE003"));
+    let f = m.firing(at(10), Holds::default());
+    assert_eq!(names(&f), [("WaWatchdogStaleKeys", None)]);
+    assert_eq!(f[0].provider, "green");
+    assert_eq!(f[0].since, at(10));
+    assert_eq!(f[0].rule.severity, "page");
+    assert_eq!(m.firing(at(10 + 3599), Holds::default()).len(), 1);
+    assert!(m.firing(at(10 + 3600), Holds::default()).is_empty());
+    // Other markers never page for stale keys.
+    m.apply(&marker(5000, "green", "SWE002"));
+    assert!(m.firing(at(5000), Holds::default()).is_empty());
+}
+
+#[test]
+fn swe001_needs_three_within_an_hour() {
+    let mut m = Model::default();
+    m.apply(&marker(0, "green", "SWE001"));
+    m.apply(&marker(100, "green", "SWE001"));
+    assert!(m.firing(at(200), Holds::default()).is_empty());
+    m.apply(&marker(3000, "green", "SWE001"));
+    let f = m.firing(at(3000), Holds::default());
+    assert_eq!(names(&f), [("WaWatchdogFirstMessagesLost", None)]);
+    assert_eq!(f[0].since, at(3000));
+    assert_eq!(f[0].rule.severity, "info");
+    // The first of the three leaves the hour: two are not a pattern.
+    assert!(m.firing(at(3600), Holds::default()).is_empty());
+    // A fourth makes three within the hour again; a new run begins.
+    m.apply(&marker(3650, "green", "SWE001"));
+    let f = m.firing(at(3650), Holds::default());
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].since, at(3650));
+    // Another marker while firing keeps the run's start.
+    m.apply(&marker(3680, "green", "SWE001"));
+    assert_eq!(m.firing(at(3680), Holds::default())[0].since, at(3650));
+    // Per provider: another instance's markers do not add up.
+    m.apply(&marker(3680, "other", "SWE001"));
+    assert!(
+        m.firing(at(3680), Holds::default())
+            .iter()
+            .all(|f| f.provider == "green")
+    );
 }
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);

@@ -253,12 +253,17 @@ impl Scheduler {
             policy: &pr.cfg.policy,
             restart_on_yellow_card: pr.cfg.reboot_on_yellow_card,
         };
+        let before = s.machine.state;
         let fx = s.machine.step(input, &mut pr.guard, &ctx);
+        let after = s.machine.state;
+        if !fx.ignored {
+            // Whatever was awaited belongs to the schedule this input replaces.
+            s.pending_ack = None;
+        }
+        pr.sessions.note_state(before, after);
         if fx.ignored {
             return fx;
         }
-        // Whatever was awaited belongs to the schedule this input replaces.
-        s.pending_ack = None;
         let provider = pr.cfg.name.clone();
         let action = pr.client.restart_action();
 
@@ -501,13 +506,11 @@ impl Scheduler {
         }
     }
 
-    /// The outage rule over this provider's sessions (paused ones do not count).
+    /// The outage rule over this provider's sessions (paused ones do not
+    /// count), from the counts kept per state: O(1), not a walk.
     fn update_outage(&mut self, p: usize, now: Timestamp) {
         let pr = &mut self.providers[p];
-        let count = health::outage(
-            pr.sessions.values().map(|s| s.machine.state),
-            &pr.cfg.policy,
-        );
+        let count = health::outage(pr.sessions.counts(), &pr.cfg.policy);
         pr.guard.in_outage = count.outage;
         if count.outage != pr.health.outage {
             if count.outage {

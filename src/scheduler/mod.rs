@@ -21,6 +21,7 @@ mod apply;
 pub mod command;
 mod discovery;
 mod evidence;
+mod fleet;
 mod jobs;
 mod maintenance;
 mod persist;
@@ -171,7 +172,7 @@ struct ProviderRt {
     cfg: ProviderConfig,
     client: Provider,
     guard: ProviderGuard,
-    sessions: BTreeMap<String, SessionRt>,
+    sessions: fleet::Sessions,
     /// Due probes waiting for a concurrency slot, oldest first.
     ready: VecDeque<(String, u64)>,
     probes_in_flight: usize,
@@ -196,7 +197,7 @@ impl ProviderRt {
             cfg,
             client,
             guard: ProviderGuard::default(),
-            sessions: BTreeMap::new(),
+            sessions: fleet::Sessions::default(),
             ready: VecDeque::new(),
             probes_in_flight: 0,
             discovery_in_flight: false,
@@ -350,8 +351,8 @@ impl Scheduler {
     pub fn summary(&self) -> BTreeMap<crate::machine::State, usize> {
         let mut counts = BTreeMap::new();
         for p in &self.providers {
-            for s in p.sessions.values() {
-                *counts.entry(s.machine.state).or_insert(0) += 1;
+            for (state, n) in p.sessions.counts().iter().filter(|(_, n)| *n > 0) {
+                *counts.entry(state).or_insert(0) += n;
             }
         }
         counts

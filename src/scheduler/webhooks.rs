@@ -7,6 +7,7 @@
 use tokio::sync::mpsc;
 
 use super::Scheduler;
+use crate::events::Event;
 use crate::machine::{Action, Input, Step};
 use crate::webhooks::{Effect, Evidence, Queued, rules};
 
@@ -70,6 +71,12 @@ impl Scheduler {
                         "webhook: Green-API error marker in an incoming message"
                     );
                     self.metrics.webhook_marker(&provider, marker);
+                    let _ = self.events.send(Event::WebhookMarker {
+                        at: self.clock.now(),
+                        provider: provider.clone(),
+                        session: name.clone(),
+                        marker: marker.as_str(),
+                    });
                 }
                 Effect::Ignore(reason) => self.metrics.webhook_ignored(&provider, reason),
             }

@@ -89,6 +89,7 @@ use self::messages::send_message;
 use self::request::Incoming;
 use self::state::Inst;
 use crate::clock::{Clock, Timestamp};
+use crate::sim::webhooks::{HookTarget, SimHooks};
 use crate::sim::{SimServer, serve_until};
 
 /// How long `starting` lasts after a reboot unless configured (docs: seconds
@@ -149,6 +150,10 @@ pub struct GreenSimOptions {
     /// How long after `sendMessage` a message appears in the journal
     /// (`getMessage`); the docs allow up to 2 minutes.
     pub journal_lag: Duration,
+    /// Where to push `outgoingMessageStatus` and `stateInstanceChanged`
+    /// (None: nowhere; [`GreenSimControl::set_webhook`] changes it at run
+    /// time).
+    pub webhook: Option<HookTarget>,
 }
 
 impl GreenSimOptions {
@@ -159,6 +164,7 @@ impl GreenSimOptions {
             reboot_starting_for: DEFAULT_REBOOT_STARTING_FOR,
             queue_drain_after: DEFAULT_QUEUE_DRAIN_AFTER,
             journal_lag: Duration::ZERO,
+            webhook: None,
         }
     }
 }
@@ -173,6 +179,7 @@ struct Shared {
     reboot_starting_for: Duration,
     queue_drain_after: Duration,
     journal_lag: Duration,
+    hooks: SimHooks,
     inner: Mutex<Inner>,
 }
 
@@ -209,6 +216,7 @@ impl Shared {
             }
         }
         Ok(Arc::new(Shared {
+            hooks: SimHooks::new(opts.webhook, &opts.clock),
             clock: opts.clock,
             reboot_starting_for: opts.reboot_starting_for,
             queue_drain_after: opts.queue_drain_after,
@@ -292,6 +300,17 @@ async fn dispatch(
     let (resp, latency) = {
         let mut inner = shared.lock();
         let (resp, latency) = answer(&shared, &mut inner, now, &req);
+        if req.api == Some(ApiMethod::SendMessage) && resp.status() == StatusCode::OK {
+            let queued = inner
+                .instances
+                .get(&req.instance)
+                .and_then(|i| i.messages.last())
+                .filter(|m| m.status == MessageStatus::Queued)
+                .map(|m| m.id_message.clone());
+            if let Some(id) = queued {
+                push_outgoing_status(&shared, &req.instance, id, now);
+            }
+        }
         let record = req.record(now, resp.status().as_u16(), &inner);
         if inner.calls.len() >= MAX_CALLS {
             // A long demo run: keep the newer half.
@@ -304,6 +323,57 @@ async fn dispatch(
         tokio::time::sleep(latency).await;
     }
     resp
+}
+
+/// Pushes `outgoingMessageStatus` once a queued message would leave the
+/// queue (on the simulator's clock), with the status it left with (`sent`,
+/// `failed`, `noAccount`); nothing while it stays queued, was dropped or
+/// cleared.
+fn push_outgoing_status(shared: &Arc<Shared>, instance: &str, id: String, queued_at: Timestamp) {
+    let Some(sender) = shared.hooks.for_event("outgoingMessageStatus") else {
+        return;
+    };
+    let (shared, instance) = (shared.clone(), instance.to_owned());
+    tokio::spawn(async move {
+        shared
+            .clock
+            .sleep_until(queued_at.plus(shared.queue_drain_after))
+            .await;
+        let left = shared
+            .with_inst(&instance, |i, _| {
+                i.messages
+                    .iter()
+                    .find(|m| m.id_message == id)
+                    .map(|m| m.status)
+            })
+            .ok()
+            .flatten();
+        let status = match left {
+            Some(MessageStatus::Sent) => "sent",
+            Some(MessageStatus::Failed) => "failed",
+            Some(MessageStatus::NoAccount) => "noAccount",
+            _ => return,
+        };
+        let _ = sender.green_outgoing_status(&instance, &id, status).await;
+    });
+}
+
+/// Pushes `stateInstanceChanged` with the instance's state now.
+fn push_state(shared: &Shared, instance: &str) {
+    let Some(sender) = shared.hooks.for_event("stateInstanceChanged") else {
+        return;
+    };
+    let Some(state) = shared
+        .with_inst(instance, |i, now| i.effective(now).wire())
+        .ok()
+        .flatten()
+    else {
+        return;
+    };
+    let instance = instance.to_owned();
+    tokio::spawn(async move {
+        let _ = sender.green_state(&instance, state).await;
+    });
 }
 
 /// The reply to one request and the real-time delay before sending it.

@@ -50,6 +50,7 @@ use axum::response::Response;
 use self::request::{Body, Incoming, authorized, is_protected, session_hint};
 use self::state::{SendDecision, State};
 use crate::clock::{Clock, Timestamp};
+use crate::sim::webhooks::{HookTarget, SimHooks};
 use crate::sim::{
     CallRecord, OrderedJson, SimServer, empty_response, json_response, lock, serve_until,
 };
@@ -95,6 +96,9 @@ pub struct WahaSimOptions {
     pub read_back: ReadBack,
     /// How SessionInfo writes `presence`.
     pub presence: PresenceForm,
+    /// Where to push `message.ack` and `session.status` (None: nowhere;
+    /// [`SimControl::set_webhook`] changes it at run time).
+    pub webhook: Option<HookTarget>,
 }
 
 impl Default for WahaSimOptions {
@@ -111,6 +115,7 @@ impl Default for WahaSimOptions {
             ack_device_after: Duration::from_secs(1),
             read_back: ReadBack::Supported,
             presence: PresenceForm::Object,
+            webhook: None,
         }
     }
 }
@@ -151,8 +156,9 @@ impl Settings {
 
 /// What the server and every [`SimControl`] share.
 struct Shared {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     clock: Clock,
+    hooks: SimHooks,
     settings: Settings,
     started: Timestamp,
     /// WAHA requests being answered now, and the most ever at once (tests
@@ -188,7 +194,8 @@ impl Shared {
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         }
         Ok(Arc::new(Shared {
-            state: Mutex::new(state),
+            state: Arc::new(Mutex::new(state)),
+            hooks: SimHooks::new(opts.webhook, &opts.clock),
             clock: opts.clock,
             settings: Settings {
                 api_key: opts.api_key,
@@ -376,6 +383,13 @@ async fn restart(shared: &Shared, inc: &Incoming, name: &str) -> Response {
 fn start_reply(shared: &Shared, name: &str) -> Response {
     let now = shared.clock.now();
     let started = lock(&shared.state).start(name, now, shared.settings.restart_working_after);
+    if started.is_ok() {
+        push_status_now_and_when_ready(
+            shared,
+            name,
+            now.plus(shared.settings.restart_working_after),
+        );
+    }
     match started {
         Ok(s) => json_response(
             StatusCode::CREATED,
@@ -541,6 +555,7 @@ async fn send_text(shared: &Shared, inc: &Incoming) -> Response {
                 now,
                 ack: plan.ack(now),
             });
+            push_acks(shared, name, &id, plan);
             let mut st = lock(&shared.state);
             st.tracked.insert(
                 id.clone(),
@@ -590,6 +605,63 @@ fn read_back(shared: &Shared, inc: &Incoming, session: &str, chat: &str, id: &st
         Some(m) if m.session == session && m.chat == chat => acks::message_reply(&id, m, now),
         _ => acks::message_not_found(),
     }
+}
+
+/// Pushes `message.ack` as the ack of a sent message moves on the
+/// simulator's clock: SERVER then DEVICE, or ERROR; nothing for a message
+/// that is never acked.
+fn push_acks(shared: &Shared, session: &str, id: &str, plan: acks::Plan) {
+    let Some(sender) = shared.hooks.for_event("message.ack") else {
+        return;
+    };
+    let steps: Vec<(Timestamp, i64)> = match plan {
+        acks::Plan::Progress { server, device } => vec![(server, 1), (device, 2)],
+        acks::Plan::Error { at } => vec![(at, -1)],
+        acks::Plan::Never => Vec::new(),
+    };
+    let (clock, session, id) = (shared.clock.clone(), session.to_owned(), id.to_owned());
+    tokio::spawn(async move {
+        for (at, ack) in steps {
+            clock.sleep_until(at).await;
+            if let Err(e) = sender.waha_message_ack(&session, &id, ack).await {
+                tracing::debug!("simulator webhook: {}", e.without_url());
+            }
+        }
+    });
+}
+
+/// Pushes `session.status` with the session's status now, and again once a
+/// start has finished at `ready` (WORKING, or SCAN_QR_CODE if unpaired).
+fn push_status_now_and_when_ready(shared: &Shared, name: &str, ready: Timestamp) {
+    let Some(sender) = shared.hooks.for_event("session.status") else {
+        return;
+    };
+    let (clock, state, name) = (shared.clock.clone(), shared.state.clone(), name.to_owned());
+    tokio::spawn(async move {
+        let status = |now| lock(&state).session(&name, now).map(|s| s.status());
+        if let Some(now) = status(clock.now()) {
+            let _ = sender.waha_session_status(&name, now.as_str()).await;
+        }
+        clock.sleep_until(ready).await;
+        if let Some(later) = status(clock.now()) {
+            let _ = sender.waha_session_status(&name, later.as_str()).await;
+        }
+    });
+}
+
+/// Pushes `session.status` with the session's status now.
+fn push_status(shared: &Shared, name: &str) {
+    let Some(sender) = shared.hooks.for_event("session.status") else {
+        return;
+    };
+    let now = shared.clock.now();
+    let Some(status) = lock(&shared.state).session(name, now).map(|s| s.status()) else {
+        return;
+    };
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        let _ = sender.waha_session_status(&name, status.as_str()).await;
+    });
 }
 
 async fn sleep_real(d: Duration) {

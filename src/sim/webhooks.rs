@@ -10,8 +10,18 @@
 //! `Authorization: Bearer <webhookUrlToken>` when a token is set.
 //!
 //! Faults: [`HookFault::WrongSignature`] signs with another key (or sends
-//! another token); [`HookSender::replay`] sends the last request again, byte
-//! for byte, as a provider's retry or an attacker's replay would.
+//! another token); [`HookFault::Replay`] sends every request twice, byte for
+//! byte, and [`HookSender::replay`] sends the last one again, as a
+//! provider's retry or an attacker's replay would.
+//!
+//! The simulators push by themselves when given a [`HookTarget`]
+//! (`WahaSimOptions::webhook`, `GreenSimOptions::webhook`, or at run time
+//! `SimControl::set_webhook`; `wa-watchdog simulate --webhook-url ...`):
+//! WAHA `message.ack` as a sent message's ack moves on the simulator's clock
+//! and `session.status` when a session's status is set or it restarts;
+//! Green-API `outgoingMessageStatus` when a message leaves the queue and
+//! `stateInstanceChanged` when the state is set. Every answer the receiver
+//! gives is kept ([`HookSender::answers`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +48,114 @@ pub enum HookFault {
     None,
     /// Signed with the wrong key / the wrong token.
     WrongSignature,
+    /// Every request is sent twice, the second a byte-for-byte replay.
+    Replay,
+}
+
+impl std::str::FromStr for HookFault {
+    type Err = String;
+
+    /// `none`, `wrong-signature`, `replay` (the `simulate` flag).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(HookFault::None),
+            "wrong-signature" => Ok(HookFault::WrongSignature),
+            "replay" => Ok(HookFault::Replay),
+            other => Err(format!(
+                "unknown webhook fault `{other}` (none, wrong-signature, replay)"
+            )),
+        }
+    }
+}
+
+/// Where a simulator pushes its events, and which.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookTarget {
+    /// The receiver, e.g. `http://127.0.0.1:9797/webhooks/waha`.
+    pub url: String,
+    pub auth: HookAuth,
+    /// Event names to push (`message.ack`, `session.status`,
+    /// `outgoingMessageStatus`, `stateInstanceChanged`); empty: all.
+    pub events: Vec<String>,
+    /// The fault of every push from the start.
+    pub fault: HookFault,
+}
+
+impl HookTarget {
+    /// All events to `url`, no fault.
+    pub fn new(url: impl Into<String>, auth: HookAuth) -> HookTarget {
+        HookTarget {
+            url: url.into(),
+            auth,
+            events: Vec::new(),
+            fault: HookFault::None,
+        }
+    }
+
+    /// Whether `event` is pushed.
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == event)
+    }
+
+    /// A sender to this target on `clock`, with the target's fault.
+    pub fn sender(&self, clock: Clock) -> HookSender {
+        let s = HookSender::new(self.url.clone(), self.auth.clone(), clock);
+        s.set_fault(self.fault);
+        s
+    }
+}
+
+/// A simulator's push target and its sender, set at start or at run time.
+#[derive(Debug, Default)]
+pub(crate) struct SimHooks {
+    current: Mutex<Option<(HookTarget, HookSender)>>,
+}
+
+impl SimHooks {
+    pub(crate) fn new(target: Option<HookTarget>, clock: &Clock) -> SimHooks {
+        let hooks = SimHooks::default();
+        hooks.set(target, clock);
+        hooks
+    }
+
+    pub(crate) fn set(&self, target: Option<HookTarget>, clock: &Clock) {
+        let next = target.map(|t| {
+            let sender = t.sender(clock.clone());
+            (t, sender)
+        });
+        *self.lock() = next;
+    }
+
+    /// The sender, if `event` is to be pushed and a runtime is there to push
+    /// from.
+    pub(crate) fn for_event(&self, event: &str) -> Option<HookSender> {
+        tokio::runtime::Handle::try_current().ok()?;
+        self.lock()
+            .as_ref()
+            .filter(|(t, _)| t.wants(event))
+            .map(|(_, s)| s.clone())
+    }
+
+    pub(crate) fn sender(&self) -> Option<HookSender> {
+        self.lock().as_ref().map(|(_, s)| s.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(HookTarget, HookSender)>> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The receiver's answer to one push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushAnswer {
+    /// The event (`message.ack`) or notification type (`outgoingMessageStatus`).
+    pub event: String,
+    /// The HTTP status; None when the request failed (connection refused …).
+    pub status: Option<u16>,
+    /// The second, byte-for-byte copy of a [`HookFault::Replay`] push.
+    pub replay: bool,
 }
 
 /// One request as sent (kept for [`HookSender::replay`]).
@@ -57,12 +175,30 @@ pub struct HookSender {
     state: Arc<Mutex<SenderState>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SenderState {
     fault: HookFault,
     seq: u64,
     last: Option<SentHook>,
+    answers: Vec<PushAnswer>,
+    /// The number of answers, for [`HookSender::wait_answers`].
+    count: tokio::sync::watch::Sender<usize>,
 }
+
+impl Default for SenderState {
+    fn default() -> Self {
+        SenderState {
+            fault: HookFault::None,
+            seq: 0,
+            last: None,
+            answers: Vec::new(),
+            count: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+/// Answers kept per sender; older ones are dropped.
+const MAX_ANSWERS: usize = 10_000;
 
 impl HookSender {
     /// A sender to `url` (e.g. `http://127.0.0.1:9797/webhooks/waha`), using
@@ -180,6 +316,31 @@ impl HookSender {
         self.lock().last.clone()
     }
 
+    /// The receiver's answers so far, oldest first.
+    pub fn answers(&self) -> Vec<PushAnswer> {
+        self.lock().answers.clone()
+    }
+
+    /// Waits until at least `n` answers are in (bound it with a timeout).
+    pub async fn wait_answers(&self, n: usize) {
+        let mut rx = self.lock().count.subscribe();
+        let _ = rx.wait_for(|c| *c >= n).await;
+    }
+
+    fn record(&self, event: &str, status: Option<u16>, replay: bool) {
+        let mut s = self.lock();
+        if s.answers.len() >= MAX_ANSWERS {
+            s.answers.remove(0);
+        }
+        s.answers.push(PushAnswer {
+            event: event.to_string(),
+            status,
+            replay,
+        });
+        let n = s.answers.len();
+        s.count.send_replace(n);
+    }
+
     async fn waha(&self, session: &str, event: &str, payload: Value) -> reqwest::Result<u16> {
         let now = self.clock.now();
         let seq = {
@@ -199,7 +360,7 @@ impl HookSender {
             "engine": "GOWS",
             "environment": {"version": "2026.7.2", "engine": "GOWS", "tier": "PLUS"},
         });
-        self.send_with_ids(body, Some((&format!("req{seq}"), now)))
+        self.send_with_ids(event, body, Some((&format!("req{seq}"), now)))
             .await
     }
 
@@ -215,11 +376,13 @@ impl HookSender {
     }
 
     async fn send(&self, body: Value) -> reqwest::Result<u16> {
-        self.send_with_ids(body, None).await
+        let event = body["typeWebhook"].as_str().unwrap_or("").to_string();
+        self.send_with_ids(&event, body, None).await
     }
 
     async fn send_with_ids(
         &self,
+        event: &str,
         body: Value,
         waha: Option<(&str, Timestamp)>,
     ) -> reqwest::Result<u16> {
@@ -235,7 +398,7 @@ impl HookSender {
             HookAuth::Hmac(key) => {
                 let key = match fault {
                     HookFault::WrongSignature => format!("{key}-wrong"),
-                    HookFault::None => key.clone(),
+                    HookFault::None | HookFault::Replay => key.clone(),
                 };
                 headers.push(("x-webhook-hmac".into(), sign_waha(&key, body.as_bytes())));
                 headers.push(("x-webhook-hmac-algorithm".into(), "sha512".into()));
@@ -243,14 +406,20 @@ impl HookSender {
             HookAuth::Token(token) => {
                 let token = match fault {
                     HookFault::WrongSignature => format!("{token}-wrong"),
-                    HookFault::None => token.clone(),
+                    HookFault::None | HookFault::Replay => token.clone(),
                 };
                 headers.push(("authorization".into(), format!("Bearer {token}")));
             }
         }
         let hook = SentHook { headers, body };
         self.lock().last = Some(hook.clone());
-        self.post(&hook).await
+        let first = self.post(&hook).await;
+        self.record(event, first.as_ref().ok().copied(), false);
+        if fault == HookFault::Replay {
+            let again = self.post(&hook).await;
+            self.record(event, again.as_ref().ok().copied(), true);
+        }
+        first
     }
 
     async fn post(&self, hook: &SentHook) -> reqwest::Result<u16> {

@@ -289,3 +289,120 @@ async fn run_against_green_api_never_logs_the_token() {
     assert!(!logs.contains(TOKEN), "the Green-API token is in the logs");
     sim.shutdown().await;
 }
+
+/// What a stand-in receiver got: headers and body of each push.
+type Pushes = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_pushes_signed_webhooks_with_the_replay_fault() {
+    // A stand-in receiver on 127.0.0.1:0 that keeps what it gets.
+    let pushes: Pushes = Default::default();
+    let keep = pushes.clone();
+    let app = axum::Router::new().route(
+        "/webhooks/waha",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().expect("pushes").push((headers, body));
+                axum::http::StatusCode::ACCEPTED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let hook_key = "sim-hook-key-SEKRET-81f0";
+    let waha_port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "simulate",
+            "--listen",
+            &format!("127.0.0.1:{waha_port}"),
+            "--sessions",
+            "1",
+            "--webhook-url",
+            &format!("http://{hook_addr}/webhooks/waha"),
+            "--webhook-events",
+            "message.ack",
+            "--webhook-fault",
+            "replay",
+        ])
+        .env("WAHA_API_KEY", KEY)
+        .env("WAHA_WEBHOOK_HMAC_KEY", hook_key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn simulate");
+    let http = wa_watchdog::provider::http::build_client(Duration::from_secs(5)).expect("client");
+    let start = Instant::now();
+    let sent: serde_json::Value = loop {
+        let r = http
+            .post(format!("http://127.0.0.1:{waha_port}/api/sendText"))
+            .header("X-Api-Key", KEY)
+            .json(&serde_json::json!({
+                "session": "session-001",
+                "chatId": "15550000001@c.us",
+                "text": "canary",
+            }))
+            .send()
+            .await;
+        if let Ok(r) = r {
+            assert_eq!(r.status().as_u16(), 201);
+            break r.json().await.expect("json");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "simulate did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // SERVER at once, DEVICE a second later: each sent twice (replay).
+    let got = loop {
+        let got = pushes.lock().expect("pushes").clone();
+        if got.len() >= 4 {
+            break got;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} pushes: {got:?}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    signal(&child, "-TERM");
+    let out = wait_output(child).await;
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("pushes webhooks to"), "{stdout}");
+    assert!(!stdout.contains(hook_key), "the key is never printed");
+
+    let (first_headers, first_body) = &got[0];
+    assert_eq!(got[1].1, *first_body, "the replay is byte for byte");
+    assert_eq!(
+        got[1].0.get("x-webhook-request-id"),
+        first_headers.get("x-webhook-request-id")
+    );
+    let header = |h: &axum::http::HeaderMap, k: &str| {
+        h.get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (headers, body) in &got {
+        assert_eq!(
+            header(headers, "x-webhook-hmac"),
+            wa_watchdog::webhooks::auth::sign_waha(hook_key, body.as_bytes())
+        );
+        assert_eq!(header(headers, "x-webhook-hmac-algorithm"), "sha512");
+    }
+    let event: serde_json::Value = serde_json::from_str(first_body).expect("json");
+    assert_eq!(event["event"], "message.ack");
+    assert_eq!(event["session"], "session-001");
+    assert_eq!(event["payload"]["ack"], 1);
+    assert_eq!(event["payload"]["id"], sent["id"], "{sent}");
+    let last: serde_json::Value = serde_json::from_str(&got[3].1).expect("json");
+    assert_eq!(last["payload"]["ack"], 2);
+}

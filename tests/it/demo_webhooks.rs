@@ -1,6 +1,7 @@
-//! The demo with webhooks on, sped up: the first Green-API canary is
-//! confirmed by the simulator's `outgoingMessageStatus` push, and a pushed
-//! `{{SWE003}}` turns the instance to needs-pairing, both printed.
+//! The demo with webhooks on, sped up: a WAHA canary is confirmed by the
+//! WAHA simulator's own `message.ack` push, the first Green-API canary by an
+//! `outgoingMessageStatus` push, and a pushed `{{SWE003}}` turns the
+//! instance to needs-pairing, all printed.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +54,16 @@ async fn the_demo_shows_a_canary_confirmed_by_a_push_and_swe003_needing_pairing(
         text.lines()
             .any(|l| l.contains("canary confirmed by a push")
                 && l.contains("confirmed: sent by webhook")),
+        "{text}"
+    );
+    // WAHA: the simulator's signed message.ack confirmed demo-1's canary.
+    let waha = text
+        .lines()
+        .find(|l| l.contains("demo-1") && l.contains("canary confirmed by a push"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        waha.contains("confirmed: SERVER by webhook")
+            || waha.contains("confirmed: DEVICE by webhook"),
         "{text}"
     );
     let pairing = text

@@ -15,7 +15,7 @@ use wa_watchdog::http::{self, HttpState};
 use wa_watchdog::machine::State;
 use wa_watchdog::scheduler::Heartbeat;
 use wa_watchdog::sim::waha::Status;
-use wa_watchdog::sim::webhooks::{HookAuth, HookFault, HookSender};
+use wa_watchdog::sim::webhooks::{HookAuth, HookFault, HookSender, HookTarget, PushAnswer};
 use wa_watchdog::webhooks::Receiver;
 
 /// Distinctive, so a leak is easy to grep.
@@ -397,6 +397,22 @@ async fn swe003_needs_pairing_naming_the_remedy_and_swe001_is_counted() {
         "{stored:?}"
     );
     assert_eq!(h.ctl.count("reboot"), 0);
+    // The direct push to Alertmanager hears the markers from the same
+    // events: SWE003 pages at once, two SWE001 are not yet a pattern.
+    let mut model = wa_watchdog::alertmanager::Model::default();
+    for e in &h.log {
+        model.apply(e);
+    }
+    let firing: Vec<&str> = model
+        .firing(h.now(), wa_watchdog::alertmanager::Holds::default())
+        .iter()
+        .map(|f| f.rule.name)
+        .collect();
+    assert!(firing.contains(&"WaWatchdogStaleKeys"), "{firing:?}");
+    assert!(
+        !firing.contains(&"WaWatchdogFirstMessagesLost"),
+        "{firing:?}"
+    );
 }
 
 #[tokio::test]
@@ -595,4 +611,137 @@ async fn a_burst_of_1000_pushes_with_a_small_queue_answers_503_and_probing_stays
         202
     );
     assert!(h.now() >= start.plus(secs(300)));
+}
+
+/// Waits (real time, bounded) until `sender` has `n` answers to `event`.
+async fn answers_to(sender: &HookSender, event: &str, n: usize) -> Vec<PushAnswer> {
+    let deadline = std::time::Instant::now() + secs(10);
+    loop {
+        let all = sender.answers();
+        let these: Vec<PushAnswer> = all.iter().filter(|a| a.event == event).cloned().collect();
+        if these.len() >= n {
+            return these;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "no {n} answers to {event}: {all:?}");
+        let _ = tokio::time::timeout(left, sender.wait_answers(all.len() + 1)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_waha_simulator_pushes_acks_and_statuses_itself_and_its_faulty_pushes_change_nothing() {
+    let mut h = Harness::start(&["s1"], &waha_settings()).await;
+    let hooks = Hooks::attach(&mut h.d).await;
+    h.ctl.set_webhook(Some(HookTarget {
+        events: vec!["message.ack".into(), "session.status".into()],
+        ..HookTarget::new(hooks.url(common::PROVIDER), HookAuth::Hmac(HMAC_KEY.into()))
+    }));
+    let sender = h.ctl.webhook().expect("a target is set");
+
+    // The simulator acks the canary (SERVER at once) and pushes it: the
+    // canary is confirmed before the watchdog's first read-back.
+    let _id = until_sent(&mut h).await;
+    let sent_at = h.now();
+    let acks = answers_to(&sender, "message.ack", 1).await;
+    assert_eq!(acks[0].status, Some(202), "{acks:?}");
+    h.run_for(Duration::ZERO).await;
+    assert_eq!(h.now(), sent_at, "no time passed");
+    assert_eq!(h.state("s1"), State::Healthy, "{:?}", h.log);
+    assert_eq!(read_backs(&h), 0, "confirmed before the first read-back");
+    let probes = h
+        .store
+        .recent_probes(common::PROVIDER, "s1", None, 5)
+        .await
+        .expect("probes");
+    assert!(
+        probes[0].detail.contains("confirmed: SERVER by webhook"),
+        "{probes:?}"
+    );
+
+    let rejected = |h: &Harness, reason: &str| {
+        metric(
+            h,
+            "wa_watchdog_webhook_rejected_total",
+            &format!("provider=\"waha\",reason=\"{reason}\""),
+        )
+    };
+    // Wrong signature: the status push is refused, counted, and changes nothing.
+    sender.set_fault(HookFault::WrongSignature);
+    h.ctl.set_status("s1", Status::ScanQrCode).expect("status");
+    let statuses = answers_to(&sender, "session.status", 1).await;
+    assert_eq!(statuses[0].status, Some(401), "{statuses:?}");
+    assert_eq!(rejected(&h, "bad_signature"), 1.0);
+    h.run_for(Duration::ZERO).await;
+    assert_eq!(
+        h.state("s1"),
+        State::Healthy,
+        "a forged push changes nothing"
+    );
+
+    // Replay: the first copy is acted upon (needs pairing at once, no
+    // restart), the byte-for-byte second copy is refused as a duplicate.
+    sender.set_fault(HookFault::Replay);
+    let event_at = h.now();
+    h.ctl.set_status("s1", Status::ScanQrCode).expect("status");
+    let statuses = answers_to(&sender, "session.status", 3).await;
+    assert_eq!(
+        statuses[1..]
+            .iter()
+            .map(|a| (a.status, a.replay))
+            .collect::<Vec<_>>(),
+        [(Some(202), false), (Some(200), true)],
+        "{statuses:?}"
+    );
+    assert_eq!(rejected(&h, "duplicate"), 1.0);
+    h.run_for(Duration::ZERO).await;
+    assert_eq!(h.state("s1"), State::NeedsPairing, "{:?}", h.log);
+    assert!(h.entered("s1", State::NeedsPairing, event_at).is_some());
+    assert_eq!(h.ctl.restart_count("s1"), 0, "zero restarts");
+}
+
+#[tokio::test]
+async fn the_green_api_simulator_pushes_outgoing_status_and_state_itself() {
+    let mut h = GreenHarness::start(&green_settings(), |o| o).await;
+    let hooks = Hooks::attach(&mut h.d).await;
+    h.ctl.set_webhook(Some(HookTarget::new(
+        hooks.url(common::GREEN_PROVIDER),
+        HookAuth::Token(HOOK_TOKEN.into()),
+    )));
+    let sender = h.ctl.webhook().expect("a target is set");
+    let _id = until_queued(&mut h).await;
+    // The message leaves the queue 1 s after it was queued; the watchdog's
+    // first look is due 2 s after the send.
+    h.run_for(secs(1)).await;
+    let statuses = answers_to(&sender, "outgoingMessageStatus", 1).await;
+    assert_eq!(statuses[0].status, Some(202), "{statuses:?}");
+    h.run_for(Duration::ZERO).await;
+    assert_eq!(h.state(GREEN_ID), State::Healthy, "{:?}", h.log);
+    assert_eq!(
+        h.ctl.count("getMessage"),
+        0,
+        "confirmed before the first look"
+    );
+    let probes = h
+        .store
+        .recent_probes(common::GREEN_PROVIDER, GREEN_ID, None, 5)
+        .await
+        .expect("probes");
+    assert!(
+        probes[0].detail.contains("confirmed: sent by webhook"),
+        "{probes:?}"
+    );
+
+    // The instance is logged out: stateInstanceChanged notAuthorized moves it
+    // to needs pairing at once, and nothing is rebooted.
+    h.ctl
+        .set_state(
+            GREEN_ID,
+            wa_watchdog::sim::green_api::SimState::NotAuthorized,
+        )
+        .expect("state");
+    let states = answers_to(&sender, "stateInstanceChanged", 1).await;
+    assert_eq!(states[0].status, Some(202), "{states:?}");
+    h.run_for(Duration::ZERO).await;
+    assert_eq!(h.state(GREEN_ID), State::NeedsPairing, "{:?}", h.log);
+    assert_eq!(h.ctl.count("reboot"), 0);
 }

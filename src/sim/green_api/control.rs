@@ -76,7 +76,20 @@ impl GreenSimControl {
         self.shared.with_inst(id, |i, _| {
             i.state = state;
             i.starting_until = None;
-        })
+        })?;
+        super::push_state(&self.shared, id);
+        Ok(())
+    }
+
+    /// Where the simulator pushes its webhooks from now on (None: nowhere).
+    pub fn set_webhook(&self, target: Option<crate::sim::webhooks::HookTarget>) {
+        self.shared.hooks.set(target, &self.shared.clock);
+    }
+
+    /// The sender of the simulator's pushes (its fault and the receiver's
+    /// answers), if a target is set.
+    pub fn webhook(&self) -> Option<crate::sim::webhooks::HookSender> {
+        self.shared.hooks.sender()
     }
 
     pub fn set_queue_mode(&self, id: &str, mode: QueueMode) -> Result<(), ControlError> {

@@ -104,7 +104,20 @@ impl SimControl {
     /// SCAN_QR_CODE as logged out.
     pub fn set_status(&self, name: &str, status: Status) -> Result<(), ControlError> {
         let now = self.now();
-        lock(&self.shared.state).set_status(name, status, now)
+        lock(&self.shared.state).set_status(name, status, now)?;
+        super::push_status(&self.shared, name);
+        Ok(())
+    }
+
+    /// Where the simulator pushes its webhooks from now on (None: nowhere).
+    pub fn set_webhook(&self, target: Option<crate::sim::webhooks::HookTarget>) {
+        self.shared.hooks.set(target, &self.shared.clock);
+    }
+
+    /// The sender of the simulator's pushes (its fault and the receiver's
+    /// answers), if a target is set.
+    pub fn webhook(&self) -> Option<crate::sim::webhooks::HookSender> {
+        self.shared.hooks.sender()
     }
 
     /// The status a client would see now; `None` for an unknown session.
