@@ -33,6 +33,11 @@
 //!   after its current request, so a client that reads its response slowly or
 //!   keeps a connection forever cannot pin a slot. What hyper does not offer
 //!   is a minimum transfer rate for writes; the lifetime cap bounds them.
+//! - request targets are at most [`MAX_URI_BYTES`] (414) and header blocks
+//!   at most [`MAX_HEADER_BYTES`] (431); every error answer is JSON
+//!   `{"error": ...}` (see `json_errors`), except hyper's own refusals of
+//!   targets over 64 KiB or headers over its read buffer (empty bodies,
+//!   before any of this code runs);
 //! - HTTP/1.1 only (Prometheus, curl and Alertmanager-style clients use it;
 //!   no HTTP/2 state to bound).
 //!
@@ -71,6 +76,17 @@ use self::admin::{pause, restart, resume};
 use self::reads::{list_sessions, one_session};
 
 pub use server::{serve, serve_router};
+
+/// Longest request target (path and query) accepted: 414 beyond, as JSON.
+/// hyper itself refuses targets over 64 KiB with an empty 414 before any
+/// route runs; this bound sits below that, so the refusal a client meets is
+/// JSON like every other error.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Largest request header block (names and values) accepted: 431 beyond, as
+/// JSON. hyper's own limit (its ~400 KiB read buffer, 100 headers) answers an
+/// empty 431 and sits above this one.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Largest request body accepted (the admin routes take at most a small JSON
 /// object).
@@ -150,6 +166,7 @@ pub fn router(state: HttpState) -> Router {
         // After the layers above: webhooks have their own body limit.
         .merge(webhooks::routes(state.webhooks.as_ref()))
         .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
 
@@ -163,10 +180,72 @@ pub fn webhook_router(state: HttpState) -> Router {
         .layer(middleware::from_fn(request_bounds))
         .merge(webhooks::routes(state.webhooks.as_ref()))
         .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
 
 // ---------------------------------------------------------------- middleware
+
+/// Every error answer is a JSON `{"error": ...}`: refuses an overlong target
+/// (414) or header block (431) itself, and turns the bodies axum and its
+/// extractors answer on their own (an empty 405 with `Allow`, a text/plain
+/// 400 for a path segment that is not UTF-8) into JSON, keeping the status
+/// and the `Allow`, `WWW-Authenticate` and `Retry-After` headers. HTML
+/// answers (the status page) and HEAD answers are left alone.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > MAX_URI_BYTES {
+        return error(
+            StatusCode::URI_TOO_LONG,
+            format!("request target longer than {MAX_URI_BYTES} bytes"),
+        );
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request headers larger than {MAX_HEADER_BYTES} bytes"),
+        );
+    }
+    let head = req.method() == axum::http::Method::HEAD;
+    let response = next.run(req).await;
+    let status = response.status();
+    if head || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !(content_type.is_empty() || content_type.starts_with("text/plain")) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let mut json = error(status, message);
+    for name in [header::ALLOW, header::WWW_AUTHENTICATE, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            json.headers_mut().insert(name, v.clone());
+        }
+    }
+    json
+}
 
 /// A JSON `{"error": message}` with `status`.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -507,10 +507,72 @@ impl Config {
 
 /// The raw schema of `text`; syntax errors and unknown keys carry their position.
 fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        location: e.span().map(|span| location(text, span.start)),
-        message: e.message().trim_end().to_string(),
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().trim_end().to_string();
+        // Type, range, duplicate and address errors say what is wrong but
+        // not where in the schema: name the key (an unknown key's message
+        // already names it).
+        let message = match e.span().and_then(|span| key_at(text, span.start)) {
+            Some(key) if !message.starts_with("unknown field") => {
+                format!("{message}, in key {key}")
+            }
+            _ => message,
+        };
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            location: e.span().map(|span| location(text, span.start)),
+            message,
+        }
+    })
+}
+
+/// The key whose `key = value` line holds byte `offset` (or the nearest
+/// such line above it, for a value spanning lines), with the table it is
+/// in: `policy.max_restarts`, `provider.policy.max_restarts of [[provider]]
+/// #2`. Read from the text, because a file with a duplicate key does not
+/// parse at all. `None` outside any key (a header, a comment).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let lines: Vec<&str> = text[..line_end].lines().collect();
+    let is_bare = |k: &str| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '))
+    };
+    let mut key = None;
+    let mut header = None;
+    for (i, line) in lines.iter().enumerate().rev() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            header = Some((i, t));
+            break;
+        }
+        if key.is_none()
+            && let Some((k, _)) = t.split_once('=')
+            && is_bare(k.trim())
+        {
+            key = Some(k.trim().replace(' ', ""));
+        }
+    }
+    let key = key?;
+    let Some((at, header)) = header else {
+        return Some(key);
+    };
+    let table = header.trim_matches(|c| c == '[' || c == ']').trim();
+    let first = table.split('.').next().unwrap_or(table);
+    let array_header = format!("[[{first}]]");
+    let index = lines[..=at]
+        .iter()
+        .filter(|l| l.trim().replace(' ', "") == array_header)
+        .count();
+    Some(if index > 0 {
+        format!("{table}.{key} of {array_header} #{index}")
+    } else {
+        format!("{table}.{key}")
     })
 }
 

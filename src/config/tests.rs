@@ -563,6 +563,56 @@ fn parse_errors_have_line_and_column() {
     }
 }
 
+/// Type, overflow, duplicate-key and address errors name the key too.
+#[test]
+fn parse_errors_name_the_key() {
+    let provider = "[[provider]]\nname = \"w\"\nkind = \"waha\"\nurl = \"http://127.0.0.1:3000\"\n";
+    let cases = [
+        (
+            "wrong type".to_string(),
+            "[policy]\nmax_restarts = \"three\"\n".to_string(),
+            "expected u32, in key policy.max_restarts",
+        ),
+        (
+            "overflow".into(),
+            "[policy]\nmax_restarts = 99999999999999999999\n".into(),
+            ", in key policy.max_restarts",
+        ),
+        (
+            "duplicate".into(),
+            "[policy]\nmax_restarts = 3\nmax_restarts = 4\n".into(),
+            "duplicate key, in key policy.max_restarts",
+        ),
+        (
+            "listen".into(),
+            "[daemon]\nlisten = \"localhost:9797\"\n".into(),
+            "invalid socket address syntax, in key daemon.listen",
+        ),
+        (
+            "integer duration".into(),
+            "[daemon]\nretention = 5\n".into(),
+            ", in key daemon.retention",
+        ),
+        (
+            "second provider's policy".into(),
+            format!("{provider}{provider}[provider.policy]\nmax_restarts = -1\n"),
+            ", in key provider.policy.max_restarts of [[provider]] #2",
+        ),
+        (
+            "multi-line value".into(),
+            format!("{provider}sessions = [\n  \"a\",\n  7,\n]\n"),
+            ", in key provider.sessions of [[provider]] #1",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let err = parse(&text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(want), "{name}: expected {want:?} in {err:?}");
+    }
+}
+
 #[test]
 fn location_counts_lines_and_characters() {
     let text = "ab\nçd\n\nx";

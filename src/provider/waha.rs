@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::delivery::{self, Lookup};
 use super::http::{self, Transport};
-use super::{Outcome, ProbeReport};
+use super::{ClientError, Outcome, ProbeReport};
 use crate::confirm::{Evidence, Source};
 
 /// One session as WAHA lists it.
@@ -111,17 +111,19 @@ impl WahaClient {
         api_key: Option<&str>,
         connect_timeout: Duration,
         desync_signatures: &[String],
-    ) -> Result<Self, String> {
-        let base = Url::parse(base_url).map_err(|e| format!("invalid WAHA url: {e}"))?;
+    ) -> Result<Self, ClientError> {
+        let invalid = |reason: String| ClientError::Url {
+            provider: "WAHA",
+            reason,
+        };
+        let base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
-            return Err("invalid WAHA url: must be http:// or https://".to_string());
+            return Err(invalid("must be http:// or https://".to_string()));
         }
         let api_key = match api_key {
             Some(k) => {
                 crate::redact::register(k);
-                let mut v = HeaderValue::from_str(k).map_err(|_| {
-                    "the WAHA api key contains characters not allowed in a header".to_string()
-                })?;
+                let mut v = HeaderValue::from_str(k).map_err(|_| ClientError::ApiKeyHeader)?;
                 v.set_sensitive(true);
                 Some(v)
             }
@@ -299,6 +301,36 @@ impl WahaClient {
                 Evidence::LookupFailed(ProbeReport::failed(outcome, Some(reply.status), c.detail))
             }
         }
+    }
+
+    /// Whether the ring canary with `nonce` from `from` arrived in the
+    /// session's chat with `from`
+    /// (`GET /api/{session}/chats/{chatId}/messages?limit=N&downloadMedia=false`,
+    /// WAHA OpenAPI 2026.7.2, newest first).
+    pub async fn chat_has(
+        &self,
+        session: &str,
+        from: &str,
+        nonce: &str,
+        limit: u32,
+        timeout: Duration,
+    ) -> Result<bool, Failure> {
+        let mut url = self.url(&["api", session, "chats", from, "messages"]);
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string())
+            .append_pair("downloadMedia", "false");
+        let reply = http::send(self.request(reqwest::Method::GET, url, timeout))
+            .await
+            .map_err(Failure::transport)?;
+        if reply.status == 200 {
+            return Ok(delivery::waha_chat_has(&reply.body, from, nonce));
+        }
+        let c = classify(Call::Status, &reply, &self.signatures);
+        Err(Failure {
+            outcome: c.outcome.unwrap_or(Outcome::Unconfirmed),
+            http_status: Some(reply.status),
+            detail: c.detail,
+        })
     }
 
     /// Restarts one session (`POST /api/sessions/{s}/restart`): stop + start,

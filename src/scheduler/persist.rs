@@ -61,14 +61,26 @@ pub(super) fn record(
     }
 }
 
+/// A stored value this version cannot read, by field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum UnreadableRecord {
+    #[error("state: {0}")]
+    State(String),
+    #[error("last_outcome: {0}")]
+    LastOutcome(String),
+}
+
 /// The machine a store record describes. A record this version cannot read
 /// (a state or outcome name it does not know) is an error naming the field.
-pub(super) fn machine(rec: &SessionRecord) -> Result<Machine, String> {
-    let state: State = rec.state.parse().map_err(|e| format!("state: {e}"))?;
+pub(super) fn machine(rec: &SessionRecord) -> Result<Machine, UnreadableRecord> {
+    let state = rec
+        .state
+        .parse::<State>()
+        .map_err(|e| UnreadableRecord::State(e.to_string()))?;
     let last_outcome = match &rec.last_outcome {
         Some(o) => Some(
             o.parse::<Outcome>()
-                .map_err(|e| format!("last_outcome: {e}"))?,
+                .map_err(|e| UnreadableRecord::LastOutcome(e.to_string()))?,
         ),
         None => None,
     };
@@ -78,6 +90,8 @@ pub(super) fn machine(rec: &SessionRecord) -> Result<Machine, String> {
         reason: rec.state_reason.clone(),
         consecutive_failures: rec.consecutive_failures,
         streak_has_desync: rec.streak_has_desync,
+        // Not stored (see `Machine::streak_has_inbound`).
+        streak_has_inbound: false,
         first_failure_at: rec.first_failure_at,
         last_success_at: rec.last_success_at,
         last_outcome,
@@ -324,6 +338,8 @@ impl Scheduler {
                 remediation_id,
                 pending_ack: None,
                 unconfirmed_logged: false,
+                ring_send: None,
+                canary_chat: None,
             },
         );
         self.schedule(p, &rec.session, step);

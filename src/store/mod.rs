@@ -235,7 +235,14 @@ impl Store {
     /// foreign keys on.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir)
+            // Directories it creates are 0700 (the database holds chat ids);
+            // an existing directory keeps its mode.
+            let mut builder = tokio::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            builder.mode(0o700);
+            builder
+                .create(dir)
                 .await
                 .map_err(|error| StoreError::CreateDir {
                     path: dir.to_owned(),

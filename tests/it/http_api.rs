@@ -541,6 +541,52 @@ async fn oversized_request_bodies_are_rejected_with_413() {
     d.stop().await.expect("clean stop");
 }
 
+#[tokio::test]
+async fn every_refusal_is_a_json_error() {
+    let d = healthy(&["s1"], true).await;
+    let long_path = format!("/api/v1/sessions/{}", "a".repeat(http::MAX_URI_BYTES));
+    let big_header = "b".repeat(http::MAX_HEADER_BYTES);
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        ("wrong method", d.client.post(d.url("/metrics")), 405),
+        (
+            "path segment not UTF-8",
+            d.client.get(d.url("/api/v1/sessions/%FF/s1")),
+            400,
+        ),
+        ("target too long", d.client.get(d.url(&long_path)), 414),
+        (
+            "headers too large",
+            d.client.get(d.url("/healthz")).header("x-big", big_header),
+            431,
+        ),
+        ("no route", d.client.get(d.url("/nope")), 404),
+    ];
+    for (name, req, want) in cases {
+        let r = req.send().await.expect(name);
+        assert_eq!(r.status().as_u16(), want, "{name}");
+        let allow = r.headers().get("allow").cloned();
+        let text = r.text().await.expect("body");
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text:?}"));
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{name}: {text}"
+        );
+        if want == 405 {
+            assert!(allow.is_some(), "{name}: Allow kept");
+        }
+    }
+    // A healthy probe and the status page are untouched.
+    let r = d
+        .client
+        .get(d.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(r.status().as_u16(), 200);
+    d.stop().await.expect("clean stop");
+}
+
 /// POSTs `body` with `Transfer-Encoding: chunked` (no length declared) over
 /// a raw connection and returns the status code.
 async fn raw_chunked_post(addr: std::net::SocketAddr, path: &str, token: &str, body: &[u8]) -> u16 {

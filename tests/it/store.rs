@@ -126,6 +126,16 @@ async fn open_creates_the_file_and_its_directory_in_wal_mode() {
             0o600,
             "database holds phone numbers: owner only"
         );
+        for created in [
+            dir.path().join("state"),
+            dir.path().join("state").join("nested"),
+        ] {
+            let mode = std::fs::metadata(&created)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", created.display());
+        }
     }
     store.close().await;
 }
