@@ -1098,7 +1098,8 @@ fn warnings() {
     let long = "[daemon]\nadmin_token_env = \"T\"\n";
     let env = env_of(&[("T", "0123456789abcdef0123")]);
     let short_env = env_of(&[("T", "hunter2")]);
-    let cases: [(&str, String, &dyn Fn(&str) -> Option<String>, &str); 2] = [
+    type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+    let cases: [(&str, String, Env, &str); 2] = [
         (
             "short admin token",
             format!("{long}{WAHA}"),
