@@ -71,6 +71,19 @@ impl Resolver<'_> {
             providers.push(provider);
         }
 
+        for p in &providers {
+            let longest = p.policy.restart_window.max(p.policy.restart_budget_window);
+            if daemon.retention < longest {
+                self.warn(format!(
+                    "provider {:?}: daemon.retention ({}) is shorter than its restart \
+                     window or restart budget window ({}): restarts pruned early no longer \
+                     count toward max_restarts and the budget",
+                    p.name,
+                    humantime::format_duration(daemon.retention),
+                    humantime::format_duration(longest)
+                ));
+            }
+        }
         let alertmanager = raw.alertmanager.map(alertmanager).transpose()?;
         let maintenance = super::maintenance::resolve(raw.maintenance, &providers)?;
         let rings = super::ring::resolve(raw.rings, &providers)?;

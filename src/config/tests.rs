@@ -1086,6 +1086,11 @@ fn warnings() {
             WAHA.replace(":3000", ":3000/api/"),
             "provider \"waha-main\": url ends in /api",
         ),
+        (
+            "short retention",
+            format!("[daemon]\nretention = \"30m\"\n{WAHA}"),
+            "provider \"waha-main\": daemon.retention (30m) is shorter than its restart window",
+        ),
     ];
     for (name, text, want) in cases {
         let cfg = parse_ok(&text);
