@@ -20,6 +20,7 @@ pub mod policy;
 pub mod provider;
 pub mod redact;
 pub mod reload;
+pub mod ring;
 pub mod scheduler;
 pub mod service;
 pub mod sim;

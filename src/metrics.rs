@@ -214,6 +214,9 @@ pub struct Metrics {
     webhook_ignored: IntCounterVec,
     webhook_queue_dropped: IntCounterVec,
     webhook_markers: IntCounterVec,
+    ring_canaries: IntCounterVec,
+    ring_round_trip: HistogramVec,
+    ring_inbound_failures: IntCounterVec,
     restart_budget_remaining: IntGaugeVec,
     config_reload_failures: IntCounter,
     discovery_suspect: IntCounterVec,
@@ -391,6 +394,27 @@ impl Metrics {
                 "Green-API error markers ({{SWE001}}, {{SWE002}}, {{SWE003}}) seen in incoming messages.",
                 &["provider", "marker"],
             ),
+            ring_canaries: counter_vec(
+                &r,
+                "wa_watchdog_ring_canaries_total",
+                "Ring canaries by fate (received, inbound_missing, sender_failed, inconclusive).",
+                &["ring", "fate"],
+            ),
+            ring_round_trip: histogram_vec(
+                &r,
+                "wa_watchdog_ring_round_trip_seconds",
+                "Time from sending a ring canary to the receiver seeing it, by the receiver's \
+                 provider, in seconds.",
+                &CONFIRMATION_BUCKETS,
+                &["ring", "provider"],
+            ),
+            ring_inbound_failures: counter_vec(
+                &r,
+                "wa_watchdog_ring_inbound_failures_total",
+                "Ring canaries the sender confirmed but this session (the receiver) never saw \
+                 within the ring's deadline.",
+                &["provider", "session"],
+            ),
             restart_budget_remaining: gauge_vec(
                 &r,
                 "wa_watchdog_restart_budget_remaining",
@@ -479,6 +503,42 @@ impl Metrics {
         self.confirmation_duration
             .with_label_values(&[provider])
             .observe(latency.as_secs_f64());
+    }
+
+    /// Counts a ring canary's fate.
+    pub fn ring_canary(&self, ring: &str, fate: &str) {
+        self.ring_canaries.with_label_values(&[ring, fate]).inc();
+    }
+
+    /// Records how long a ring canary took from send to the receiver.
+    pub fn ring_round_trip(&self, ring: &str, provider: &str, latency: Duration) {
+        self.ring_round_trip
+            .with_label_values(&[ring, provider])
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts a ring canary the receiver `session` never saw.
+    pub fn ring_inbound_failure(&self, provider: &str, session: &str) {
+        self.ring_inbound_failures
+            .with_label_values(&[provider, session])
+            .inc();
+    }
+
+    /// Starts the ring series at zero: every fate of `ring`, and the inbound
+    /// failures of each member (so `increase()` sees the first one).
+    pub fn add_ring(&self, ring: &str, members: &[(String, String)]) {
+        for fate in [
+            "received",
+            "inbound_missing",
+            "sender_failed",
+            "inconclusive",
+        ] {
+            self.ring_canaries.with_label_values(&[ring, fate]);
+        }
+        for (provider, session) in members {
+            self.ring_inbound_failures
+                .with_label_values(&[provider.as_str(), session.as_str()]);
+        }
     }
 
     /// Counts a finished (or skipped) restart.

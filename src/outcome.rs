@@ -113,13 +113,17 @@ pub enum Outcome {
     SessionMissing,
     /// Green-API 466: the plan's monthly quota is used up.
     QuotaExceeded,
+    /// A ring canary the sender confirmed was never seen by this session
+    /// (the receiver) within the ring's deadline (WAHA #1931: WORKING, no
+    /// incoming events): a counting failure of the receiver's inbound path.
+    InboundMissing,
     /// Green-API 400 "expired" / "deleted": the instance needs the vendor's console.
     InstanceExpired,
 }
 
 impl Outcome {
     /// Every outcome name, in contract order (metrics, API, database).
-    pub const NAMES: [&'static str; 21] = [
+    pub const NAMES: [&'static str; 22] = [
         "delivered",
         "desync",
         "send_failed",
@@ -141,6 +145,7 @@ impl Outcome {
         "session_missing",
         "quota_exceeded",
         "instance_expired",
+        "inbound_missing",
     ];
 
     /// The snake_case name used in the database, metrics, API and logs.
@@ -167,6 +172,7 @@ impl Outcome {
             Outcome::SessionMissing => "session_missing",
             Outcome::QuotaExceeded => "quota_exceeded",
             Outcome::InstanceExpired => "instance_expired",
+            Outcome::InboundMissing => "inbound_missing",
         }
     }
 
@@ -175,7 +181,11 @@ impl Outcome {
     pub fn is_counting_failure(&self) -> bool {
         matches!(
             self,
-            Outcome::Desync | Outcome::SendFailed | Outcome::Stuck | Outcome::AckError
+            Outcome::Desync
+                | Outcome::SendFailed
+                | Outcome::Stuck
+                | Outcome::AckError
+                | Outcome::InboundMissing
         )
     }
 
@@ -244,6 +254,7 @@ impl FromStr for Outcome {
             "session_missing" => Outcome::SessionMissing,
             "quota_exceeded" => Outcome::QuotaExceeded,
             "instance_expired" => Outcome::InstanceExpired,
+            "inbound_missing" => Outcome::InboundMissing,
             other => return Err(format!("unknown outcome `{other}`")),
         };
         Ok(outcome)
@@ -354,6 +365,7 @@ mod tests {
             Outcome::SessionMissing,
             Outcome::QuotaExceeded,
             Outcome::InstanceExpired,
+            Outcome::InboundMissing,
         ];
         v.extend(NotReadyKind::ALL.into_iter().map(Outcome::NotReady));
         v
@@ -379,6 +391,15 @@ mod tests {
             .filter(Outcome::is_counting_failure)
             .map(|o| o.as_str())
             .collect();
-        assert_eq!(counting, ["desync", "send_failed", "stuck", "ack_error"]);
+        assert_eq!(
+            counting,
+            [
+                "desync",
+                "send_failed",
+                "stuck",
+                "ack_error",
+                "inbound_missing"
+            ]
+        );
     }
 }

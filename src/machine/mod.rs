@@ -117,6 +117,9 @@ pub enum Action {
     /// Scheduled by the shell between a probe and its outcome, never by
     /// the machine: the machine sees only the final outcome.
     ConfirmAck,
+    /// A ring canary's fate at its receiver (`crate::ring`): only a kind
+    /// of record and event, never a scheduled step.
+    Ring,
 }
 
 impl Action {
@@ -128,6 +131,7 @@ impl Action {
             Action::PollStatus => "status",
             Action::Resume => "resume",
             Action::ConfirmAck => "ack",
+            Action::Ring => "ring",
         }
     }
 }
@@ -165,6 +169,11 @@ pub enum Input {
     NeedsPairing {
         reason: String,
     },
+    /// A ring canary reached this session (the receiver) within the ring's
+    /// deadline ([`crate::ring`]): its inbound path works. It ends a streak
+    /// that holds an `inbound_missing` (and heals a restart made for one);
+    /// it says nothing about the send path, so otherwise it changes nothing.
+    Received,
 }
 
 impl Input {
@@ -335,6 +344,11 @@ pub struct Machine {
     pub reason: String,
     pub consecutive_failures: u32,
     pub streak_has_desync: bool,
+    /// The streak holds an `inbound_missing`: a delivered canary (the send
+    /// path) does not end it, only a received ring canary does. Not
+    /// persisted: after a daemon restart the streak ends at the next
+    /// delivered canary (later, never earlier, than with the flag).
+    pub streak_has_inbound: bool,
     pub first_failure_at: Option<Timestamp>,
     pub last_success_at: Option<Timestamp>,
     pub last_outcome: Option<Outcome>,
@@ -357,6 +371,7 @@ impl Machine {
             reason: "not probed yet".to_string(),
             consecutive_failures: 0,
             streak_has_desync: false,
+            streak_has_inbound: false,
             first_failure_at: None,
             last_success_at: None,
             last_outcome: None,

@@ -44,6 +44,7 @@ impl Machine {
             }
             Input::OperatorRestart => self.on_operator_restart(guard, ctx, &mut fx),
             Input::NeedsPairing { reason } => self.on_pairing_signal(reason, guard, ctx, &mut fx),
+            Input::Received => self.on_received(guard, ctx, &mut fx),
         }
         fx
     }
@@ -94,10 +95,15 @@ impl Machine {
         let verifying = self.state == State::Recovering;
 
         match outcome {
-            Outcome::Delivered => self.on_delivered(guard, ctx, fx),
-            Outcome::Desync | Outcome::SendFailed | Outcome::Stuck | Outcome::AckError => {
-                self.on_counting_failure(outcome, guard, ctx, fx)
+            Outcome::Delivered if self.streak_has_inbound => {
+                self.on_delivered_inbound_unproven(previous, guard, ctx, fx)
             }
+            Outcome::Delivered => self.on_delivered(guard, ctx, fx),
+            Outcome::Desync
+            | Outcome::SendFailed
+            | Outcome::Stuck
+            | Outcome::AckError
+            | Outcome::InboundMissing => self.on_counting_failure(outcome, guard, ctx, fx),
             Outcome::NotReady(kind) => {
                 if verifying {
                     // The status fell back during verification: keep waiting
@@ -220,6 +226,78 @@ impl Machine {
         }
     }
 
+    /// A received ring canary: ends an inbound streak like a delivered
+    /// canary ends a send streak; otherwise nothing changes (the schedule
+    /// stays: it arrives between this session's own steps).
+    fn on_received(&mut self, guard: &mut ProviderGuard, ctx: &Ctx<'_>, fx: &mut Effects) {
+        if matches!(self.state, State::Paused | State::Restarting) || !self.streak_has_inbound {
+            fx.ignored = true;
+            return;
+        }
+        if self.consecutive_failures > 0 && self.streak_has_desync {
+            // A send streak too: receiving proves nothing about it.
+            fx.ignored = true;
+            return;
+        }
+        self.last_outcome = Some(Outcome::Delivered);
+        self.streak_has_inbound = false;
+        self.on_delivered(guard, ctx, fx);
+        if self.state == State::Healthy && fx.transitions.is_empty() {
+            // Healthy all along (the streak was below the threshold):
+            // keep the session's own schedule.
+            fx.next = None;
+            fx.ignored = true;
+        }
+    }
+
+    /// A delivered canary while the streak holds an `inbound_missing`: the
+    /// send path works, the inbound path is still unproven (only a received
+    /// ring canary proves it), so the streak stays.
+    fn on_delivered_inbound_unproven(
+        &mut self,
+        previous: Option<Outcome>,
+        guard: &mut ProviderGuard,
+        ctx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) {
+        match self.state {
+            State::Recovering if previous == Some(Outcome::Delivered) => {
+                // A second verification without any ring canary reaching it:
+                // nobody can tell; give the slot back and keep the streak.
+                self.finish_restart(
+                    fx,
+                    RemediationResult::NotHealed,
+                    "verification inconclusive: no ring canary reached it",
+                );
+                self.enter(
+                    State::Unknown,
+                    "verification inconclusive: sends work, but no ring canary reached it".into(),
+                    guard,
+                    ctx,
+                    fx,
+                );
+                fx.next = Some(self.periodic(ctx));
+            }
+            State::Recovering => {
+                self.reason =
+                    "sends work after the restart; waiting for the next ring canary to prove it                      receives"
+                        .into();
+                fx.next = Some(Step {
+                    at: ctx.due.plus(ctx.interval).max(ctx.now),
+                    action: Action::Verify,
+                });
+            }
+            State::Desynced => self.consider_restart(
+                "still not receiving ring canaries (sends work)".into(),
+                State::Desynced,
+                guard,
+                ctx,
+                fx,
+            ),
+            _ => fx.next = Some(self.periodic(ctx)),
+        }
+    }
+
     fn on_delivered(&mut self, guard: &mut ProviderGuard, ctx: &Ctx<'_>, fx: &mut Effects) {
         let now = ctx.now;
         if self.state == State::Recovering {
@@ -245,6 +323,7 @@ impl Machine {
         }
         self.consecutive_failures = 0;
         self.streak_has_desync = false;
+        self.streak_has_inbound = false;
         self.first_failure_at = None;
         self.not_ready_since = None;
         self.last_success_at = Some(now);
@@ -267,6 +346,7 @@ impl Machine {
     ) {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         self.streak_has_desync |= outcome == Outcome::Desync;
+        self.streak_has_inbound |= outcome == Outcome::InboundMissing;
         self.first_failure_at.get_or_insert(ctx.now);
         let threshold = if self.streak_has_desync {
             ctx.policy.desync_confirmations
@@ -325,17 +405,30 @@ impl Machine {
                 );
             }
             _ => {
-                self.enter(
-                    State::Suspect,
-                    format!("canary failed ({streak})"),
-                    guard,
-                    ctx,
-                    fx,
-                );
-                fx.next = Some(Step {
-                    at: ctx.now.plus(ctx.policy.confirm_interval),
-                    action: Action::Probe,
-                });
+                if outcome == Outcome::InboundMissing {
+                    // Its own canary proves only the send path: the next
+                    // ring canary to it confirms (the shell asks for one).
+                    self.enter(
+                        State::Suspect,
+                        format!("ring canary not received ({streak})"),
+                        guard,
+                        ctx,
+                        fx,
+                    );
+                    fx.next = Some(self.periodic(ctx));
+                } else {
+                    self.enter(
+                        State::Suspect,
+                        format!("canary failed ({streak})"),
+                        guard,
+                        ctx,
+                        fx,
+                    );
+                    fx.next = Some(Step {
+                        at: ctx.now.plus(ctx.policy.confirm_interval),
+                        action: Action::Probe,
+                    });
+                }
             }
         }
     }

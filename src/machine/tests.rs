@@ -104,6 +104,7 @@ fn columns() -> Vec<(&'static str, Outcome)> {
         ("bad_canary_chat", BadCanaryChat),
         ("reachout_timelock", ReachoutTimelock),
         ("send_refused", SendRefused),
+        ("inbound_missing", InboundMissing),
     ]
 }
 
@@ -125,22 +126,22 @@ const PA: State = State::Paused;
 /// Columns as in [`columns`]:
 /// deliv desync sfail stuck | start stop fail sleep prov unrec | pair ban yellow |
 /// rate auth bad | unreach timeout | missing quota expired |
-/// ackerr unconf badchat timelock refused
+/// ackerr unconf badchat timelock refused | inbound_missing (like stuck)
 #[rustfmt::skip]
-fn table() -> Vec<(State, [State; 26])> {
+fn table() -> Vec<(State, [State; 27])> {
     vec![
-        (UN, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  UN, UN, UN,  UR, UR,  UN, UN, UN,  SU, UN, UN, UN, UN]),
-        (HE, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  HE, HE, HE,  UR, UR,  HE, HE, HE,  SU, HE, HE, HE, HE]),
-        (SU, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  SU, SU, SU,  UR, UR,  SU, SU, SU,  SU, SU, SU, SU, SU]),
-        (DE, [HE, RS, RS, RS,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  DE, DE, DE,  UR, UR,  DE, DE, DE,  RS, DE, DE, DE, DE]),
-        (RS, [RS, RS, RS, RS,  RS, RS, RS, RS, RS, RS,  RS, RS, RS,  RS, RS, RS,  RS, RS,  RS, RS, RS,  RS, RS, RS, RS, RS]),
-        (RC, [HE, DE, DE, DE,  RS, RS, RS, RS, RS, RS,  NP, BL, BL,  RC, UN, UN,  UR, UR,  UN, UN, UN,  DE, UN, UN, UN, UN]),
-        (NR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  NR, NR, NR,  UR, UR,  NR, NR, NR,  SU, NR, NR, NR, NR]),
-        (NP, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  NP, NP, NP,  UR, UR,  NP, NP, NP,  SU, NP, NP, NP, NP]),
-        (BL, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  BL, BL, BL,  UR, UR,  BL, BL, BL,  SU, BL, BL, BL, BL]),
-        (UR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  UR, UR, UR,  UR, UR,  UR, UR, UR,  SU, UR, UR, UR, UR]),
-        (ES, [HE, ES, ES, ES,  ES, ES, ES, ES, ES, ES,  NP, BL, BL,  ES, ES, ES,  UR, UR,  ES, ES, ES,  ES, ES, ES, ES, ES]),
-        (PA, [PA, PA, PA, PA,  PA, PA, PA, PA, PA, PA,  PA, PA, PA,  PA, PA, PA,  PA, PA,  PA, PA, PA,  PA, PA, PA, PA, PA]),
+        (UN, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  UN, UN, UN,  UR, UR,  UN, UN, UN,  SU, UN, UN, UN, UN, SU]),
+        (HE, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  HE, HE, HE,  UR, UR,  HE, HE, HE,  SU, HE, HE, HE, HE, SU]),
+        (SU, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  SU, SU, SU,  UR, UR,  SU, SU, SU,  SU, SU, SU, SU, SU, SU]),
+        (DE, [HE, RS, RS, RS,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  DE, DE, DE,  UR, UR,  DE, DE, DE,  RS, DE, DE, DE, DE, RS]),
+        (RS, [RS, RS, RS, RS,  RS, RS, RS, RS, RS, RS,  RS, RS, RS,  RS, RS, RS,  RS, RS,  RS, RS, RS,  RS, RS, RS, RS, RS, RS]),
+        (RC, [HE, DE, DE, DE,  RS, RS, RS, RS, RS, RS,  NP, BL, BL,  RC, UN, UN,  UR, UR,  UN, UN, UN,  DE, UN, UN, UN, UN, DE]),
+        (NR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  NR, NR, NR,  UR, UR,  NR, NR, NR,  SU, NR, NR, NR, NR, SU]),
+        (NP, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  NP, NP, NP,  UR, UR,  NP, NP, NP,  SU, NP, NP, NP, NP, SU]),
+        (BL, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  BL, BL, BL,  UR, UR,  BL, BL, BL,  SU, BL, BL, BL, BL, SU]),
+        (UR, [HE, SU, SU, SU,  NR, NR, RS, NR, NR, NR,  NP, BL, BL,  UR, UR, UR,  UR, UR,  UR, UR, UR,  SU, UR, UR, UR, UR, SU]),
+        (ES, [HE, ES, ES, ES,  ES, ES, ES, ES, ES, ES,  NP, BL, BL,  ES, ES, ES,  UR, UR,  ES, ES, ES,  ES, ES, ES, ES, ES, ES]),
+        (PA, [PA, PA, PA, PA,  PA, PA, PA, PA, PA, PA,  PA, PA, PA,  PA, PA, PA,  PA, PA,  PA, PA, PA,  PA, PA, PA, PA, PA, PA]),
     ]
 }
 
@@ -148,7 +149,7 @@ fn table() -> Vec<(State, [State; 26])> {
 fn table_covers_every_state() {
     let states: Vec<State> = table().iter().map(|(s, _)| *s).collect();
     assert_eq!(states, State::ALL);
-    assert_eq!(columns().len(), 26);
+    assert_eq!(columns().len(), 27);
 }
 
 #[test]
@@ -940,6 +941,164 @@ fn only_a_missing_discovered_session_is_retired() {
     ] {
         assert!(!other.retires(true), "{other:?}");
     }
+}
+
+#[test]
+fn an_inbound_streak_survives_delivered_canaries_and_is_healed_only_by_a_received_one() {
+    let mut r = Run::new(PolicyConfig::default());
+    let fx = r.at(10).probe(Outcome::InboundMissing);
+    assert_eq!(r.m.state, State::Suspect);
+    assert!(
+        r.m.reason
+            .contains("ring canary not received (inbound_missing 1/5)"),
+        "{}",
+        r.m.reason
+    );
+    // Its own canaries cannot confirm an inbound failure: no quick re-probe.
+    assert_eq!(
+        fx.next,
+        Some(Step {
+            at: t(12),
+            action: Action::Probe
+        })
+    );
+    // Its own canary is delivered: the send path works, the streak stays.
+    let fx = r.at(12).probe(Outcome::Delivered);
+    assert_eq!(r.m.state, State::Suspect);
+    assert!(fx.transitions.is_empty());
+    assert_eq!(r.m.consecutive_failures, 1);
+    for i in 2..=4 {
+        r.at(10 + i).probe(Outcome::InboundMissing);
+        r.at(10 + i).probe(Outcome::Delivered);
+        assert_eq!(r.m.state, State::Suspect, "after {i}");
+    }
+    let fx = r.at(20).probe(Outcome::InboundMissing);
+    assert!(fx.desync_confirmed);
+    assert_eq!(r.m.state, State::Restarting);
+    assert!(matches!(
+        fx.remediations.as_slice(),
+        [Remediation::Begin { reason }] if reason.starts_with("send failures confirmed (inbound_missing 5/5)")
+    ));
+    // The verification canary is delivered: not yet healed.
+    let fx = r.at(25).restart_cycle(Outcome::Delivered);
+    assert_eq!(r.m.state, State::Recovering);
+    assert!(fx.remediations.is_empty());
+    assert_eq!(fx.next.map(|s| s.action), Some(Action::Verify));
+    assert!(
+        r.m.reason.contains("waiting for the next ring canary"),
+        "{}",
+        r.m.reason
+    );
+    assert_eq!(r.g.in_flight, 1);
+    // The next ring canary reaches it: healed.
+    let fx = r.at(30).feed(Input::Received);
+    assert_eq!(r.m.state, State::Healthy);
+    assert_eq!(fx.recovered_after, Some(Duration::from_secs(20)));
+    assert!(matches!(
+        fx.remediations.as_slice(),
+        [Remediation::Finished {
+            result: RemediationResult::Healed,
+            ..
+        }]
+    ));
+    assert_eq!(r.g.in_flight, 0);
+    assert_eq!(
+        (r.m.consecutive_failures, r.m.streak_has_inbound),
+        (0, false)
+    );
+}
+
+#[test]
+fn an_inbound_restart_not_verified_by_any_ring_canary_gives_its_slot_back() {
+    let cfg = PolicyConfig {
+        send_failure_confirmations: 1,
+        ..PolicyConfig::default()
+    };
+    let mut r = Run::new(cfg);
+    r.at(10).probe(Outcome::InboundMissing);
+    assert_eq!(r.m.state, State::Restarting);
+    r.at(15).restart_cycle(Outcome::Delivered);
+    assert_eq!(r.m.state, State::Recovering);
+    let fx = r.at(30).probe(Outcome::Delivered);
+    assert_eq!(r.m.state, State::Unknown);
+    assert!(matches!(
+        fx.remediations.as_slice(),
+        [Remediation::Finished {
+            result: RemediationResult::NotHealed,
+            ..
+        }]
+    ));
+    assert_eq!(r.g.in_flight, 0);
+    // The streak is kept: the next miss asks for a restart again.
+    assert!(r.m.streak_has_inbound);
+    r.at(35).probe(Outcome::InboundMissing);
+    assert_eq!(r.m.state, State::Desynced, "{}", r.m.reason);
+    assert!(
+        r.m.reason.contains("restart waits: backoff"),
+        "{}",
+        r.m.reason
+    );
+    // A verification that misses the ring canary is a failed verification.
+    let mut r = Run::new(PolicyConfig {
+        send_failure_confirmations: 1,
+        ..PolicyConfig::default()
+    });
+    r.at(10).probe(Outcome::InboundMissing);
+    r.at(15).restart_cycle(Outcome::Delivered);
+    let fx = r.at(20).probe(Outcome::InboundMissing);
+    assert!(matches!(
+        fx.remediations.first(),
+        Some(Remediation::Finished {
+            result: RemediationResult::NotHealed,
+            ..
+        })
+    ));
+    assert_eq!(r.m.state, State::Desynced);
+}
+
+#[test]
+fn a_received_ring_canary_changes_nothing_unless_it_ends_an_inbound_streak() {
+    // Healthy, no streak: ignored, the schedule stays.
+    let mut r = Run::new(PolicyConfig::default());
+    let before = r.m.clone();
+    let fx = r.at(10).feed(Input::Received);
+    assert!(fx.ignored && fx.next.is_none());
+    assert_eq!(r.m, before);
+    // A send streak: receiving proves nothing about sending.
+    r.at(11).probe(Outcome::Desync);
+    let before = r.m.clone();
+    assert!(r.at(12).feed(Input::Received).ignored);
+    assert_eq!(r.m, before);
+    // An inbound streak below the threshold: back to healthy.
+    let mut r = Run::new(PolicyConfig::default());
+    r.at(10).probe(Outcome::InboundMissing);
+    let fx = r.at(11).feed(Input::Received);
+    assert!(!fx.ignored);
+    assert_eq!(r.m.state, State::Healthy);
+    assert_eq!(fx.transitions.len(), 1);
+    assert_eq!(r.m.consecutive_failures, 0);
+    // Paused or restarting: ignored.
+    for state in [State::Paused, State::Restarting] {
+        let (mut m, mut g) = machine_in(state, t(0));
+        m.streak_has_inbound = true;
+        let cfg = PolicyConfig::default();
+        let before = m.clone();
+        assert!(
+            m.step(Input::Received, &mut g, &ctx(t(0), &cfg)).ignored,
+            "{state}"
+        );
+        assert_eq!(m, before);
+    }
+    // Desynced by inbound misses, restart waiting: its delivered canary asks again.
+    let (mut m, mut g) = machine_in(State::Desynced, t(0));
+    m.streak_has_desync = false;
+    m.streak_has_inbound = true;
+    let cfg = PolicyConfig::default();
+    let fx = m.step(Input::Probe(Outcome::Delivered), &mut g, &ctx(t(0), &cfg));
+    assert_eq!(m.state, State::Restarting, "{}", m.reason);
+    assert!(
+        matches!(fx.remediations.as_slice(), [Remediation::Begin { reason }] if reason.contains("still not receiving"))
+    );
 }
 
 #[test]

@@ -151,6 +151,9 @@ impl Metrics {
         let _ = self
             .session_failures
             .remove_label_values(&[provider, session]);
+        let _ = self
+            .ring_inbound_failures
+            .remove_label_values(&[provider, session]);
         self.sessions
             .with_label_values(&[provider, state.as_str()])
             .dec();

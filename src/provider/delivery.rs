@@ -221,6 +221,103 @@ fn unreadable(reply: &Reply) -> String {
     ))
 }
 
+/// The user part of a chat id (`15550000001` of `15550000001@c.us` or
+/// `…@s.whatsapp.net`): engines write one user in several forms.
+fn user_of(chat: &str) -> &str {
+    chat.split('@').next().unwrap_or(chat)
+}
+
+/// Whether a text message from `from` containing `nonce` is in a list of
+/// messages read from a receiver (a ring canary seen). `from_of` and
+/// `text_of` pick the fields of one message; outgoing ones (`fromMe`) never
+/// count.
+fn list_has(
+    body: &str,
+    from: &str,
+    nonce: &str,
+    from_of: fn(&Value) -> Option<&str>,
+    text_of: fn(&Value) -> Option<&str>,
+) -> bool {
+    let Ok(Value::Array(items)) = serde_json::from_str::<Value>(body) else {
+        return false;
+    };
+    let want = user_of(from);
+    items.iter().any(|m| {
+        m.get("fromMe").and_then(Value::as_bool) != Some(true)
+            && from_of(m).is_some_and(|f| user_of(f) == want)
+            && text_of(m).is_some_and(|t| !nonce.is_empty() && t.contains(nonce))
+    })
+}
+
+/// WAHA `GET /api/{session}/chats/{chatId}/messages` (WAHA OpenAPI
+/// 2026.7.2: an array of `WAMessage`, `from`, `fromMe`, `body`): whether the
+/// ring canary with `nonce` from `from` is among them.
+pub fn waha_chat_has(body: &str, from: &str, nonce: &str) -> bool {
+    list_has(
+        body,
+        from,
+        nonce,
+        |m| m.get("from").and_then(Value::as_str),
+        |m| m.get("body").and_then(Value::as_str),
+    )
+}
+
+/// Green-API `lastIncomingMessages` (Green-API docs: an array of `{type:
+/// "incoming", idMessage, chatId, senderId, textMessage, …}`): whether the
+/// ring canary with `nonce` from `from` is among them.
+pub fn green_incoming_has(body: &str, from: &str, nonce: &str) -> bool {
+    list_has(
+        body,
+        from,
+        nonce,
+        |m| {
+            m.get("senderId")
+                .or_else(|| m.get("chatId"))
+                .and_then(Value::as_str)
+        },
+        |m| {
+            m.get("textMessage")
+                .or_else(|| m.pointer("/extendedTextMessage/text"))
+                .and_then(Value::as_str)
+        },
+    )
+}
+
+#[cfg(test)]
+mod ring_reads {
+    use super::*;
+
+    #[test]
+    fn a_ring_canary_is_found_by_sender_and_nonce_only() {
+        let waha = r#"[{"id":"false_15550000001@c.us_X","from":"15550000001@s.whatsapp.net","fromMe":false,"body":"wa-watchdog ring check ab12"},
+                      {"id":"true_x","from":"15550000002@c.us","fromMe":true,"body":"wa-watchdog ring check cd34"}]"#;
+        assert!(waha_chat_has(waha, "15550000001@c.us", "ab12"));
+        assert!(
+            !waha_chat_has(waha, "15550000009@c.us", "ab12"),
+            "another sender"
+        );
+        assert!(
+            !waha_chat_has(waha, "15550000002@c.us", "cd34"),
+            "our own message"
+        );
+        assert!(
+            !waha_chat_has(waha, "15550000001@c.us", ""),
+            "an empty nonce matches nothing"
+        );
+        for garbage in ["", "{}", "null", "[1,2]", "<html>", "[{\"from\":1}]"] {
+            assert!(
+                !waha_chat_has(garbage, "15550000001@c.us", "ab12"),
+                "{garbage}"
+            );
+        }
+        let green = r#"[{"type":"incoming","idMessage":"A","chatId":"15550000001@c.us","senderId":"15550000001@c.us","textMessage":"ring ab12"}]"#;
+        assert!(green_incoming_has(green, "15550000001@c.us", "ab12"));
+        assert!(!green_incoming_has(green, "15550000001@c.us", "zz99"));
+        let chat_only = r#"[{"chatId":"15550000001@c.us","textMessage":"ring ab12"}]"#;
+        assert!(green_incoming_has(chat_only, "15550000001@c.us", "ab12"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -442,6 +442,25 @@ impl GreenApiClient {
         }
     }
 
+    /// Whether an incoming message from `from` containing `nonce` is in the
+    /// instance's incoming journal (`GET lastIncomingMessages?minutes=N`,
+    /// Green-API docs "LastIncomingMessages": `chatId`, `senderId`,
+    /// `textMessage`; paced like the other journal calls, 1/s; the default
+    /// window of 24 hours).
+    pub async fn incoming_seen(
+        &self,
+        from: &str,
+        nonce: &str,
+        timeout: Duration,
+    ) -> Result<bool, Failure> {
+        let reply = self.exchange(Call::Incoming, None, timeout).await?;
+        Ok(crate::provider::delivery::green_incoming_has(
+            &reply.body,
+            from,
+            nonce,
+        ))
+    }
+
     /// Reboots the instance (`reboot`). Ok means `{"isReboot": true}`;
     /// `starting` follows for seconds to minutes, so poll [`Self::state`].
     pub async fn reboot(&self, timeout: Duration) -> Result<(), Failure> {

@@ -121,6 +121,8 @@ fn cases() -> Vec<(Call, u16, Body, &'static str, Option<Outcome>)> {
             None,
         ),
         (Message, 200, Raw(""), "journal read", None),
+        (Incoming, 200, Raw("[]"), "incoming journal read", None),
+        (Incoming, 200, Raw("garbage"), "incoming journal read", None),
         (
             Message,
             404,

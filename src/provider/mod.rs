@@ -301,6 +301,42 @@ impl Provider {
         }
     }
 
+    /// The session's own number (WAHA `me.id`, Green-API `wid`): where
+    /// the ring canaries to it go.
+    pub async fn own_number(&self, session: &str, timeout: Duration) -> Result<String, String> {
+        match self {
+            Provider::Waha(c) => match c.session(session, timeout).await {
+                Ok(info) => info
+                    .me
+                    .ok_or_else(|| format!("status {}: no me.id yet", info.status)),
+                Err(f) => Err(f.detail),
+            },
+            Provider::GreenApi(g) => g.wid(timeout).await.map_err(|f| f.detail),
+        }
+    }
+
+    /// Whether the ring canary with `nonce` from `from` reached `session`
+    /// (WAHA: its chat with `from`; Green-API: `lastIncomingMessages`).
+    pub async fn ring_seen(
+        &self,
+        session: &str,
+        from: &str,
+        nonce: &str,
+        timeout: Duration,
+    ) -> Result<bool, String> {
+        match self {
+            Provider::Waha(c) => c
+                .chat_has(session, from, nonce, 20, timeout)
+                .await
+                .map_err(|f| f.detail),
+            Provider::GreenApi(g) => g
+                .client
+                .incoming_seen(from, nonce, timeout)
+                .await
+                .map_err(|f| f.detail),
+        }
+    }
+
     /// Whether a queued canary is still in the provider's send queue
     /// (Green-API `showMessagesQueue`). WAHA has no queue: never queued.
     pub async fn still_queued(

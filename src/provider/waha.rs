@@ -301,6 +301,36 @@ impl WahaClient {
         }
     }
 
+    /// Whether the ring canary with `nonce` from `from` arrived in the
+    /// session's chat with `from`
+    /// (`GET /api/{session}/chats/{chatId}/messages?limit=N&downloadMedia=false`,
+    /// WAHA OpenAPI 2026.7.2, newest first).
+    pub async fn chat_has(
+        &self,
+        session: &str,
+        from: &str,
+        nonce: &str,
+        limit: u32,
+        timeout: Duration,
+    ) -> Result<bool, Failure> {
+        let mut url = self.url(&["api", session, "chats", from, "messages"]);
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string())
+            .append_pair("downloadMedia", "false");
+        let reply = http::send(self.request(reqwest::Method::GET, url, timeout))
+            .await
+            .map_err(Failure::transport)?;
+        if reply.status == 200 {
+            return Ok(delivery::waha_chat_has(&reply.body, from, nonce));
+        }
+        let c = classify(Call::Status, &reply, &self.signatures);
+        Err(Failure {
+            outcome: c.outcome.unwrap_or(Outcome::Unconfirmed),
+            http_status: Some(reply.status),
+            detail: c.detail,
+        })
+    }
+
     /// Restarts one session (`POST /api/sessions/{s}/restart`): stop + start,
     /// credentials kept. Ok means WAHA accepted it; WORKING comes later.
     pub async fn restart(&self, session: &str, timeout: Duration) -> Result<(), Failure> {

@@ -30,6 +30,23 @@ impl Scheduler {
                 self.on_discovered(provider, result).await;
                 return;
             }
+            JobDone::RingNumber {
+                ring,
+                member,
+                result,
+            } => {
+                self.ring_number(ring, member, result);
+                return;
+            }
+            JobDone::RingLook {
+                ring,
+                receiver,
+                nonce,
+                result,
+            } => {
+                self.ring_looked(ring, receiver, &nonce, result);
+                return;
+            }
             JobDone::Pruned { result } => {
                 self.prune_in_flight = false;
                 self.next_prune = self.clock.now().plus(super::PRUNE_EVERY);
@@ -68,6 +85,11 @@ impl Scheduler {
 
         let action = key.action;
         let mut due = key.due;
+        if let Output::Probe(report) = &output
+            && current
+        {
+            self.ring_sent(p, &name, report, started);
+        }
         let input = match output {
             Output::Probe(report) if current && report.pending_ack.is_some() => {
                 // Queued is not delivered: confirm before the machine hears of it.
@@ -105,6 +127,7 @@ impl Scheduler {
                     return;
                 };
                 due = pending.due;
+                self.ring_sender_decided(p, &name, &pending.canary.message_id, report.outcome);
                 self.observe_verdict(p, &name, &verdict, report.outcome);
                 self.record_probe(
                     p,
@@ -324,6 +347,7 @@ impl Scheduler {
         self.save(p, name).await;
         // A restart that began took a budget token.
         self.publish_budget(p, now);
+        self.ring_after_input(p, name);
         fx
     }
 
@@ -508,11 +532,18 @@ impl Scheduler {
         }
     }
 
+    /// The outage rule now (a ring's provider inbound outage changed).
+    pub(super) fn update_outage_now(&mut self, p: usize, now: Timestamp) {
+        self.update_outage(p, now);
+    }
+
     /// The outage rule over this provider's sessions (paused ones do not
-    /// count), from the counts kept per state: O(1), not a walk.
+    /// count), from the counts kept per state: O(1), not a walk; or several
+    /// of its ring members missing their ring canaries together.
     fn update_outage(&mut self, p: usize, now: Timestamp) {
         let pr = &mut self.providers[p];
-        let count = health::outage(pr.sessions.counts(), &pr.cfg.policy);
+        let mut count = health::outage(pr.sessions.counts(), &pr.cfg.policy);
+        count.outage |= pr.inbound_outage;
         pr.guard.in_outage = count.outage;
         if count.outage != pr.health.outage {
             if count.outage {

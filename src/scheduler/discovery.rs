@@ -135,6 +135,8 @@ impl Scheduler {
                 remediation_id: None,
                 pending_ack: None,
                 unconfirmed_logged: false,
+                ring_send: None,
+                canary_chat: None,
             },
         );
         let provider = pr.cfg.name.clone();

@@ -37,6 +37,7 @@ impl Scheduler {
         let Some(report) = verdict.report(&pending.canary) else {
             return false;
         };
+        self.ring_sender_decided(p, session, message_id, report.outcome);
         self.observe_verdict(p, session, &verdict, report.outcome);
         self.record_probe(
             p,

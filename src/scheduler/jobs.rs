@@ -30,6 +30,24 @@ pub enum Job {
     },
     /// Delete probe records older than `before`.
     Prune { before: Timestamp },
+    /// Read ring member `member`'s own number.
+    RingNumber {
+        ring: usize,
+        member: usize,
+        session: String,
+        timeout: Duration,
+        client: Provider,
+    },
+    /// Read ring member `receiver`'s chat with `from` for `nonce`.
+    RingLook {
+        ring: usize,
+        receiver: usize,
+        nonce: String,
+        from: String,
+        session: String,
+        timeout: Duration,
+        client: Provider,
+    },
 }
 
 /// Who a job in flight belongs to (freed again if the job panics).
@@ -38,6 +56,7 @@ pub enum Owner {
     Session { provider: usize, session: String },
     Discovery { provider: usize },
     Prune,
+    Ring { ring: usize, member: usize },
 }
 
 impl Job {
@@ -51,6 +70,14 @@ impl Job {
                 provider: *provider,
             },
             Job::Prune { .. } => Owner::Prune,
+            Job::RingNumber { ring, member, .. } => Owner::Ring {
+                ring: *ring,
+                member: *member,
+            },
+            Job::RingLook { ring, receiver, .. } => Owner::Ring {
+                ring: *ring,
+                member: *receiver,
+            },
         }
     }
 }
@@ -118,6 +145,17 @@ pub enum JobDone {
     Pruned {
         result: Result<u64, StoreError>,
     },
+    RingNumber {
+        ring: usize,
+        member: usize,
+        result: Result<String, String>,
+    },
+    RingLook {
+        ring: usize,
+        receiver: usize,
+        nonce: String,
+        result: Result<bool, String>,
+    },
 }
 
 /// Runs one job to completion.
@@ -146,6 +184,34 @@ pub async fn run(job: Job, store: Store, clock: Clock) -> JobDone {
         Job::Prune { before } => JobDone::Pruned {
             result: store.prune_history(before).await,
         },
+        Job::RingNumber {
+            ring,
+            member,
+            session,
+            timeout,
+            client,
+        } => JobDone::RingNumber {
+            ring,
+            member,
+            result: client.own_number(&session, timeout).await,
+        },
+        Job::RingLook {
+            ring,
+            receiver,
+            nonce,
+            from,
+            session,
+            timeout,
+            client,
+        } => {
+            let result = client.ring_seen(&session, &from, &nonce, timeout).await;
+            JobDone::RingLook {
+                ring,
+                receiver,
+                nonce,
+                result,
+            }
+        }
     }
 }
 

@@ -26,6 +26,7 @@ mod jobs;
 mod maintenance;
 mod persist;
 mod reload;
+mod ring;
 mod run;
 mod webhooks;
 
@@ -146,6 +147,10 @@ struct SessionRt {
     /// "Cannot be confirmed" was logged for this session (once, until a
     /// canary is confirmed again).
     unconfirmed_logged: bool,
+    /// The ring canary of the probe in flight (None: a self-canary).
+    ring_send: Option<ring::RingSend>,
+    /// The chat of the last canary sent (None: its own), for its look.
+    canary_chat: Option<String>,
 }
 
 /// A discovered session absent from the provider's recent session lists.
@@ -183,6 +188,9 @@ struct ProviderRt {
     /// A restart intent could not be written (logged once per episode).
     intent_failing: bool,
     health: Health,
+    /// Several of its ring members miss their ring canaries together
+    /// (`crate::ring`): an outage like an unreachable provider.
+    inbound_outage: bool,
     /// Removed by a reload: the slot stays (heap entries and jobs in flight
     /// name providers by index) but no lookup by name finds it, it has no
     /// sessions, and results of its jobs still in flight are dropped.
@@ -204,6 +212,7 @@ impl ProviderRt {
             list_suspect: false,
             intent_failing: false,
             health: Health::default(),
+            inbound_outage: false,
             removed: false,
         }
     }
@@ -242,6 +251,8 @@ pub struct Scheduler {
     maintenance: maintenance::MaintenanceRt,
     /// Events from the webhook receiver, if one is attached.
     webhooks: Option<tokio::sync::mpsc::Receiver<crate::webhooks::Queued>>,
+    /// `[[ring]]` rings (fixed at build; a reload keeps them).
+    rings: Vec<ring::RingRt>,
 }
 
 /// How the scheduler is built: the parts that differ between production,
@@ -267,7 +278,9 @@ impl Scheduler {
         } = parts;
         let now = clock.now();
         let mut providers = Vec::with_capacity(config.providers.len());
-        for pc in &config.providers {
+        let mut provider_cfgs = config.providers.clone();
+        ring::apply_intervals(&mut provider_cfgs, &config.rings);
+        for pc in &provider_cfgs {
             let client = Provider::from_config(pc)
                 .map_err(|e| anyhow::anyhow!("provider \"{}\": {e}", pc.name))?;
             providers.push(ProviderRt::new(pc.clone(), client, now));
@@ -296,7 +309,20 @@ impl Scheduler {
             prune_in_flight: false,
             maintenance: maintenance::MaintenanceRt::new(config.maintenance.clone(), now),
             webhooks: None,
+            rings: config
+                .rings
+                .iter()
+                .map(|r| ring::RingRt::new(r.clone(), now))
+                .collect(),
         };
+        for r in &config.rings {
+            let members: Vec<(String, String)> = r
+                .members
+                .iter()
+                .map(|m| (m.provider.clone(), m.session.clone()))
+                .collect();
+            s.metrics.add_ring(&r.name, &members);
+        }
         for p in &s.providers {
             s.metrics.add_provider(&p.cfg.name);
         }
@@ -369,7 +395,8 @@ impl Scheduler {
             .min();
         let prune = (!self.prune_in_flight).then_some(self.next_prune);
         let maintenance = self.maintenance.next_check();
-        [heap, discovery, prune, maintenance]
+        let ring = self.ring_next_due();
+        [heap, discovery, prune, maintenance, ring]
             .into_iter()
             .flatten()
             .min()

@@ -63,6 +63,8 @@ pub(super) fn machine(rec: &SessionRecord) -> Result<Machine, String> {
         reason: rec.state_reason.clone(),
         consecutive_failures: rec.consecutive_failures,
         streak_has_desync: rec.streak_has_desync,
+        // Not stored (see `Machine::streak_has_inbound`).
+        streak_has_inbound: false,
         first_failure_at: rec.first_failure_at,
         last_success_at: rec.last_success_at,
         last_outcome,
@@ -245,6 +247,8 @@ impl Scheduler {
                 remediation_id,
                 pending_ack: None,
                 unconfirmed_logged: false,
+                ring_send: None,
+                canary_chat: None,
             },
         );
         self.schedule(p, &rec.session, step);

@@ -292,6 +292,8 @@ impl Scheduler {
             JobDone::Session { key, .. } => key.provider,
             JobDone::Discovery { provider, .. } => *provider,
             JobDone::Pruned { .. } => return false, // a store job: no provider
+            // Ring jobs name members; a member whose provider is gone is skipped.
+            JobDone::RingNumber { .. } | JobDone::RingLook { .. } => return false,
         };
         let Some(pr) = self.providers.get_mut(p) else {
             return true;

@@ -187,6 +187,7 @@ impl Scheduler {
     async fn start_due(&mut self) {
         let now = self.clock.now();
         self.publish_budgets(now);
+        self.ring_round(now).await;
         // Windows first, so a session about to be paused is not probed.
         if self.maintenance.next_check().is_some_and(|at| at <= now) {
             self.run_maintenance(now).await;
@@ -210,6 +211,7 @@ impl Scheduler {
             }
             let action = s.next.map(|st| st.action).unwrap_or(Action::Probe);
             match action {
+                Action::Ring => {}
                 Action::Resume => {
                     self.apply_input(due.provider, &due.session, Input::Resume, due.at)
                         .await;
@@ -249,7 +251,7 @@ impl Scheduler {
         }
     }
 
-    fn spawn(&mut self, job: Job) {
+    pub(super) fn spawn(&mut self, job: Job) {
         let owner = job.owner();
         let handle = self
             .jobs
@@ -304,6 +306,17 @@ impl Scheduler {
 
     fn spawn_session_job(&mut self, p: usize, name: &str, due: Timestamp) {
         let nonce = format!("{:08x}", self.rng.random::<u32>());
+        let probing = self.providers[p]
+            .sessions
+            .get(name)
+            .and_then(|s| s.next)
+            .is_some_and(|st| matches!(st.action, Action::Probe | Action::Verify));
+        // A ring member's canary goes to the next member's own number.
+        let ring = if probing {
+            self.ring_target(p, name)
+        } else {
+            None
+        };
         let pr = &mut self.providers[p];
         let Some(s) = pr.sessions.get_mut(name) else {
             return;
@@ -311,23 +324,31 @@ impl Scheduler {
         let Some(step) = s.next else { return };
         let timeout = pr.cfg.canary.timeout;
         let work = match step.action {
-            Action::Probe | Action::Verify => Work::Probe {
-                chat: match pr.cfg.chat_for(name) {
-                    ChatTarget::SelfChat => None,
-                    ChatTarget::Id(id) => Some(id),
-                },
-                text: pr.cfg.canary.render_text(&nonce),
-                timeout,
-                confirm: pr.cfg.canary.confirm,
-            },
+            Action::Probe | Action::Verify => {
+                let (chat, text) = match &ring {
+                    Some(r) => (Some(r.chat.clone()), r.text.clone()),
+                    None => (
+                        match pr.cfg.chat_for(name) {
+                            ChatTarget::SelfChat => None,
+                            ChatTarget::Id(id) => Some(id),
+                        },
+                        pr.cfg.canary.render_text(&nonce),
+                    ),
+                };
+                s.canary_chat = chat.clone();
+                s.ring_send = ring;
+                Work::Probe {
+                    chat,
+                    text,
+                    timeout,
+                    confirm: pr.cfg.canary.confirm,
+                }
+            }
             Action::PollStatus => Work::Status { timeout },
             Action::ConfirmAck => match &s.pending_ack {
                 Some(p) => Work::ConfirmAck {
                     message_id: p.canary.message_id.clone(),
-                    chat: match pr.cfg.chat_for(name) {
-                        ChatTarget::SelfChat => None,
-                        ChatTarget::Id(id) => Some(id),
-                    },
+                    chat: s.canary_chat.clone(),
                     timeout,
                 },
                 None => return,
@@ -337,7 +358,7 @@ impl Scheduler {
             Action::Restart => Work::Restart {
                 timeout: pr.cfg.policy.restart_call_timeout,
             },
-            Action::Resume => return,
+            Action::Resume | Action::Ring => return,
         };
         s.in_flight = true;
         s.probe_slot = step.action != Action::Restart;
@@ -411,6 +432,10 @@ impl Scheduler {
             }
             Owner::Prune => {
                 self.prune_in_flight = false;
+                return;
+            }
+            owner @ Owner::Ring { .. } => {
+                self.ring_job_lost(&owner);
                 return;
             }
         };

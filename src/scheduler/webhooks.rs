@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::Scheduler;
 use crate::events::Event;
 use crate::machine::{Action, Input, Step};
-use crate::webhooks::{Effect, Evidence, Queued, rules};
+use crate::webhooks::{Body, Effect, Evidence, Queued, rules};
 
 impl Scheduler {
     /// Connects the receiver's queue ([`crate::webhooks::Receiver::new`]).
@@ -45,6 +45,25 @@ impl Scheduler {
         let name = event.session.clone();
         if !self.providers[p].sessions.contains_key(&name) {
             self.metrics.webhook_ignored(&provider, "unknown_session");
+            return;
+        }
+        // An inbound message may be a ring canary reaching this member.
+        let inbound = match &event.body {
+            Body::Message {
+                from,
+                text: Some(t),
+                ..
+            }
+            | Body::Incoming {
+                from,
+                text: Some(t),
+                ..
+            } => Some((from.clone(), t.clone())),
+            _ => None,
+        };
+        if let Some((from, text)) = inbound
+            && self.ring_seen(p, &name, from.as_deref(), &text, "webhook")
+        {
             return;
         }
         let pending = self.pending_canary(p, &name);

@@ -150,6 +150,9 @@ pub struct GreenSimOptions {
     /// How long after `sendMessage` a message appears in the journal
     /// (`getMessage`); the docs allow up to 2 minutes.
     pub journal_lag: Duration,
+    /// The network messages to other numbers go through (shared with other
+    /// simulators for rings across them); None: a network of its own.
+    pub network: Option<crate::sim::network::Network>,
     /// Where to push `outgoingMessageStatus` and `stateInstanceChanged`
     /// (None: nowhere; [`GreenSimControl::set_webhook`] changes it at run
     /// time).
@@ -164,6 +167,7 @@ impl GreenSimOptions {
             reboot_starting_for: DEFAULT_REBOOT_STARTING_FOR,
             queue_drain_after: DEFAULT_QUEUE_DRAIN_AFTER,
             journal_lag: Duration::ZERO,
+            network: None,
             webhook: None,
         }
     }
@@ -181,6 +185,7 @@ struct Shared {
     journal_lag: Duration,
     hooks: SimHooks,
     inner: Mutex<Inner>,
+    network: crate::sim::network::Network,
 }
 
 impl Shared {
@@ -221,6 +226,7 @@ impl Shared {
             reboot_starting_for: opts.reboot_starting_for,
             queue_drain_after: opts.queue_drain_after,
             journal_lag: opts.journal_lag,
+            network: opts.network.unwrap_or_default(),
             inner: Mutex::new(Inner {
                 instances,
                 calls: Vec::new(),
@@ -437,7 +443,45 @@ fn answer(
             None => json_reply(200, &Value::Null),
         },
         ApiMethod::GetSettings => json_reply(200, &settings(&inst.wid)),
-        ApiMethod::SendMessage => send_message(inst, now, &req.body),
+        ApiMethod::SendMessage => {
+            let before = inst.messages.len();
+            let resp = send_message(inst, now, &req.body);
+            if inst.messages.len() > before
+                && let Some(m) = inst.messages.last()
+                && m.status != MessageStatus::Dropped
+            {
+                shared
+                    .network
+                    .deliver(&inst.wid, &m.chat_id, &m.text, &m.id_message, now);
+            }
+            resp
+        }
+        ApiMethod::LastIncomingMessages => {
+            // Green-API docs, lastIncomingMessages: the instance's incoming
+            // messages (default: the last 24 hours), here from the network.
+            let since = now.minus(Duration::from_secs(24 * 3600));
+            let items: Vec<Value> = shared
+                .network
+                .inbox(&inst.wid, now)
+                .into_iter()
+                .filter(|m| m.visible_at >= since)
+                .rev()
+                .map(|m| {
+                    json!({
+                        "type": "incoming",
+                        "idMessage": m.id,
+                        "timestamp": m.sent_at.as_millis().div_euclid(1000),
+                        "typeMessage": "textMessage",
+                        "chatId": m.from,
+                        "senderId": m.from,
+                        "senderName": "",
+                        "senderContactName": "",
+                        "textMessage": m.text,
+                    })
+                })
+                .collect();
+            json_reply(200, &Value::Array(items))
+        }
         ApiMethod::ShowMessagesQueue => {
             let items: Vec<Value> = inst
                 .messages
@@ -457,6 +501,7 @@ fn answer(
         ApiMethod::GetMessage => journal::get_message(inst, now, shared.journal_lag, &req.body),
         ApiMethod::Reboot => {
             inst.reboot(now, shared.reboot_starting_for);
+            shared.network.restarted(&inst.wid);
             json_reply(200, &json!({ "isReboot": true }))
         }
         ApiMethod::Logout => {

@@ -11,6 +11,7 @@
 
 pub mod green_api;
 pub mod hostile;
+pub mod network;
 pub mod waha;
 pub mod webhooks;
 

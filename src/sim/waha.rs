@@ -96,6 +96,9 @@ pub struct WahaSimOptions {
     pub read_back: ReadBack,
     /// How SessionInfo writes `presence`.
     pub presence: PresenceForm,
+    /// The network messages to other numbers go through (shared with other
+    /// simulators for rings across them); None: a network of its own.
+    pub network: Option<crate::sim::network::Network>,
     /// Where to push `message.ack` and `session.status` (None: nowhere;
     /// [`SimControl::set_webhook`] changes it at run time).
     pub webhook: Option<HookTarget>,
@@ -115,6 +118,7 @@ impl Default for WahaSimOptions {
             ack_device_after: Duration::from_secs(1),
             read_back: ReadBack::Supported,
             presence: PresenceForm::Object,
+            network: None,
             webhook: None,
         }
     }
@@ -165,6 +169,7 @@ struct Shared {
     /// check the daemon's per-provider concurrency bound with it).
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    network: crate::sim::network::Network,
 }
 
 /// Counts one request in flight for as long as it lives.
@@ -211,6 +216,7 @@ impl Shared {
             started: now,
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            network: opts.network.unwrap_or_default(),
         }))
     }
 }
@@ -310,6 +316,9 @@ async fn route(shared: &Shared, inc: &Incoming, segs: &[&str]) -> Response {
         ("GET", ["api", session, "chats", chat, "messages", id]) => {
             read_back(shared, inc, session, chat, id)
         }
+        ("GET", ["api", session, "chats", chat, "messages"]) => {
+            chat_messages(shared, inc, session, chat)
+        }
         (method, _) => bodies::route_not_found(method, &inc.url),
     }
 }
@@ -391,10 +400,14 @@ fn start_reply(shared: &Shared, name: &str) -> Response {
         );
     }
     match started {
-        Ok(s) => json_response(
-            StatusCode::CREATED,
-            &bodies::session_info(name, &s, shared.settings.view(now), true),
-        ),
+        Ok(s) => {
+            // A restart brings a dead inbound back (WAHA #1931's workaround).
+            shared.network.restarted(&s.me_id);
+            json_response(
+                StatusCode::CREATED,
+                &bodies::session_info(name, &s, shared.settings.view(now), true),
+            )
+        }
         // Deleted while the restart waited.
         Err(_) => bodies::session_not_found(),
     }
@@ -573,8 +586,10 @@ async fn send_text(shared: &Shared, inc: &Incoming) -> Response {
                 session: name.to_owned(),
                 chat_id: chat_id.to_owned(),
                 text: text.to_owned(),
-                id,
+                id: id.clone(),
             });
+            drop(st);
+            shared.network.deliver(&me_id, chat_id, text, &id, now);
             resp
         }
     }
@@ -605,6 +620,46 @@ fn read_back(shared: &Shared, inc: &Incoming, session: &str, chat: &str, id: &st
         Some(m) if m.session == session && m.chat == chat => acks::message_reply(&id, m, now),
         _ => acks::message_not_found(),
     }
+}
+
+/// `GET /api/{session}/chats/{chatId}/messages?limit=N&downloadMedia=false`
+/// (WAHA OpenAPI 2026.7.2): the chat's messages, newest first; here the
+/// ones the session received from `chat` through the network.
+fn chat_messages(shared: &Shared, inc: &Incoming, session: &str, chat: &str) -> Response {
+    if let Some(resp) = acks::unsupported(shared.settings.read_back, &inc.method, &inc.url) {
+        return resp;
+    }
+    let session = crate::sim::percent_decode(session);
+    let chat = messages::canonical_chat(&crate::sim::percent_decode(chat));
+    let limit = match inc.query_value("limit") {
+        None => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) => n,
+            Err(_) => return bodies::validation_failed(&["limit must be a number"]),
+        },
+    };
+    let now = shared.clock.now();
+    let me = {
+        let mut st = lock(&shared.state);
+        match st.send_readiness(&session, now) {
+            Some(SendDecision::NotWorking(status)) => {
+                return bodies::status_not_expected(&session, status);
+            }
+            Some(_) => return bodies::session_not_running(&session),
+            None => {}
+        }
+        match st.session(&session, now) {
+            Some(s) => s.me_id.clone(),
+            None => return bodies::session_not_running(&session),
+        }
+    };
+    let received: Vec<_> = shared
+        .network
+        .inbox(&me, now)
+        .into_iter()
+        .filter(|m| m.from == chat)
+        .collect();
+    acks::chat_messages_reply(&me, &received, limit)
 }
 
 /// Pushes `message.ack` as the ack of a sent message moves on the

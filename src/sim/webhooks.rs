@@ -261,6 +261,47 @@ impl HookSender {
         .await
     }
 
+    /// WAHA `message`: an inbound text from `from` (a ring canary reaching
+    /// `session`).
+    pub async fn waha_message(
+        &self,
+        session: &str,
+        message_id: &str,
+        from: &str,
+        body: &str,
+    ) -> reqwest::Result<u16> {
+        self.waha(
+            session,
+            "message",
+            json!({
+                "id": message_id, "from": from, "fromMe": false, "body": body,
+                "hasMedia": false, "ack": 2, "ackName": "DEVICE", "_data": {},
+            }),
+        )
+        .await
+    }
+
+    /// Green-API `incomingMessageReceived`: a text from `from`.
+    pub async fn green_incoming_from(
+        &self,
+        id_instance: &str,
+        id_message: &str,
+        from: &str,
+        text: &str,
+    ) -> reqwest::Result<u16> {
+        let mut body = self.green_envelope("incomingMessageReceived", id_instance);
+        body["idMessage"] = json!(id_message);
+        body["senderData"] = json!({
+            "chatId": from, "sender": from,
+            "chatName": "", "senderName": "Ring", "senderContactName": "",
+        });
+        body["messageData"] = json!({
+            "typeMessage": "textMessage",
+            "textMessageData": {"textMessage": text},
+        });
+        self.send(body).await
+    }
+
     /// Green-API `stateInstanceChanged`.
     pub async fn green_state(&self, id_instance: &str, state: &str) -> reqwest::Result<u16> {
         let mut body = self.green_envelope("stateInstanceChanged", id_instance);

@@ -30,6 +30,10 @@ use serde_json::Value;
 /// ones are malformed, so the de-duplication window stays bounded in bytes.
 pub const MAX_ID_LEN: usize = 256;
 
+/// Longest message text kept from an inbound message (characters): enough
+/// for a ring canary's nonce; a longer message is cut, never rejected.
+pub const MAX_TEXT_LEN: usize = 1024;
+
 /// A Green-API error marker in an incoming message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Marker {
@@ -79,8 +83,13 @@ pub enum Body {
         ack: i64,
         ack_name: Option<String>,
     },
-    /// WAHA `message` (inbound).
-    Message { message_id: String },
+    /// WAHA `message` (inbound): `payload.from` (the sender's chat id) and
+    /// `payload.body` (the text, cut at [`MAX_TEXT_LEN`]) when present.
+    Message {
+        message_id: String,
+        from: Option<String>,
+        text: Option<String>,
+    },
     /// Green-API `stateInstanceChanged`.
     InstanceState { state: String },
     /// Green-API `outgoingMessageStatus`.
@@ -90,9 +99,14 @@ pub enum Body {
         description: Option<String>,
     },
     /// Green-API `incomingMessageReceived`.
+    /// `senderData.sender` (or `chatId`) and the text
+    /// (`textMessageData.textMessage` or `extendedTextMessageData.text`, cut
+    /// at [`MAX_TEXT_LEN`]) when present.
     Incoming {
         message_id: String,
         marker: Option<Marker>,
+        from: Option<String>,
+        text: Option<String>,
     },
     /// Any other type: authenticated, counted, ignored.
     Other,
@@ -158,6 +172,8 @@ pub fn parse_waha(
         },
         "message" => Body::Message {
             message_id: message_id(payload)?.ok_or_else(|| missing("payload.id"))?,
+            from: string(payload, "from")?,
+            text: text(payload, "body"),
         },
         _ => Body::Other,
     };
@@ -205,9 +221,11 @@ pub fn parse_green_api(body: &[u8]) -> Result<Event, ParseError> {
             let data = v.get("messageData").unwrap_or(&Value::Null);
             let text = data
                 .get("textMessageData")
-                .map(|t| string(t, "textMessage"))
-                .transpose()?
-                .flatten();
+                .and_then(|t| text(t, "textMessage"))
+                .or_else(|| {
+                    data.get("extendedTextMessageData")
+                        .and_then(|t| text(t, "text"))
+                });
             let url = data
                 .get("fileMessageData")
                 .map(|f| string(f, "downloadUrl"))
@@ -222,9 +240,16 @@ pub fn parse_green_api(body: &[u8]) -> Result<Event, ParseError> {
                         .and_then(Marker::from_field)
                         .filter(|m| *m == Marker::Swe002)
                 });
+            let sender = v.get("senderData").unwrap_or(&Value::Null);
+            let from = match string(sender, "sender")? {
+                Some(f) => Some(f),
+                None => string(sender, "chatId")?,
+            };
             Body::Incoming {
                 message_id: id.clone().ok_or_else(|| missing("idMessage"))?,
                 marker,
+                from,
+                text,
             }
         }
         _ => Body::Other,
@@ -270,6 +295,15 @@ fn string(v: &Value, field: &str) -> Result<Option<String>, ParseError> {
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => bounded(s.clone(), field).map(Some),
         Some(_) => Err(bad(field, "a string")),
+    }
+}
+
+/// A message text, cut at [`MAX_TEXT_LEN`] characters; anything but a
+/// non-empty string is no text.
+fn text(v: &Value, field: &str) -> Option<String> {
+    match v.get(field) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.chars().take(MAX_TEXT_LEN).collect()),
+        _ => None,
     }
 }
 
@@ -354,7 +388,9 @@ mod tests {
         assert_eq!(
             e.body,
             Body::Message {
-                message_id: "m1".into()
+                message_id: "m1".into(),
+                from: None,
+                text: Some("hi".into()),
             }
         );
         let e = waha(
@@ -491,15 +527,45 @@ mod tests {
             (r#"{"typeMessage":"imageMessage"}"#, None),
         ];
         for (data, marker) in cases {
-            assert_eq!(
-                incoming(data),
+            match incoming(data) {
                 Body::Incoming {
-                    message_id: "F7".into(),
-                    marker
-                },
-                "{data}"
-            );
+                    message_id,
+                    marker: m,
+                    from,
+                    ..
+                } => {
+                    assert_eq!((message_id.as_str(), m), ("F7", marker), "{data}");
+                    assert_eq!(from.as_deref(), Some("7@c.us"), "{data}");
+                }
+                other => panic!("{data}: {other:?}"),
+            }
         }
+    }
+
+    #[test]
+    fn inbound_messages_carry_sender_and_text_and_long_texts_are_cut_not_rejected() {
+        let long = "x".repeat(5000);
+        let e = parse_green_api(format!(r#"{{"typeWebhook":"incomingMessageReceived","instanceData":{{"idInstance":1}},"timestamp":1,"idMessage":"F7","senderData":{{"chatId":"7@c.us","sender":"8@c.us"}},"messageData":{{"typeMessage":"textMessage","textMessageData":{{"textMessage":"ring ab12 {long}"}}}}}}"#).as_bytes()).expect("a long text is fine");
+        match e.body {
+            Body::Incoming { from, text, .. } => {
+                assert_eq!(from.as_deref(), Some("8@c.us"));
+                let text = text.expect("text");
+                assert!(text.starts_with("ring ab12"));
+                assert_eq!(text.chars().count(), MAX_TEXT_LEN);
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = parse_green_api(br#"{"typeWebhook":"incomingMessageReceived","instanceData":{"idInstance":1},"timestamp":1,"idMessage":"F8","senderData":{"chatId":"7@c.us"},"messageData":{"typeMessage":"extendedTextMessage","extendedTextMessageData":{"text":"ring cd34"}}}"#).unwrap();
+        assert!(matches!(e.body, Body::Incoming { text: Some(t), .. } if t == "ring cd34"));
+        let e = parse_waha(br#"{"id":"evt_1","timestamp":1,"event":"message","session":"a","payload":{"id":"false_1@c.us_X","from":"15550000001@c.us","fromMe":false,"body":"ring ab12"}}"#, None, None).unwrap();
+        assert_eq!(
+            e.body,
+            Body::Message {
+                message_id: "false_1@c.us_X".into(),
+                from: Some("15550000001@c.us".into()),
+                text: Some("ring ab12".into()),
+            }
+        );
     }
 
     #[test]

@@ -121,6 +121,10 @@ struct Hook {
     provider: ProviderConfig,
     seen: Mutex<SeenIds>,
     queued: Arc<AtomicUsize>,
+    /// The fixed part of the text of each ring this provider's sessions are
+    /// members of: an inbound message containing one may be a ring canary
+    /// and goes to the scheduler; other inbound messages are passive.
+    ring_marks: Vec<String>,
 }
 
 impl Hook {
@@ -153,6 +157,19 @@ impl Receiver {
                     provider: p.clone(),
                     seen: Mutex::new(SeenIds::new(p.webhook.replay_window, SEEN_IDS_PER_PROVIDER)),
                     queued: Arc::new(AtomicUsize::new(0)),
+                    ring_marks: config
+                        .rings
+                        .iter()
+                        .filter(|r| r.members.iter().any(|m| m.provider == p.name))
+                        .filter_map(|r| {
+                            r.text
+                                .split(crate::config::NONCE_PLACEHOLDER)
+                                .map(str::trim)
+                                .max_by_key(|part| part.len())
+                                .filter(|part| !part.is_empty())
+                                .map(str::to_string)
+                        })
+                        .collect(),
                 },
             );
         }
@@ -308,7 +325,14 @@ impl Receiver {
             );
             return Reply::ignored(e.reason());
         }
-        if rules::is_passive(&event.body) {
+        let ring_canary = match &event.body {
+            crate::webhooks::Body::Message { text: Some(t), .. }
+            | crate::webhooks::Body::Incoming { text: Some(t), .. } => {
+                hook.ring_marks.iter().any(|m| t.contains(m.as_str()))
+            }
+            _ => false,
+        };
+        if rules::is_passive(&event.body) && !ring_canary {
             m.webhook_event(name, &event.event_type);
             let reason = match rules::decide(&event.body, None).first() {
                 Some(rules::Effect::Ignore(r)) => r,

@@ -299,6 +299,8 @@ mod tests {
         let incoming = |m| Body::Incoming {
             message_id: "F7".into(),
             marker: m,
+            from: None,
+            text: None,
         };
         assert_eq!(
             decide(&incoming(Some(Marker::Swe001)), None),
@@ -348,10 +350,14 @@ mod tests {
             out("C1", "failed", None),
             Body::Message {
                 message_id: "C1".into(),
+                from: None,
+                text: None,
             },
             Body::Incoming {
                 message_id: "C1".into(),
                 marker: Some(Marker::Swe003),
+                from: None,
+                text: None,
             },
             Body::Other,
         ];

@@ -20,6 +20,7 @@ mod maintenance;
 mod monitoring_e2e;
 mod operator_cli;
 mod reload;
+mod ring;
 mod sim_green_api;
 mod sim_waha;
 mod status_page;

@@ -123,6 +123,11 @@ async fn perform(client: &GreenApiClient, call: Call) -> Seen {
             debug = format!("{r:?}");
             seen_of(r, "reboot accepted")
         }
+        Call::Incoming => {
+            let r = client.incoming_seen(WID, "ab12", TIMEOUT).await;
+            debug = format!("{r:?}");
+            seen_of(r, "incoming journal read")
+        }
         Call::Message => {
             let e = client
                 .get_message(WID, "3EB0C767D097B7C7C030", TIMEOUT)
@@ -184,6 +189,7 @@ fn api(call: Call) -> ApiMethod {
         Call::Queue => ApiMethod::ShowMessagesQueue,
         Call::Reboot => ApiMethod::Reboot,
         Call::Message => ApiMethod::GetMessage,
+        Call::Incoming => ApiMethod::LastIncomingMessages,
     }
 }
 
@@ -210,6 +216,7 @@ fn sim_cases() -> Vec<(Call, Setup, &'static str, Option<Outcome>)> {
         (Call::Send, Setup::Normal, "message queued", None),
         (Call::Queue, Setup::Normal, "queue read", None),
         (Call::Reboot, Setup::Normal, "reboot accepted", None),
+        (Call::Incoming, Setup::Normal, "incoming journal read", None),
         (
             Call::Message,
             Setup::Normal,
@@ -551,6 +558,7 @@ row_tests! {
     row_reboot_accepted => "reboot accepted",
     row_reboot_refused => "reboot refused",
     row_journal_read => "journal read",
+    row_incoming_journal_read => "incoming journal read",
     row_not_in_the_journal_404 => "not in the journal (404)",
     row_unexpected_2xx_body => "unexpected 2xx body",
     row_unusable_send_reply => "unusable send reply",

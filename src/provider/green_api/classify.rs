@@ -29,16 +29,19 @@ pub enum Call {
     Message,
     /// `GET reboot`.
     Reboot,
+    /// `GET lastIncomingMessages`: the incoming journal (ring canaries).
+    Incoming,
 }
 
 impl Call {
-    pub const ALL: [Call; 6] = [
+    pub const ALL: [Call; 7] = [
         Call::State,
         Call::Settings,
         Call::Send,
         Call::Queue,
         Call::Message,
         Call::Reboot,
+        Call::Incoming,
     ];
 
     /// The method name as it appears in the path.
@@ -50,6 +53,7 @@ impl Call {
             Call::Queue => "showMessagesQueue",
             Call::Message => "getMessage",
             Call::Reboot => "reboot",
+            Call::Incoming => "lastIncomingMessages",
         }
     }
 
@@ -57,7 +61,9 @@ impl Call {
     pub fn http_method(self) -> reqwest::Method {
         match self {
             Call::Send | Call::Message => reqwest::Method::POST,
-            Call::State | Call::Settings | Call::Queue | Call::Reboot => reqwest::Method::GET,
+            Call::State | Call::Settings | Call::Queue | Call::Reboot | Call::Incoming => {
+                reqwest::Method::GET
+            }
         }
     }
 }
@@ -247,6 +253,15 @@ pub const RULES: &[Rule] = &[
     rule(
         "journal read",
         Scope::Only(Call::Message),
+        One(200),
+        B::Any,
+        V::Success,
+    ),
+    // lastIncomingMessages (Green-API docs): an array, read by
+    // `provider::delivery::green_incoming_has` (anything else finds nothing).
+    rule(
+        "incoming journal read",
+        Scope::Only(Call::Incoming),
         One(200),
         B::Any,
         V::Success,

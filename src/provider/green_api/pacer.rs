@@ -59,6 +59,8 @@ pub(super) struct Pacers {
     /// `getMessage` (10/s documented) is paced like the other journal calls.
     message: Pacer,
     reboot: Pacer,
+    /// `lastIncomingMessages` (1/s documented).
+    incoming: Pacer,
 }
 
 impl Pacers {
@@ -69,6 +71,7 @@ impl Pacers {
             queue: Pacer::new(min_interval),
             message: Pacer::new(min_interval),
             reboot: Pacer::new(min_interval),
+            incoming: Pacer::new(min_interval),
         }
     }
 
@@ -79,6 +82,7 @@ impl Pacers {
             Call::Queue => Some(&self.queue),
             Call::Message => Some(&self.message),
             Call::Reboot => Some(&self.reboot),
+            Call::Incoming => Some(&self.incoming),
             Call::Send => None,
         }
     }

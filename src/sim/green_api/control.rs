@@ -151,6 +151,28 @@ impl GreenSimControl {
         })
     }
 
+    /// Sets (None: clears) the inbound fault of the instance's number
+    /// (its wid): with `Dead` nothing sent to it arrives until a reboot.
+    pub fn set_inbound(
+        &self,
+        id: &str,
+        fault: Option<crate::sim::network::InboundFault>,
+    ) -> Result<(), ControlError> {
+        let wid = self.shared.with_inst(id, |inst, _| inst.wid.clone())?;
+        self.shared.network.set_inbound(&wid, fault);
+        Ok(())
+    }
+
+    /// The instance's own number (its wid).
+    pub fn wid(&self, id: &str) -> Result<String, ControlError> {
+        self.shared.with_inst(id, |inst, _| inst.wid.clone())
+    }
+
+    /// The network this simulator sends through.
+    pub fn network(&self) -> crate::sim::network::Network {
+        self.shared.network.clone()
+    }
+
     pub fn clear_faults(&self, id: &str) -> Result<(), ControlError> {
         self.shared.with_inst(id, |i, _| i.injections.clear())
     }

@@ -26,10 +26,12 @@ pub enum ApiMethod {
     SetSettings,
     /// Never called by the watchdog: destroys queued messages.
     ClearMessagesQueue,
+    /// The incoming journal (`GET lastIncomingMessages?minutes=N`).
+    LastIncomingMessages,
 }
 
 impl ApiMethod {
-    pub const ALL: [ApiMethod; 9] = [
+    pub const ALL: [ApiMethod; 10] = [
         ApiMethod::GetStateInstance,
         ApiMethod::GetSettings,
         ApiMethod::SendMessage,
@@ -39,6 +41,7 @@ impl ApiMethod {
         ApiMethod::Logout,
         ApiMethod::SetSettings,
         ApiMethod::ClearMessagesQueue,
+        ApiMethod::LastIncomingMessages,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +55,7 @@ impl ApiMethod {
             ApiMethod::Logout => "logout",
             ApiMethod::SetSettings => "setSettings",
             ApiMethod::ClearMessagesQueue => "clearMessagesQueue",
+            ApiMethod::LastIncomingMessages => "lastIncomingMessages",
         }
     }
 

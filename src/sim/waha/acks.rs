@@ -198,6 +198,37 @@ pub(crate) fn message_reply(id: &str, m: &Tracked, now: Timestamp) -> Response {
     )
 }
 
+/// 200 with the messages `session` (number `me`) received from `chat`,
+/// newest first, at most `limit` (WAHA OpenAPI 2026.7.2: `GET
+/// /api/{session}/chats/{chatId}/messages?limit=N&downloadMedia=false`).
+pub(crate) fn chat_messages_reply(
+    me: &str,
+    received: &[crate::sim::network::Inbound],
+    limit: usize,
+) -> Response {
+    let list: Vec<WaMessage<'_>> = received
+        .iter()
+        .rev()
+        .take(limit)
+        .map(|m| WaMessage {
+            id: &m.id,
+            timestamp: m.sent_at.as_millis().div_euclid(1000),
+            from: &m.from,
+            from_me: false,
+            source: "app",
+            to: me,
+            participant: None,
+            body: &m.text,
+            has_media: false,
+            media: None,
+            ack: 2,
+            ack_name: ack_name(2),
+            reply_to: None,
+        })
+        .collect();
+    json_response(StatusCode::OK, &list)
+}
+
 /// 404 for a message id the session never sent.
 pub(crate) fn message_not_found() -> Response {
     nest_error(StatusCode::NOT_FOUND, "Message not found")

@@ -134,6 +134,32 @@ impl SimControl {
         lock(&self.shared.state).inject(name, fault, now)
     }
 
+    /// Sets (None: clears) the inbound fault of the session's number: with
+    /// `Dead` nothing sent to it arrives until it is restarted.
+    pub fn set_inbound(
+        &self,
+        name: &str,
+        fault: Option<crate::sim::network::InboundFault>,
+    ) -> Result<(), ControlError> {
+        let me = self.me_id(name)?;
+        self.shared.network.set_inbound(&me, fault);
+        Ok(())
+    }
+
+    /// The session's own number (`me.id`).
+    pub fn me_id(&self, name: &str) -> Result<String, ControlError> {
+        let now = self.now();
+        lock(&self.shared.state)
+            .session(name, now)
+            .map(|s| s.me_id.clone())
+            .ok_or_else(|| ControlError::UnknownSession(name.to_owned()))
+    }
+
+    /// The network this simulator sends through.
+    pub fn network(&self) -> crate::sim::network::Network {
+        self.shared.network.clone()
+    }
+
     /// Removes every fault of the session.
     pub fn clear(&self, name: &str) -> Result<(), ControlError> {
         let now = self.now();
