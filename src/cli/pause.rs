@@ -68,8 +68,8 @@ pub(super) async fn run(
     if let Some(q) = &query {
         url.query_pairs_mut().append_pair("for", q);
     }
-    let client =
-        crate::provider::http::build_client(Duration::from_secs(5)).map_err(CliError::Failed)?;
+    let client = crate::provider::http::build_client(Duration::from_secs(5))
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     let response = client
         .post(url)
         .bearer_auth(token.expose())

@@ -44,8 +44,8 @@ use reqwest::Url;
 use serde_json::Value;
 
 use self::pacer::Pacers;
-use super::Outcome;
 use super::http::{self, Reply, Transport};
+use super::{ClientError, Outcome};
 
 /// Why a request to Green-API did not yield a usable answer.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,29 +142,30 @@ impl GreenApiClient {
         id_instance: &str,
         api_token: &str,
         connect_timeout: Duration,
-    ) -> Result<Self, String> {
-        let base = Url::parse(url).map_err(|e| format!("invalid Green-API url: {e}"))?;
+    ) -> Result<Self, ClientError> {
+        let invalid = |reason: &str| ClientError::Url {
+            provider: "Green-API",
+            reason: reason.to_string(),
+        };
+        let base = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
-            return Err("invalid Green-API url: must be http:// or https://".to_string());
+            return Err(invalid("must be http:// or https://"));
         }
         if base.query().is_some() || base.fragment().is_some() {
-            return Err("invalid Green-API url: no query or fragment allowed".to_string());
+            return Err(invalid("no query or fragment allowed"));
         }
         if id_instance.is_empty()
             || id_instance.len() > 20
             || !id_instance.bytes().all(|b| b.is_ascii_digit())
         {
-            return Err("invalid Green-API id_instance: must be 1 to 20 digits".to_string());
+            return Err(ClientError::IdInstance);
         }
         if api_token.is_empty()
             || !api_token
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'%'))
         {
-            return Err(
-                "invalid Green-API api token: must be printable ASCII without spaces, `/`, `?`, `#` or `%`"
-                    .to_string(),
-            );
+            return Err(ClientError::ApiToken);
         }
         Ok(GreenApiClient {
             http: http::build_client(connect_timeout)?,

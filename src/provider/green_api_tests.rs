@@ -730,9 +730,64 @@ fn bad_configuration_is_rejected_without_echoing_the_token() {
         GreenApiClient::new("https://x", ID, "tok3n-SEKRET-9f8e7d/x", secs),
     ];
     for r in bad {
-        let e = r.expect_err("must be rejected");
+        let e = r.expect_err("must be rejected").to_string();
         assert!(!e.contains("SEKRET"), "{e}");
     }
+}
+
+/// The typed constructor errors keep the messages they had as text.
+#[test]
+fn constructor_errors_are_typed_and_keep_their_messages() {
+    use crate::provider::ClientError;
+    let secs = Duration::from_secs(1);
+    let cases: [(Result<GreenApiClient, ClientError>, ClientError, &str); 5] = [
+        (
+            GreenApiClient::new("ftp://x", ID, TOKEN, secs),
+            ClientError::Url {
+                provider: "Green-API",
+                reason: "must be http:// or https://".into(),
+            },
+            "invalid Green-API url: must be http:// or https://",
+        ),
+        (
+            GreenApiClient::new("https://x/?a=b", ID, TOKEN, secs),
+            ClientError::Url {
+                provider: "Green-API",
+                reason: "no query or fragment allowed".into(),
+            },
+            "invalid Green-API url: no query or fragment allowed",
+        ),
+        (
+            GreenApiClient::new("not a url", ID, TOKEN, secs),
+            ClientError::Url {
+                provider: "Green-API",
+                reason: "relative URL without a base".into(),
+            },
+            "invalid Green-API url: relative URL without a base",
+        ),
+        (
+            GreenApiClient::new("https://x", "11a", TOKEN, secs),
+            ClientError::IdInstance,
+            "invalid Green-API id_instance: must be 1 to 20 digits",
+        ),
+        (
+            GreenApiClient::new("https://x", ID, "a/b", secs),
+            ClientError::ApiToken,
+            "invalid Green-API api token: must be printable ASCII without spaces, `/`, `?`, `#` or `%`",
+        ),
+    ];
+    for (got, want, text) in cases {
+        let e = got.expect_err("must be rejected");
+        assert_eq!(e, want);
+        assert_eq!(e.to_string(), text);
+    }
+    let waha = crate::provider::waha::WahaClient::new("ftp://x", None, secs, &[]);
+    assert_eq!(
+        waha.expect_err("rejected").to_string(),
+        "invalid WAHA url: must be http:// or https://"
+    );
+    let waha = crate::provider::waha::WahaClient::new("http://x", Some("a\nb"), secs, &[]);
+    assert_eq!(waha.expect_err("rejected"), ClientError::ApiKeyHeader);
 }
 
 #[test]

@@ -18,7 +18,7 @@ pub const MAX_DETAIL_CHARS: usize = 200;
 static CRYPTO: Once = Once::new();
 
 /// Builds the HTTP client for one provider.
-pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, super::ClientError> {
     CRYPTO.call_once(|| {
         // Another part of the process may have installed one already; either
         // way a provider is present afterwards.
@@ -31,7 +31,7 @@ pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, String
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| format!("cannot build HTTP client: {}", e.without_url()))
+        .map_err(|e| super::ClientError::Http(e.without_url().to_string()))
 }
 
 /// A provider's answer, read in full (up to [`MAX_BODY_BYTES`]).

@@ -114,9 +114,34 @@ pub enum Provider {
     GreenApi(GreenProvider),
 }
 
+/// Why a provider's client could not be built from its configuration.
+/// Never carries a secret: the messages name the setting, not its value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// reqwest could not build its client (TLS backend, resolver).
+    #[error("cannot build HTTP client: {0}")]
+    Http(String),
+    /// The provider's `url` is not an http(s) base URL.
+    #[error("invalid {provider} url: {reason}")]
+    Url {
+        provider: &'static str,
+        reason: String,
+    },
+    #[error("the WAHA api key contains characters not allowed in a header")]
+    ApiKeyHeader,
+    #[error("invalid Green-API id_instance: must be 1 to 20 digits")]
+    IdInstance,
+    #[error(
+        "invalid Green-API api token: must be printable ASCII without spaces, `/`, `?`, `#` or `%`"
+    )]
+    ApiToken,
+    #[error("green-api needs id_instance and api_token")]
+    MissingCredentials,
+}
+
 impl Provider {
     /// The client for one configured provider.
-    pub fn from_config(cfg: &crate::config::ProviderConfig) -> Result<Provider, String> {
+    pub fn from_config(cfg: &crate::config::ProviderConfig) -> Result<Provider, ClientError> {
         use crate::config::ProviderKind;
         match cfg.kind {
             ProviderKind::Waha => Ok(Provider::Waha(waha::WahaClient::new(
@@ -128,7 +153,7 @@ impl Provider {
             ProviderKind::GreenApi => {
                 let (Some(id), Some(token)) = (cfg.id_instance.as_deref(), cfg.api_token.as_ref())
                 else {
-                    return Err("green-api needs id_instance and api_token".to_string());
+                    return Err(ClientError::MissingCredentials);
                 };
                 let client = green_api::GreenApiClient::new(
                     &cfg.url,

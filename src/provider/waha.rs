@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::delivery::{self, Lookup};
 use super::http::{self, Transport};
-use super::{Outcome, ProbeReport};
+use super::{ClientError, Outcome, ProbeReport};
 use crate::confirm::{Evidence, Source};
 
 /// One session as WAHA lists it.
@@ -111,17 +111,19 @@ impl WahaClient {
         api_key: Option<&str>,
         connect_timeout: Duration,
         desync_signatures: &[String],
-    ) -> Result<Self, String> {
-        let base = Url::parse(base_url).map_err(|e| format!("invalid WAHA url: {e}"))?;
+    ) -> Result<Self, ClientError> {
+        let invalid = |reason: String| ClientError::Url {
+            provider: "WAHA",
+            reason,
+        };
+        let base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
-            return Err("invalid WAHA url: must be http:// or https://".to_string());
+            return Err(invalid("must be http:// or https://".to_string()));
         }
         let api_key = match api_key {
             Some(k) => {
                 crate::redact::register(k);
-                let mut v = HeaderValue::from_str(k).map_err(|_| {
-                    "the WAHA api key contains characters not allowed in a header".to_string()
-                })?;
+                let mut v = HeaderValue::from_str(k).map_err(|_| ClientError::ApiKeyHeader)?;
                 v.set_sensitive(true);
                 Some(v)
             }

@@ -22,7 +22,21 @@ pub enum Refusal {
     Machine(String),
     /// The new configuration could not be applied (nothing changed).
     #[error("{0}")]
-    Reload(String),
+    Reload(ReloadError),
+}
+
+/// Why a new configuration could not be applied (nothing changed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// A provider's client could not be built.
+    #[error("provider {name:?}: {error}")]
+    Client {
+        name: String,
+        error: crate::provider::ClientError,
+    },
+    /// The store could not give the sessions to restore.
+    #[error("cannot read the sessions to restore: {0}")]
+    Store(String),
 }
 
 /// Why a command was not carried out.

@@ -51,7 +51,7 @@ use crate::policy::ProviderGuard;
 use crate::provider::Provider;
 use crate::store::Store;
 
-pub use command::{CommandError, CommandRequest, Handle, Refusal};
+pub use command::{CommandError, CommandRequest, Handle, Refusal, ReloadError};
 pub use jobs::{Job, JobDone, JobKey, Output, Owner, Work};
 pub use reload::ReloadReport;
 

@@ -46,14 +46,26 @@ pub(super) fn record(
     }
 }
 
+/// A stored value this version cannot read, by field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum UnreadableRecord {
+    #[error("state: {0}")]
+    State(String),
+    #[error("last_outcome: {0}")]
+    LastOutcome(String),
+}
+
 /// The machine a store record describes. A record this version cannot read
 /// (a state or outcome name it does not know) is an error naming the field.
-pub(super) fn machine(rec: &SessionRecord) -> Result<Machine, String> {
-    let state: State = rec.state.parse().map_err(|e| format!("state: {e}"))?;
+pub(super) fn machine(rec: &SessionRecord) -> Result<Machine, UnreadableRecord> {
+    let state = rec
+        .state
+        .parse::<State>()
+        .map_err(|e| UnreadableRecord::State(e.to_string()))?;
     let last_outcome = match &rec.last_outcome {
         Some(o) => Some(
             o.parse::<Outcome>()
-                .map_err(|e| format!("last_outcome: {e}"))?,
+                .map_err(|e| UnreadableRecord::LastOutcome(e.to_string()))?,
         ),
         None => None,
     };

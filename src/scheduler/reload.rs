@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use super::{JobDone, ProviderRt, Scheduler};
+use super::{JobDone, ProviderRt, ReloadError, Scheduler};
 use crate::clock::Timestamp;
 use crate::config::{Config, ProviderConfig, SessionSelector};
 use crate::machine::{Action, Step};
@@ -77,19 +77,21 @@ impl fmt::Display for ReloadReport {
 impl Scheduler {
     /// Applies `new` (already validated by `config`). On error nothing has
     /// changed and the message says what could not be applied.
-    pub async fn reload(&mut self, new: &Config) -> Result<ReloadReport, String> {
+    pub async fn reload(&mut self, new: &Config) -> Result<ReloadReport, ReloadError> {
         // 1. Everything that can fail.
         let mut clients: HashMap<&str, Provider> = HashMap::new();
         for pc in &new.providers {
-            let client =
-                Provider::from_config(pc).map_err(|e| format!("provider {:?}: {e}", pc.name))?;
+            let client = Provider::from_config(pc).map_err(|error| ReloadError::Client {
+                name: pc.name.clone(),
+                error,
+            })?;
             clients.insert(pc.name.as_str(), client);
         }
         let records = self
             .store
             .load_sessions()
             .await
-            .map_err(|e| format!("cannot read the sessions to restore: {e}"))?;
+            .map_err(|e| ReloadError::Store(e.to_string()))?;
 
         let now = self.clock.now();
         let mut report = ReloadReport::default();

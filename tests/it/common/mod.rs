@@ -342,7 +342,7 @@ impl Harness {
     pub async fn reload(
         &mut self,
         settings: &Settings,
-    ) -> Result<wa_watchdog::scheduler::ReloadReport, String> {
+    ) -> Result<wa_watchdog::scheduler::ReloadReport, wa_watchdog::scheduler::ReloadError> {
         let config = self.config_for(settings);
         self.d.scheduler.reload(&config).await
     }
