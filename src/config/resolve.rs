@@ -36,6 +36,9 @@ pub(super) struct Resolver<'a> {
     pub warnings: Vec<String>,
 }
 
+/// An admin token shorter than this is warned about.
+const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
 impl Resolver<'_> {
     pub(super) fn warn(&mut self, message: String) {
         tracing::warn!(config = %self.path.display(), "{message}");
@@ -68,6 +71,19 @@ impl Resolver<'_> {
             providers.push(provider);
         }
 
+        for p in &providers {
+            let longest = p.policy.restart_window.max(p.policy.restart_budget_window);
+            if daemon.retention < longest {
+                self.warn(format!(
+                    "provider {:?}: daemon.retention ({}) is shorter than its restart \
+                     window or restart budget window ({}): restarts pruned early no longer \
+                     count toward max_restarts and the budget",
+                    p.name,
+                    humantime::format_duration(daemon.retention),
+                    humantime::format_duration(longest)
+                ));
+            }
+        }
         let alertmanager = raw.alertmanager.map(alertmanager).transpose()?;
         let maintenance = super::maintenance::resolve(raw.maintenance, &providers)?;
         let rings = super::ring::resolve(raw.rings, &providers)?;
@@ -127,9 +143,27 @@ impl Resolver<'_> {
             },
             "",
         )?;
+        let listen = raw.listen.unwrap_or(d.listen);
+        if let Some(token) = &admin_token {
+            let chars = token.expose().chars().count();
+            if chars < MIN_ADMIN_TOKEN_CHARS {
+                self.warn(format!(
+                    "daemon.admin_token is only {chars} characters: anyone who can reach \
+                     daemon.listen can guess it; use at least {MIN_ADMIN_TOKEN_CHARS} random \
+                     characters (openssl rand -hex 32)"
+                ));
+            }
+            if !listen.ip().is_loopback() {
+                self.warn(format!(
+                    "daemon.listen {listen} is not a loopback address and the admin API is \
+                     on: its bearer token travels in cleartext over plain HTTP; listen on \
+                     127.0.0.1 and put a TLS proxy in front if it must be reached remotely"
+                ));
+            }
+        }
         Ok(DaemonConfig {
             database,
-            listen: raw.listen.unwrap_or(d.listen),
+            listen,
             log_format: raw.log_format.unwrap_or(d.log_format),
             discovery_interval,
             retire_after_rounds,
@@ -154,6 +188,13 @@ impl Resolver<'_> {
             credentials_dir: self.credentials_dir,
         };
         let resolved = secret::resolve(keys, &ctx)?;
+        if let Some(mode) = resolved.world_readable {
+            let name = keys.name;
+            self.warn(format!(
+                "{scope}{name}_file is readable by every user (mode {mode:o}); \
+                 chmod 600 it (or use systemd's LoadCredential=)"
+            ));
+        }
         if resolved.inline {
             let name = keys.name;
             self.warn(format!(

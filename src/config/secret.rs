@@ -118,6 +118,8 @@ pub(super) struct SecretContext<'a> {
 pub(super) struct Resolved {
     pub secret: Option<Secret>,
     pub inline: bool,
+    /// The secret's file is readable by every user (mode `o+r`): its mode.
+    pub world_readable: Option<u32>,
 }
 
 /// Applies the rules: at most one of `X_env`, `X_file`, `X`; env must be set
@@ -155,6 +157,7 @@ pub(super) fn resolve(keys: &SecretKeys<'_>, ctx: &SecretContext<'_>) -> Result<
         return Ok(Resolved {
             secret: Some(Secret::new(value, SecretSource::Env(var.to_string()))),
             inline: false,
+            world_readable: None,
         });
     }
 
@@ -171,9 +174,11 @@ pub(super) fn resolve(keys: &SecretKeys<'_>, ctx: &SecretContext<'_>) -> Result<
         let value =
             read_secret_file(&path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
         check_value(&value, || format!("{key} {}", path.display()))?;
+        let world_readable = file_mode(&path).filter(|mode| mode & 0o004 != 0);
         return Ok(Resolved {
             secret: Some(Secret::new(value, SecretSource::File(path))),
             inline: false,
+            world_readable,
         });
     }
 
@@ -182,13 +187,31 @@ pub(super) fn resolve(keys: &SecretKeys<'_>, ctx: &SecretContext<'_>) -> Result<
         return Ok(Resolved {
             secret: Some(Secret::new(value, SecretSource::Inline)),
             inline: true,
+            world_readable: None,
         });
     }
 
     Ok(Resolved {
         secret: None,
         inline: false,
+        world_readable: None,
     })
+}
+
+/// The permission bits of `path` (Unix); `None` elsewhere or if unreadable.
+fn file_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// Reads at most [`MAX_SECRET_FILE_BYTES`] and trims one trailing newline

@@ -113,7 +113,7 @@ fn example_file_parses_to_the_documented_defaults() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
     let text = std::fs::read_to_string(&path).expect("config.example.toml is readable");
     let env = env_of(&[
-        ("WA_WATCHDOG_ADMIN_TOKEN", "admin-tok"),
+        ("WA_WATCHDOG_ADMIN_TOKEN", "admin-tok-0123456789abcdef"),
         ("WAHA_API_KEY", "waha-key"),
         ("GREEN_API_TOKEN", "green-tok"),
     ]);
@@ -125,7 +125,7 @@ fn example_file_parses_to_the_documented_defaults() {
 
     let mut daemon = cfg.daemon.clone();
     let token = daemon.admin_token.take().expect("admin token");
-    assert_eq!(token.expose(), "admin-tok");
+    assert_eq!(token.expose(), "admin-tok-0123456789abcdef");
     assert_eq!(
         token.source(),
         &SecretSource::Env("WA_WATCHDOG_ADMIN_TOKEN".into())
@@ -1086,6 +1086,11 @@ fn warnings() {
             WAHA.replace(":3000", ":3000/api/"),
             "provider \"waha-main\": url ends in /api",
         ),
+        (
+            "short retention",
+            format!("[daemon]\nretention = \"30m\"\n{WAHA}"),
+            "provider \"waha-main\": daemon.retention (30m) is shorter than its restart window",
+        ),
     ];
     for (name, text, want) in cases {
         let cfg = parse_ok(&text);
@@ -1094,6 +1099,67 @@ fn warnings() {
             "{name}: {:?}",
             cfg.warnings
         );
+    }
+    let long = "[daemon]\nadmin_token_env = \"T\"\n";
+    let env = env_of(&[("T", "0123456789abcdef0123")]);
+    let short_env = env_of(&[("T", "hunter2")]);
+    type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+    let cases: [(&str, String, Env, &str); 2] = [
+        (
+            "short admin token",
+            format!("{long}{WAHA}"),
+            &short_env,
+            "daemon.admin_token is only 7 characters",
+        ),
+        (
+            "admin API on a public address",
+            format!("[daemon]\nlisten = \"0.0.0.0:9797\"\nadmin_token_env = \"T\"\n{WAHA}"),
+            &env,
+            "daemon.listen 0.0.0.0:9797 is not a loopback address and the admin API is on",
+        ),
+    ];
+    for (name, text, env, want) in cases {
+        let cfg = parse_with(&text, env).expect(name);
+        assert!(
+            cfg.warnings.iter().any(|w| w.contains(want)),
+            "{name}: {:?}",
+            cfg.warnings
+        );
+        assert!(
+            !cfg.warnings.iter().any(|w| w.contains("hunter2")),
+            "{name}"
+        );
+    }
+    // A long token on loopback, or a public address without the admin API: quiet.
+    for text in [
+        format!("{long}{WAHA}"),
+        format!("[daemon]\nlisten = \"0.0.0.0:9797\"\n{WAHA}"),
+    ] {
+        let cfg = parse_with(&text, &env).expect("valid");
+        assert!(cfg.warnings.is_empty(), "{text}: {:?}", cfg.warnings);
+    }
+    // A secret file every user can read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "0123456789abcdef0123\n").expect("write");
+        let text = format!("[daemon]\nadmin_token_file = \"token\"\n{WAHA}");
+        let load = |mode: u32| {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            Config::from_toml_str(&text, dir.path().join("config.toml"), &no_env)
+                .expect("valid")
+                .warnings
+        };
+        let open = load(0o644);
+        assert!(
+            open.iter().any(|w| w.contains(
+                "daemon.admin_token_file is readable by every user (mode 644)"
+            )),
+            "{open:?}"
+        );
+        assert!(load(0o600).is_empty(), "{:?}", load(0o600));
     }
     // No cleartext warning without a secret, or on loopback, or over https.
     for text in [

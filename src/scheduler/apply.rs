@@ -51,9 +51,11 @@ impl Scheduler {
                 self.prune_in_flight = false;
                 self.next_prune = self.clock.now().plus(super::PRUNE_EVERY);
                 match result {
-                    Ok(n) if n > 0 => tracing::info!(rows = n, "pruned old probe records"),
+                    Ok(n) if n > 0 => {
+                        tracing::info!(rows = n, "pruned records older than daemon.retention")
+                    }
                     Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "pruning old probe records failed"),
+                    Err(e) => tracing::error!(error = %e, "pruning old records failed"),
                 }
                 return;
             }

@@ -182,7 +182,7 @@ pub async fn run(job: Job, store: Store, clock: Clock) -> JobDone {
             result: client.list_sessions(timeout).await,
         },
         Job::Prune { before } => JobDone::Pruned {
-            result: store.prune_probes(before).await,
+            result: store.prune_history(before).await,
         },
         Job::RingNumber {
             ring,

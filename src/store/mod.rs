@@ -1,7 +1,8 @@
 //! The SQLite store: the only module that knows SQL.
 //!
 //! It owns the database file (opening it in WAL mode, running the embedded
-//! migrations in `migrations/`), every query, and retention of old probes. It
+//! migrations in `migrations/`), every query, and retention (old probes,
+//! transitions and closed remediations; long-retired sessions). It
 //! persists what the daemon needs to resume after a restart (session state,
 //! backoff deadlines, restart history, in-flight remediations) and the history
 //! the operator reads (probes, transitions, remediations).
@@ -343,20 +344,99 @@ impl Store {
     /// millions of rows never holds the write lock for long, and an
     /// interrupted sweep has still removed the oldest.
     pub async fn prune_probes(&self, before: Timestamp) -> Result<u64, StoreError> {
-        const OP: &str = "prune_probes";
-        self.check_writable(OP)?;
+        self.prune_batched(
+            "prune_probes",
+            "DELETE FROM probes WHERE id IN \
+             (SELECT id FROM probes WHERE at < $1 ORDER BY at LIMIT $2)",
+            before,
+        )
+        .await
+    }
+
+    /// Retention of everything the daemon keeps: probes and transitions
+    /// older than `before`, remediations started before it that are closed
+    /// (an open one may still be followed up), and sessions retired before
+    /// it together with all their history. Returns how many rows went. In
+    /// batches like [`Store::prune_probes`].
+    pub async fn prune_history(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut total = self.prune_probes(before).await?;
+        total += self
+            .prune_batched(
+                "prune_transitions",
+                "DELETE FROM transitions WHERE id IN \
+                 (SELECT id FROM transitions WHERE at < $1 ORDER BY at LIMIT $2)",
+                before,
+            )
+            .await?;
+        total += self
+            .prune_batched(
+                "prune_remediations",
+                "DELETE FROM remediations WHERE id IN \
+                 (SELECT id FROM remediations WHERE started_at < $1 \
+                  AND (finished_at IS NOT NULL OR result = 'dry_run') \
+                  ORDER BY started_at LIMIT $2)",
+                before,
+            )
+            .await?;
+        macro_rules! of_retired {
+            ($table:literal) => {
+                concat!(
+                    "DELETE FROM ", $table, " WHERE id IN (SELECT t.id FROM ", $table, " t \
+                     JOIN sessions r ON r.provider = t.provider AND r.session = t.session \
+                     WHERE r.retired_at IS NOT NULL AND r.retired_at < $1 LIMIT $2)"
+                )
+            };
+        }
+        for sql in [
+            of_retired!("probes"),
+            of_retired!("transitions"),
+            of_retired!("remediations"),
+        ] {
+            total += self
+                .prune_batched("prune_retired_sessions", sql, before)
+                .await?;
+        }
+        const OP: &str = "prune_retired_sessions";
+        // A session that came back meanwhile has retired_at NULL again; one
+        // that got new rows since is kept until the next sweep.
+        total += timed(
+            &self.health,
+            OP,
+            sqlx::query(
+                "DELETE FROM sessions WHERE retired_at IS NOT NULL AND retired_at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM probes p \
+                     WHERE p.provider = sessions.provider AND p.session = sessions.session) \
+                 AND NOT EXISTS (SELECT 1 FROM transitions t \
+                     WHERE t.provider = sessions.provider AND t.session = sessions.session) \
+                 AND NOT EXISTS (SELECT 1 FROM remediations m \
+                     WHERE m.provider = sessions.provider AND m.session = sessions.session)",
+            )
+            .bind(before.as_millis())
+            .execute(&self.writer),
+        )
+        .await?
+        .rows_affected();
+        Ok(total)
+    }
+
+    /// Runs `sql` (a DELETE of at most `$2` rows older than `$1`) until a
+    /// batch deletes fewer than [`PRUNE_BATCH`] rows.
+    async fn prune_batched(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.check_writable(op)?;
         let mut total = 0;
         loop {
             let deleted = timed(
                 &self.health,
-                OP,
-                sqlx::query(
-                    "DELETE FROM probes WHERE id IN \
-                 (SELECT id FROM probes WHERE at < $1 ORDER BY at LIMIT $2)",
-                )
-                .bind(before.as_millis())
-                .bind(records::u64_to_i64(PRUNE_BATCH))
-                .execute(&self.writer),
+                op,
+                sqlx::query(sql)
+                    .bind(before.as_millis())
+                    .bind(records::u64_to_i64(PRUNE_BATCH))
+                    .execute(&self.writer),
             )
             .await?
             .rows_affected();

@@ -965,3 +965,96 @@ async fn a_closed_store_fails_instead_of_hanging() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn retention_prunes_transitions_closed_remediations_and_long_retired_sessions() {
+    let (_dir, store) = open_temp().await;
+    let cutoff = T0 + 1_000_000;
+    for s in ["default", "gone", "recently-gone"] {
+        store
+            .save_session(&bare_session("waha", s))
+            .await
+            .expect("save");
+        store
+            .insert_probe(&probe("waha", s, T0, "delivered"))
+            .await
+            .expect("probe");
+        let mut t = transition(T0, "unknown", "healthy");
+        t.session = s.into();
+        store.insert_transition(&t).await.expect("transition");
+    }
+    store
+        .insert_transition(&transition(cutoff + 5, "healthy", "suspect"))
+        .await
+        .expect("new transition");
+    // Old and closed, old and still open, new and closed.
+    let closed = store
+        .begin_remediation(&remediation("waha", "default", T0, "pending"))
+        .await
+        .expect("begin");
+    store
+        .update_remediation(
+            closed,
+            &RemediationUpdate {
+                result: "healed".into(),
+                detail: String::new(),
+                finished_at: Some(Timestamp(T0 + 10)),
+                recovery_ms: None,
+            },
+        )
+        .await
+        .expect("close");
+    let open = store
+        .begin_remediation(&remediation("waha", "default", T0 + 1, "pending"))
+        .await
+        .expect("open");
+    let recent = store
+        .begin_remediation(&remediation("waha", "default", cutoff + 1, "dry_run"))
+        .await
+        .expect("recent");
+    store
+        .begin_remediation(&remediation("waha", "gone", T0, "dry_run"))
+        .await
+        .expect("gone's");
+    store
+        .retire_session("waha", "gone", Timestamp(T0 + 100))
+        .await
+        .expect("retire");
+    store
+        .retire_session("waha", "recently-gone", Timestamp(cutoff + 100))
+        .await
+        .expect("retire");
+
+    let deleted = store.prune_history(Timestamp(cutoff)).await.expect("prune");
+    // 3 probes, 3 old transitions, 2 remediations (closed, gone's) and gone.
+    assert_eq!(deleted, 3 + 3 + 2 + 1);
+    let ts = store
+        .recent_transitions("waha", "default", None, 10)
+        .await
+        .expect("transitions");
+    assert_eq!(
+        ts.iter().map(|t| t.at.as_millis()).collect::<Vec<_>>(),
+        vec![cutoff + 5]
+    );
+    let rem: Vec<i64> = store
+        .recent_remediations("waha", "default", None, 10)
+        .await
+        .expect("remediations")
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(rem, vec![recent, open], "the open one is kept");
+    let names: Vec<String> = store
+        .list_sessions(true)
+        .await
+        .expect("sessions")
+        .into_iter()
+        .map(|s| s.session)
+        .collect();
+    assert_eq!(names, vec!["default", "recently-gone"]);
+    assert_eq!(
+        store.prune_history(Timestamp(cutoff)).await.expect("again"),
+        0
+    );
+    store.close().await;
+}

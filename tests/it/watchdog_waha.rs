@@ -619,13 +619,17 @@ async fn old_probe_records_are_pruned_after_the_retention() {
         "oldest {oldest} kept"
     );
     assert!(oldest > start.plus(secs(3600)), "the first hour was pruned");
-    // Transitions are history, not probes: they stay.
+    // Transitions older than the retention go too (the only one, unknown ->
+    // healthy at the start); the session itself, still watched, stays.
     let transitions = h
         .store
         .recent_transitions(PROVIDER, "s1", None, 10)
         .await
         .expect("transitions");
-    assert!(!transitions.is_empty());
+    assert!(transitions.is_empty(), "{transitions:?}");
+    assert_eq!(h.state("s1"), State::Healthy);
+    let rows = h.store.list_sessions(false).await.expect("sessions");
+    assert_eq!(rows.len(), 1);
 }
 
 #[tokio::test]
