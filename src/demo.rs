@@ -68,6 +68,20 @@ pub struct DemoOptions {
     /// When the simulator pushes an incoming `{{SWE003}}` to the Green-API
     /// instance (None: never; needs `webhooks`).
     pub swe003_after: Option<Duration>,
+    /// A round-trip ring of two WAHA sessions and the Green-API instance
+    /// (None: no ring).
+    pub ring: Option<RingDemo>,
+}
+
+/// The demo's `[[ring]]`: WAHA sessions `members` (1-based) and the
+/// Green-API instance, in that order; the second WAHA member stops
+/// receiving after `inbound_dead_after` (WAHA issue #1931).
+#[derive(Clone, Debug)]
+pub struct RingDemo {
+    pub members: (usize, usize),
+    pub interval: Duration,
+    pub deadline: Duration,
+    pub inbound_dead_after: Option<Duration>,
 }
 
 impl Default for DemoOptions {
@@ -87,6 +101,12 @@ impl Default for DemoOptions {
             exit_after: None,
             webhooks: true,
             swe003_after: Some(Duration::from_secs(90)),
+            ring: Some(RingDemo {
+                members: (1, 4),
+                interval: Duration::from_secs(10),
+                deadline: Duration::from_secs(4),
+                inbound_dead_after: Some(Duration::from_secs(30)),
+            }),
         }
     }
 }
@@ -167,10 +187,21 @@ webhook_token_env = "DEMO_GREEN_HOOK_TOKEN"
 [provider.policy]
 # A stuck queue shows after three canaries here, to keep the demo short.
 send_failure_confirmations = 3
-"#,
+{ring}"#,
         interval = human(o.canary_interval),
         confirm = human(o.confirm_interval),
         ack = human(o.ack_timeout),
+        ring = match &o.ring {
+            None => String::new(),
+            Some(r) => format!(
+                "\n[[ring]]\nname = \"demo-ring\"\nmembers = [\"waha-demo/{}\", \"waha-demo/{}\", \
+                 \"green-demo/{DEMO_GREEN_ID}\"]\ninterval = \"{}\"\ndeadline = \"{}\"\n",
+                session_name(r.members.0),
+                session_name(r.members.1),
+                human(r.interval),
+                human(r.deadline),
+            ),
+        },
     )
 }
 
@@ -182,6 +213,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<DemoReport> {
     let clock = Clock::system();
+    let network = crate::sim::network::Network::default();
     let names: Vec<String> = (1..=opts.sessions).map(session_name).collect();
     let victim = session_name(opts.victim.clamp(1, opts.sessions.max(1)));
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -196,6 +228,7 @@ pub async fn run(
             // WhatsApp's SERVER ack a moment after the 201, as on a real server.
             ack_server_after: Duration::from_millis(300),
             ack_device_after: Duration::from_millis(800),
+            network: Some(network.clone()),
             ..WahaSimOptions::default()
         },
     )
@@ -210,6 +243,7 @@ pub async fn run(
         )],
     );
     green_opts.reboot_starting_for = opts.reboot_starting_for;
+    green_opts.network = Some(network.clone());
     let green_sim = green_api::start(loopback, green_opts)
         .await
         .context("cannot start the Green-API simulator")?;
@@ -285,6 +319,22 @@ pub async fn run(
             human(after)
         ));
     }
+    if let Some(r) = &opts.ring {
+        let (a, b) = (session_name(r.members.0), session_name(r.members.1));
+        out(format!(
+            "  ring       {a} → {b} → {DEMO_GREEN_ID} → {a}: every {} each member's canary goes to the \
+             next member's number, which must see it within {}.",
+            human(r.interval),
+            human(r.deadline)
+        ));
+        if let Some(after) = r.inbound_dead_after {
+            out(format!(
+                "  In ~{} {b} stops receiving: messages to it vanish while it still sends and says \
+                 WORKING (WAHA issue #1931).",
+                human(after)
+            ));
+        }
+    }
     out("  Ctrl-C stops the demo.".to_string());
     out(String::new());
 
@@ -350,6 +400,74 @@ pub async fn run(
                 Err(e) => out(format!("cannot stop the Green-API queue: {e}")),
             }
         });
+    }
+
+    if let Some(r) = opts.ring.clone() {
+        let ctl = waha_sim.control();
+        let (a, b) = (session_name(r.members.0), session_name(r.members.1));
+        if let Some(after) = r.inbound_dead_after {
+            let (out, report, clock, ctl, b) = (
+                out.clone(),
+                report.clone(),
+                clock.clone(),
+                ctl.clone(),
+                b.clone(),
+            );
+            tasks.spawn(async move {
+                tokio::time::sleep(after).await;
+                match ctl.set_inbound(&b, Some(crate::sim::network::InboundFault::Dead)) {
+                    Ok(()) => {
+                        record_fault(&report, &b, "inbound dead", clock.now());
+                        out(format!(
+                            "{}  ── injected: messages to {b} no longer arrive; it still sends \
+                             and its status stays WORKING",
+                            clock_text(clock.now())
+                        ));
+                    }
+                    Err(e) => out(format!("cannot stop {b}'s inbound: {e}")),
+                }
+            });
+        }
+        if opts.webhooks {
+            // The providers push what their numbers receive: WAHA `message`,
+            // Green-API `incomingMessageReceived`.
+            let waha_push = HookSender::new(
+                format!("http://{}/webhooks/waha-demo", app.http_addr()),
+                HookAuth::Hmac(DEMO_HOOK_KEY.to_string()),
+                clock.clone(),
+            );
+            let green_push = HookSender::new(
+                format!("http://{}/webhooks/green-demo", app.http_addr()),
+                HookAuth::Token(DEMO_HOOK_TOKEN.to_string()),
+                clock.clone(),
+            );
+            let (network, clock) = (network.clone(), clock.clone());
+            tasks.spawn(async move {
+                let mut members: Vec<(String, String)> = Vec::new();
+                for s in [a, b] {
+                    if let Ok(n) = ctl.me_id(&s) {
+                        members.push((s, n));
+                    }
+                }
+                members.push((DEMO_GREEN_ID.to_string(), DEMO_GREEN_WID.to_string()));
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    for (session, number) in &members {
+                        for m in network.take_pushes(number, clock.now()) {
+                            let _ = if session == DEMO_GREEN_ID {
+                                green_push
+                                    .green_incoming_from(DEMO_GREEN_ID, &m.id, &m.from, &m.text)
+                                    .await
+                            } else {
+                                waha_push
+                                    .waha_message(session, &m.id, &m.from, &m.text)
+                                    .await
+                            };
+                        }
+                    }
+                }
+            });
+        }
     }
 
     if opts.webhooks {
@@ -513,6 +631,7 @@ async fn print_events(
     // Confirmations by push are printed once per session (every WAHA canary
     // is confirmed that way while webhooks are on).
     let mut pushed_shown = std::collections::HashSet::new();
+    let mut ring_shown = std::collections::HashSet::<String>::new();
     loop {
         let e = match events.recv().await {
             Ok(e) => e,
@@ -544,6 +663,9 @@ async fn print_events(
                             f.healed_at = Some(at);
                         }
                     }
+                }
+                if to == State::Recovering {
+                    ring_shown.remove(&session);
                 }
                 let arrow = format!("{from} → {to}");
                 out(format!(
@@ -582,6 +704,20 @@ async fn print_events(
                     "{}  {session:<10} canary confirmed by a push: {detail}",
                     clock_text(at)
                 ));
+            }
+            // Ring canaries: every miss, and the first receipt per session
+            // (and the one that verifies a restart).
+            Event::Probe {
+                at,
+                session,
+                action: crate::machine::Action::Ring,
+                outcome,
+                detail,
+                ..
+            } if outcome != crate::outcome::Outcome::Delivered
+                || ring_shown.insert(session.clone()) =>
+            {
+                out(format!("{}  {session:<10} {detail}", clock_text(at)));
             }
             Event::SessionAdded { at, session, .. } => {
                 out(format!(

@@ -145,7 +145,8 @@ impl Reloader {
 /// the log format is fixed when logging starts; the shutdown grace is handed
 /// to the loop at start. `daemon.admin_token` and `[alertmanager]` belong to
 /// the HTTP API and the Alertmanager push, which read them at start; the
-/// webhook receiver is built at start as well.
+/// webhook receiver is built at start as well, and so are the `[[ring]]`
+/// rings.
 pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     let (o, n) = (&old.daemon, &new.daemon);
     let mut keys = Vec::new();
@@ -181,6 +182,10 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     };
     if hooks(old) != hooks(new) {
         keys.push("provider.webhook_*");
+    }
+    // Rings are built at start (their members' numbers, canaries in flight).
+    if old.rings != new.rings {
+        keys.push("ring");
     }
     keys
 }

@@ -78,6 +78,13 @@ impl Scheduler {
     /// Applies `new` (already validated by `config`). On error nothing has
     /// changed and the message says what could not be applied.
     pub async fn reload(&mut self, new: &Config) -> Result<ReloadReport, ReloadError> {
+        // The rings stay as built (a change needs a restart,
+        // `reload::restart_needed`); their members keep the ring's interval.
+        let mut adjusted = new.clone();
+        let rings: Vec<crate::config::RingConfig> =
+            self.rings.iter().map(|r| r.cfg.clone()).collect();
+        super::ring::apply_intervals(&mut adjusted.providers, &rings);
+        let new = &adjusted;
         // 1. Everything that can fail.
         let mut clients: HashMap<&str, Provider> = HashMap::new();
         for pc in &new.providers {

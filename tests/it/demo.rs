@@ -28,6 +28,7 @@ async fn the_demo_shows_three_faults_caught_and_healed() {
         exit_after: Some(Duration::from_secs(60)),
         webhooks: true,
         swe003_after: None,
+        ring: None,
     };
     // Stop as soon as all three heals are printed, so the test takes seconds;
     // scrape the /metrics URL and load the status page the banner printed
@@ -143,4 +144,70 @@ async fn the_demo_shows_three_faults_caught_and_healed() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
+}
+
+/// The ring part of the demo: two WAHA sessions and the Green-API instance
+/// in a ring; one WAHA member stops receiving, is caught by the ring
+/// canaries, restarted and verified by the next one; nobody else restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_ring_catches_and_restarts_an_inbound_dead_session() {
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let opts = DemoOptions {
+        sessions: 2,
+        victim: 1,
+        desync_after: Duration::from_secs(3600),
+        green_stuck_after: None,
+        never_acked: None,
+        canary_interval: Duration::from_millis(1200),
+        confirm_interval: Duration::from_millis(800),
+        ack_timeout: Duration::from_secs(3),
+        restart_reply_delay: Duration::from_millis(100),
+        restart_working_after: Duration::from_millis(500),
+        reboot_starting_for: Duration::from_millis(500),
+        exit_after: Some(Duration::from_secs(90)),
+        webhooks: true,
+        swe003_after: None,
+        ring: Some(demo::RingDemo {
+            members: (1, 2),
+            interval: Duration::from_secs(3),
+            deadline: Duration::from_millis(1500),
+            inbound_dead_after: Some(Duration::from_secs(5)),
+        }),
+    };
+    let watch = lines.clone();
+    let healed = async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let done = watch
+                .lock()
+                .expect("lines")
+                .iter()
+                .any(|l| l.contains("demo-2") && l.contains("recovering → healthy"));
+            if done {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return;
+            }
+        }
+    };
+    let report = demo::run(opts, move |l| sink.lock().expect("lines").push(l), healed)
+        .await
+        .expect("demo runs");
+    let text = lines.lock().expect("lines").join("\n");
+    let f = report.fault("demo-2").expect("inbound dead injected");
+    assert!(f.healed_at.is_some(), "{text}");
+    assert_eq!(report.restarts, [("demo-2".to_string(), 1)], "{text}");
+    for needle in [
+        "  ring       demo-1 → demo-2 → 1101000001 → demo-1",
+        "injected: messages to demo-2 no longer arrive",
+        "ring demo-ring: canary from waha-demo/demo-1 (confirmed sent) not received",
+        "demo-2     healthy → suspect",
+        "summary: demo-2 (inbound dead) was caught, restarted and delivering again",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(
+        text.contains("canary from waha-demo/demo-1 received after"),
+        "the restart is verified by a received ring canary:\n{text}"
+    );
 }

@@ -27,6 +27,7 @@ async fn the_demo_shows_a_canary_confirmed_by_a_push_and_swe003_needing_pairing(
         exit_after: Some(Duration::from_secs(60)),
         webhooks: true,
         swe003_after: Some(Duration::from_secs(3)),
+        ring: None,
     };
     let watch = lines.clone();
     let done = async move {
