@@ -106,6 +106,11 @@ impl Scheduler {
                     .await;
             }
         }
+        if !new.is_empty() {
+            // One line per discovery, not one per session (a first start on
+            // a large server adds them all at once); each is at debug.
+            tracing::info!(provider = %self.providers[p].cfg.name, added = new.len(), "watching newly listed sessions");
+        }
         for name in new {
             self.add(p, &name, true).await;
         }
@@ -140,7 +145,7 @@ impl Scheduler {
             },
         );
         let provider = pr.cfg.name.clone();
-        tracing::info!(%provider, session = name, "watching session");
+        tracing::debug!(%provider, session = name, "watching session");
         self.schedule(
             p,
             name,

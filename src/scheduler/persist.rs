@@ -3,14 +3,29 @@
 //! deadlines and restart budgets come back exactly, so a daemon restart
 //! never restarts a session early and never repeats a restart in flight.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::{Scheduler, SessionRt};
 use crate::clock::Timestamp;
 use crate::config::SessionSelector;
 use crate::machine::{Action, Machine, RemediationResult, RemediationStatus, State, Step};
 use crate::provider::Outcome;
-use crate::store::{RemediationUpdate, SessionRecord};
+use crate::store::{RemediationRecord, RemediationUpdate, SessionRecord};
+
+/// Restart records newer than a session's last save that restoring it
+/// replays (more than the longest backoff ladder needs).
+const RECALL_MAX: usize = 16;
+
+/// What restoring one provider did, for its one INFO line.
+#[derive(Debug, Default)]
+struct RestoreStats {
+    /// Sessions whose stored next probe lay ahead and was kept.
+    kept: usize,
+    /// Sessions overdue (or never scheduled), spread over the start-up window.
+    overdue: usize,
+    added: usize,
+    retired: usize,
+}
 
 /// The store record of a session.
 pub(super) fn record(
@@ -106,60 +121,132 @@ impl Scheduler {
     /// sessions), adds its configured sessions the store does not know, and
     /// rebuilds its restart budget and concurrency. At start-up, and when a
     /// reload adds a provider.
+    ///
+    /// A few queries per provider, whatever its size: the restart records
+    /// every session needs are read in bulk, and only the rows that changed
+    /// are written back, in batched transactions. A session keeps its stored
+    /// next probe when that lies in the future (a daemon restart sends no
+    /// canary the schedule would not have sent); only overdue ones are spread
+    /// over the start-up window. One INFO line per provider; per-session
+    /// lines at debug.
     pub(super) async fn restore_provider(
         &mut self,
         p: usize,
         records: &[SessionRecord],
         now: Timestamp,
     ) -> anyhow::Result<()> {
-        {
-            let name = self.providers[p].cfg.name.clone();
-            let mut seen = HashSet::new();
-            for rec in records.iter().filter(|r| r.provider == name) {
-                seen.insert(rec.session.clone());
-                if !self.providers[p].cfg.is_enabled(&rec.session) {
-                    self.retire_record(&name, &rec.session, now).await;
-                    continue;
+        let name = self.providers[p].cfg.name.clone();
+        let mut latest: HashMap<String, RemediationRecord> =
+            match self.store.latest_remediations(&name).await {
+                Ok(rows) => rows.into_iter().map(|r| (r.session.clone(), r)).collect(),
+                Err(e) => {
+                    tracing::error!(provider = %name, error = %e, "cannot read restart records");
+                    HashMap::new()
                 }
-                self.restore_session(p, rec, now).await;
-            }
-            // Sessions named in the config that the store does not know yet.
-            if let SessionSelector::Named(names) = self.providers[p].cfg.sessions.clone() {
-                for n in names {
-                    if !seen.contains(&n) && self.providers[p].cfg.is_enabled(&n) {
-                        self.add(p, &n, false).await;
+            };
+        let mut after_save: HashMap<String, Vec<RemediationRecord>> = HashMap::new();
+        match self.store.remediations_after_save(&name).await {
+            Ok(rows) => {
+                for r in rows {
+                    let list = after_save.entry(r.session.clone()).or_default();
+                    if list.len() < RECALL_MAX {
+                        list.push(r);
                     }
                 }
             }
-            // Restart budget and concurrency as they were.
-            let cfg = self.providers[p].cfg.policy.clone();
-            let since = now.minus(cfg.restart_budget_window);
-            let recent = self.store.remediations_since(&name, since).await?;
-            let pr = &mut self.providers[p];
-            pr.guard.recent_restarts = recent
-                .iter()
-                // An unreadable result counts as an attempt: errs on the
-                // side of fewer restarts.
-                .filter(|r| {
-                    r.result
-                        .parse::<RemediationStatus>()
-                        .map_or(true, RemediationStatus::is_attempt)
-                })
-                .map(|r| r.started_at)
-                .collect();
-            pr.guard.in_flight = pr
-                .sessions
-                .values()
-                .filter(|s| s.machine.state.holds_restart_slot())
-                .count()
-                .try_into()
-                .unwrap_or(u32::MAX);
-            self.metrics.set_provider(&name, true, false);
+            Err(e) => {
+                tracing::error!(provider = %name, error = %e, "cannot read restart records");
+            }
         }
+        let mut stats = RestoreStats::default();
+        let mut saves = Vec::new();
+        let mut seen = HashSet::new();
+        for rec in records.iter().filter(|r| r.provider == name) {
+            seen.insert(rec.session.clone());
+            if !self.providers[p].cfg.is_enabled(&rec.session) {
+                self.retire_record(&name, &rec.session, now).await;
+                stats.retired += 1;
+                continue;
+            }
+            let open = latest.remove(&rec.session);
+            let recall = after_save.remove(&rec.session).unwrap_or_default();
+            if let Some(save) = self
+                .restore_session(p, rec, open, &recall, now, &mut stats)
+                .await
+            {
+                saves.push(save);
+            }
+        }
+        if let Err(e) = self.store.save_sessions(&saves).await {
+            tracing::error!(provider = %name, sessions = saves.len(), error = %e, "cannot save restored sessions");
+        }
+        // Sessions named in the config that the store does not know yet.
+        if let SessionSelector::Named(names) = self.providers[p].cfg.sessions.clone() {
+            for n in names {
+                if !seen.contains(&n) && self.providers[p].cfg.is_enabled(&n) {
+                    self.add(p, &n, false).await;
+                    stats.added += 1;
+                }
+            }
+        }
+        // Restart budget and concurrency as they were.
+        let cfg = self.providers[p].cfg.policy.clone();
+        let since = now.minus(cfg.restart_budget_window);
+        let recent = self.store.remediations_since(&name, since).await?;
+        let pr = &mut self.providers[p];
+        pr.guard.recent_restarts = recent
+            .iter()
+            // An unreadable result counts as an attempt: errs on the
+            // side of fewer restarts.
+            .filter(|r| {
+                r.result
+                    .parse::<RemediationStatus>()
+                    .map_or(true, RemediationStatus::is_attempt)
+            })
+            .map(|r| r.started_at)
+            .collect();
+        pr.guard.in_flight = State::ALL
+            .iter()
+            .filter(|s| s.holds_restart_slot())
+            .map(|s| pr.sessions.counts().get(*s))
+            .sum::<usize>()
+            .try_into()
+            .unwrap_or(u32::MAX);
+        let states: Vec<String> = pr
+            .sessions
+            .counts()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| format!("{}={n}", s.as_str()))
+            .collect();
+        tracing::info!(
+            provider = %name,
+            sessions = pr.sessions.counts().total(),
+            schedule_kept = stats.kept,
+            overdue_spread = stats.overdue,
+            added = stats.added,
+            retired = stats.retired,
+            saved = saves.len(),
+            states = %states.join(" "),
+            "restored sessions"
+        );
+        self.metrics.set_provider(&name, true, false);
         Ok(())
     }
 
-    async fn restore_session(&mut self, p: usize, rec: &SessionRecord, now: Timestamp) {
+    /// Restores one session from its record, its newest restart record
+    /// (`open`, if any) and the restart records newer than its last save
+    /// (`recall`, newest first). Returns the record to write back when
+    /// restoring changed it.
+    async fn restore_session(
+        &mut self,
+        p: usize,
+        rec: &SessionRecord,
+        open: Option<RemediationRecord>,
+        recall: &[RemediationRecord],
+        now: Timestamp,
+        stats: &mut RestoreStats,
+    ) -> Option<SessionRecord> {
         let provider = self.providers[p].cfg.name.clone();
         let mut machine = match machine(rec) {
             Ok(m) => m,
@@ -173,41 +260,22 @@ impl Scheduler {
         };
         // A restart that was in flight keeps its open remediation row; any
         // other open row belongs to an attempt that can no longer finish.
-        let open = match self
-            .store
-            .recent_remediations(&provider, &rec.session, None, 1)
-            .await
-        {
-            Ok(rows) => rows.into_iter().next().filter(|r| {
-                r.result
-                    .parse::<RemediationStatus>()
-                    .is_ok_and(RemediationStatus::is_open)
-            }),
-            Err(e) => {
-                tracing::error!(%provider, session = %rec.session, error = %e, "cannot read restart records");
-                None
-            }
-        };
+        let open = open.filter(|r| {
+            r.result
+                .parse::<RemediationStatus>()
+                .is_ok_and(RemediationStatus::is_open)
+        });
         // Restarts decided after the session was last saved (the daemon
         // died in between): their intent rows are the truth, so they count
         // toward backoff and max_restarts as if the save had happened.
-        match self
-            .store
-            .recent_remediations(&provider, &rec.session, Some(rec.updated_at), 16)
-            .await
         {
-            Ok(rows) => {
-                let policy = &self.providers[p].cfg.policy;
-                for row in rows.iter().rev().filter(|r| {
-                    r.result
-                        .parse::<RemediationStatus>()
-                        .map_or(true, RemediationStatus::is_attempt)
-                }) {
-                    machine.recall_restart(policy, row.started_at);
-                }
-            }
-            Err(e) => {
-                tracing::error!(%provider, session = %rec.session, error = %e, "cannot read restart records");
+            let policy = &self.providers[p].cfg.policy;
+            for row in recall.iter().rev().filter(|r| {
+                r.result
+                    .parse::<RemediationStatus>()
+                    .map_or(true, RemediationStatus::is_attempt)
+            }) {
+                machine.recall_restart(policy, row.started_at);
             }
         }
         let mut remediation_id = None;
@@ -234,15 +302,26 @@ impl Scheduler {
                 action: Action::Probe,
                 ..
             }) => Some(Step {
-                at: self.first_probe_at(now, interval),
+                at: match rec.next_probe_at {
+                    // Still ahead: exactly as scheduled (never later than
+                    // one interval from now, if the interval was shortened).
+                    Some(at) if at > now => {
+                        stats.kept += 1;
+                        at.min(now.plus(interval))
+                    }
+                    _ => {
+                        stats.overdue += 1;
+                        self.first_probe_at(now, interval)
+                    }
+                },
                 action: Action::Probe,
             }),
             other => other,
         };
         let discovered = matches!(self.providers[p].cfg.sessions, SessionSelector::All);
-        tracing::info!(
+        tracing::debug!(
             %provider, session = %rec.session, state = machine.state.as_str(),
-            "restored session"
+            next = ?step.map(|s| s.at), "restored session"
         );
         self.providers[p].sessions.insert(
             rec.session.clone(),
@@ -264,7 +343,25 @@ impl Scheduler {
             },
         );
         self.schedule(p, &rec.session, step);
-        self.save(p, &rec.session).await;
+        let pr = &self.providers[p];
+        let s = pr.sessions.get(&rec.session)?;
+        let m = &s.machine;
+        self.metrics.set_session(
+            &provider,
+            &rec.session,
+            m.state,
+            m.consecutive_failures,
+            m.last_success_at,
+        );
+        // Written back only when restoring changed it (a schedule spread, a
+        // recalled restart, an afresh start): most rows stay as they are.
+        let mut fresh = record(&provider, &rec.session, s, rec.updated_at);
+        fresh.chat_id.clone_from(&rec.chat_id);
+        if fresh == *rec {
+            return None;
+        }
+        fresh.updated_at = now;
+        Some(fresh)
     }
 
     async fn retire_record(&mut self, provider: &str, session: &str, now: Timestamp) {

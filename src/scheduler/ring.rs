@@ -165,10 +165,20 @@ impl Scheduler {
         let Some((r, from)) = self.ring_member(p, name) else {
             return;
         };
-        let rt = &mut self.rings[r];
-        if send.ring != r || send.to >= rt.inbound.len() {
+        if send.ring != r || send.to >= self.rings[r].inbound.len() {
             return;
         }
+        // A receiver that is paused or in the middle of a restart cannot be
+        // expected to see it: not watched, never held against it.
+        let receiver = self.rings[r].cfg.members[send.to].clone();
+        let unavailable = self
+            .slot_of(&receiver.provider)
+            .and_then(|q| self.providers[q].sessions.get(&receiver.session))
+            .is_none_or(|s| matches!(s.machine.state, State::Paused | State::Restarting));
+        if unavailable {
+            return;
+        }
+        let rt = &mut self.rings[r];
         let deadline = at.plus(rt.cfg.deadline);
         rt.inbound[send.to].push(Canary {
             from,
@@ -389,7 +399,16 @@ impl Scheduler {
         c: Canary,
         now: Timestamp,
     ) {
-        let judgement = ring::judge(&c.flight, now);
+        let mut judgement = ring::judge(&c.flight, now);
+        let paused = self.providers[p]
+            .sessions
+            .get(name)
+            .is_none_or(|s| s.machine.state == State::Paused);
+        if paused && judgement == Judgement::Missing {
+            // Paused meanwhile (an operator, a maintenance window): nobody
+            // can tell.
+            judgement = Judgement::Inconclusive;
+        }
         let ring_name = self.rings[r].cfg.name.clone();
         let sender = self.rings[r].cfg.members[c.from].to_string();
         let provider = self.providers[p].cfg.name.clone();

@@ -169,6 +169,55 @@ impl Store {
         .collect()
     }
 
+    /// The newest remediation row of every session of `provider` that has
+    /// one (newest by `started_at`, then `id`): one query for a whole
+    /// provider at start-up instead of one per session.
+    pub async fn latest_remediations(
+        &self,
+        provider: &str,
+    ) -> Result<Vec<RemediationRecord>, StoreError> {
+        sqlx::query_as::<_, RemediationRow>(concat!(
+            "SELECT ",
+            remediation_columns!(),
+            " FROM (SELECT ",
+            remediation_columns!(),
+            ", ROW_NUMBER() OVER (PARTITION BY session ORDER BY started_at DESC, id DESC) AS rn \
+             FROM remediations WHERE provider = $1) WHERE rn = 1"
+        ))
+        .bind(provider)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query_error("latest_remediations"))?
+        .into_iter()
+        .map(RemediationRow::into_record)
+        .collect()
+    }
+
+    /// Remediation rows of `provider` started at or after their (active)
+    /// session's row was last saved (`sessions.updated_at`), newest first
+    /// per session: restarts decided after the last save of a daemon that
+    /// died in between. One query for a whole provider.
+    pub async fn remediations_after_save(
+        &self,
+        provider: &str,
+    ) -> Result<Vec<RemediationRecord>, StoreError> {
+        sqlx::query_as::<_, RemediationRow>(
+            "SELECT r.id, r.provider, r.session, r.started_at, r.action, r.reason, r.result, \
+             r.detail, r.finished_at, r.duration_ms, r.recovery_ms \
+             FROM remediations r JOIN sessions s \
+             ON s.provider = r.provider AND s.session = r.session \
+             WHERE r.provider = $1 AND s.retired_at IS NULL AND r.started_at >= s.updated_at \
+             ORDER BY r.session, r.started_at DESC, r.id DESC",
+        )
+        .bind(provider)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query_error("remediations_after_save"))?
+        .into_iter()
+        .map(RemediationRow::into_record)
+        .collect()
+    }
+
     /// Up to `limit` probes of one session at or after `since`, newest first.
     pub async fn recent_probes(
         &self,

@@ -18,28 +18,24 @@ macro_rules! session_columns {
     };
 }
 
-impl Store {
-    /// Inserts or replaces the record of `(rec.provider, rec.session)`.
-    /// Saving makes the session active: `retired_at` is cleared whatever
-    /// `rec.retired_at` says (use [`Store::retire_session`] to retire).
-    /// `state_reason` is capped to [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
-    pub async fn save_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
-        const OP: &str = "save_session";
-        self.check_writable(OP)?;
-        let history = serde_json::to_string(&rec.restart_history).map_err(|e| {
-            // Serialising a Vec of integers cannot fail; keep the path total anyway.
-            StoreError::Corrupt {
-                row: format!("sessions ({}, {})", rec.provider, rec.session),
-                detail: format!("restart_history does not serialise: {e}"),
-            }
-        })?;
-        super::timed(
-            &self.health,
-            OP,
-            sqlx::query(concat!(
-                "INSERT INTO sessions (",
-                session_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+/// Records per transaction in [`Store::save_sessions`].
+pub const SAVE_BATCH: usize = 500;
+
+type Upsert<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// The upsert of one session record (see [`Store::save_session`]).
+fn upsert(rec: &SessionRecord) -> Result<Upsert<'static>, StoreError> {
+    let history = serde_json::to_string(&rec.restart_history).map_err(|e| {
+        // Serialising a Vec of integers cannot fail; keep the path total anyway.
+        StoreError::Corrupt {
+            row: format!("sessions ({}, {})", rec.provider, rec.session),
+            detail: format!("restart_history does not serialise: {e}"),
+        }
+    })?;
+    Ok(sqlx::query(concat!(
+        "INSERT INTO sessions (",
+        session_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
              $16, $17, $18, $19, $20, NULL, $21) \
              ON CONFLICT (provider, session) DO UPDATE SET \
              state = excluded.state, since = excluded.since, \
@@ -61,31 +57,61 @@ impl Store {
              chat_id = excluded.chat_id, \
              retired_at = NULL, \
              updated_at = excluded.updated_at"
-            ))
-            .bind(&rec.provider)
-            .bind(&rec.session)
-            .bind(&rec.state)
-            .bind(rec.since.as_millis())
-            .bind(cap_text(&rec.state_reason))
-            .bind(i64::from(rec.consecutive_failures))
-            .bind(rec.streak_has_desync)
-            .bind(rec.first_failure_at.map(Timestamp::as_millis))
-            .bind(rec.last_success_at.map(Timestamp::as_millis))
-            .bind(rec.last_outcome.as_deref())
-            .bind(rec.last_probe_at.map(Timestamp::as_millis))
-            .bind(rec.next_probe_at.map(Timestamp::as_millis))
-            .bind(rec.not_ready_since.map(Timestamp::as_millis))
-            .bind(i64::from(rec.backoff_step))
-            .bind(rec.next_restart_at.map(Timestamp::as_millis))
-            .bind(history)
-            .bind(rec.restart_started_at.map(Timestamp::as_millis))
-            .bind(rec.healthy_since.map(Timestamp::as_millis))
-            .bind(rec.paused_until.map(Timestamp::as_millis))
-            .bind(rec.chat_id.as_deref())
-            .bind(rec.updated_at.as_millis())
-            .execute(&self.writer),
-        )
-        .await?;
+    ))
+    .bind(rec.provider.clone())
+    .bind(rec.session.clone())
+    .bind(rec.state.clone())
+    .bind(rec.since.as_millis())
+    .bind(cap_text(&rec.state_reason).to_string())
+    .bind(i64::from(rec.consecutive_failures))
+    .bind(rec.streak_has_desync)
+    .bind(rec.first_failure_at.map(Timestamp::as_millis))
+    .bind(rec.last_success_at.map(Timestamp::as_millis))
+    .bind(rec.last_outcome.clone())
+    .bind(rec.last_probe_at.map(Timestamp::as_millis))
+    .bind(rec.next_probe_at.map(Timestamp::as_millis))
+    .bind(rec.not_ready_since.map(Timestamp::as_millis))
+    .bind(i64::from(rec.backoff_step))
+    .bind(rec.next_restart_at.map(Timestamp::as_millis))
+    .bind(history)
+    .bind(rec.restart_started_at.map(Timestamp::as_millis))
+    .bind(rec.healthy_since.map(Timestamp::as_millis))
+    .bind(rec.paused_until.map(Timestamp::as_millis))
+    .bind(rec.chat_id.clone())
+    .bind(rec.updated_at.as_millis()))
+}
+
+impl Store {
+    /// Inserts or replaces the record of `(rec.provider, rec.session)`.
+    /// Saving makes the session active: `retired_at` is cleared whatever
+    /// `rec.retired_at` says (use [`Store::retire_session`] to retire).
+    /// `state_reason` is capped to [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
+    pub async fn save_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
+        const OP: &str = "save_session";
+        self.check_writable(OP)?;
+        let query = upsert(rec)?;
+        super::timed(&self.health, OP, query.execute(&self.writer)).await?;
+        Ok(())
+    }
+
+    /// [`Store::save_session`] for many records: one transaction per
+    /// [`SAVE_BATCH`] records (each bounded by the write timeout), so a
+    /// start-up that saves a large fleet makes a few commits, not one per
+    /// session, and never holds the write lock for long.
+    pub async fn save_sessions(&self, recs: &[SessionRecord]) -> Result<(), StoreError> {
+        const OP: &str = "save_sessions";
+        self.check_writable(OP)?;
+        for chunk in recs.chunks(SAVE_BATCH) {
+            let queries = chunk.iter().map(upsert).collect::<Result<Vec<_>, _>>()?;
+            super::timed(&self.health, OP, async {
+                let mut tx = self.writer.begin().await?;
+                for q in queries {
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await
+            })
+            .await?;
+        }
         Ok(())
     }
 

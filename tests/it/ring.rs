@@ -635,3 +635,39 @@ async fn a_provider_whose_members_all_stop_receiving_is_an_outage_not_a_restart(
         assert_eq!(r.wctl.restart_count(s), 0, "{s} restarted after the outage");
     }
 }
+
+#[tokio::test]
+async fn a_paused_member_is_never_held_to_its_ring_canaries() {
+    let mut r = Ring::start(&["a", "b"], &["waha/a", "waha/b", "green"], false).await;
+    r.run_for(secs(45)).await;
+    r.d.scheduler
+        .command(wa_watchdog::scheduler::Command::Pause {
+            provider: "waha".into(),
+            session: "b".into(),
+            until: None,
+            reason: "operator".into(),
+        })
+        .await
+        .expect("pause");
+    r.wctl
+        .set_inbound("b", Some(InboundFault::Dead))
+        .expect("fault");
+    let onset = r.d.now();
+    r.run_for(secs(120)).await;
+    assert_eq!(r.state("waha", "b"), State::Paused);
+    let fates: Vec<_> = r
+        .ring_fates("waha", "b")
+        .into_iter()
+        .filter(|(o, _)| o == "inbound_missing")
+        .collect();
+    assert!(fates.is_empty(), "{fates:?}");
+    assert_eq!(r.wctl.restart_count("b"), 0);
+    assert!(r.states_of("waha", "a", onset).is_empty());
+    assert_eq!(
+        r.metric(
+            "wa_watchdog_ring_inbound_failures_total",
+            "provider=\"waha\",session=\"b\""
+        ),
+        0.0
+    );
+}
