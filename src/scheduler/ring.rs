@@ -331,10 +331,12 @@ impl Scheduler {
                     let judgement = ring::judge(&rt.inbound[i][k].flight, now);
                     let c = &rt.inbound[i][k];
                     let from = rt.numbers[c.from].clone();
-                    // Without pushes, one last read at the deadline: a
-                    // message that arrived since the previous read counts.
-                    let last_read = reads
-                        && from.is_some()
+                    // One last read at the deadline, with or without
+                    // pushes: a message that arrived since the previous read
+                    // counts, and a provider that does not push inbound
+                    // messages (its webhook lacks the `message` event) must
+                    // not look like a dead inbound.
+                    let last_read = from.is_some()
                         && matches!(judgement, Judgement::Missing | Judgement::Inconclusive)
                         && !c.final_look;
                     if judgement.is_final() && !last_read && !c.look_in_flight {
@@ -348,7 +350,7 @@ impl Scheduler {
                     let Some(from) = from else {
                         continue;
                     };
-                    if reads && !c.look_in_flight && (c.next_look <= now || last_read) {
+                    if !c.look_in_flight && ((reads && c.next_look <= now) || last_read) {
                         let nonce = c.nonce.clone();
                         rt.inbound[i][k].look_in_flight = true;
                         jobs.push(Job::RingLook {

@@ -671,3 +671,25 @@ async fn a_paused_member_is_never_held_to_its_ring_canaries() {
         0.0
     );
 }
+
+#[tokio::test]
+async fn webhooks_that_carry_no_inbound_messages_never_look_like_a_dead_inbound() {
+    // Webhooks are configured, but the providers push no inbound messages:
+    // the last read at the deadline finds every canary.
+    let mut r = Ring::start(&["a", "b"], &["waha/a", "waha/b", "green"], true).await;
+    r.hooks = None;
+    r.run_for(secs(90)).await;
+    for (p, s) in [("waha", "a"), ("waha", "b"), ("green", GREEN_ID)] {
+        assert_eq!(r.state(p, s), State::Healthy, "{p}/{s}");
+        let fates = r.ring_fates(p, s);
+        assert!(!fates.is_empty(), "{p}/{s}");
+        assert!(
+            fates
+                .iter()
+                .all(|(o, d)| o == "delivered" && d.contains("(chat read)")),
+            "{p}/{s}: {fates:?}"
+        );
+    }
+    assert_eq!(r.wctl.restart_count("a") + r.wctl.restart_count("b"), 0);
+    assert_eq!(r.gctl.count("reboot"), 0);
+}
