@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -147,13 +148,152 @@ fn unknown_session(provider: &str, session: &str) -> Response {
     )
 }
 
-pub(super) async fn list_sessions(State(s): State<Arc<HttpState>>) -> Response {
-    match s.store.list_sessions(false).await {
-        Ok(rows) => {
-            axum::Json(rows.iter().map(SessionJson::from).collect::<Vec<_>>()).into_response()
+/// Sessions per page of `GET /api/v1/sessions` unless `limit` says otherwise.
+pub const PAGE_DEFAULT: u32 = 500;
+/// The largest `limit` accepted.
+pub const PAGE_MAX: u32 = 5000;
+
+/// The query of `GET /api/v1/sessions`, checked.
+#[derive(Debug, Default, PartialEq)]
+struct ListQuery {
+    provider: Option<String>,
+    state: Option<String>,
+    limit: u32,
+    after: Option<(String, String)>,
+}
+
+/// `provider=&state=&limit=&cursor=`; anything else, a state that does not
+/// exist, a limit out of `1..=PAGE_MAX` or a cursor this daemon did not hand
+/// out is an error naming the parameter.
+fn list_query(pairs: &[(String, String)]) -> Result<ListQuery, String> {
+    let mut q = ListQuery {
+        limit: PAGE_DEFAULT,
+        ..ListQuery::default()
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "provider" => q.provider = Some(v.clone()),
+            "state" => {
+                v.parse::<crate::machine::State>()
+                    .map_err(|_| format!("state: unknown state {v:?}"))?;
+                q.state = Some(v.clone());
+            }
+            "limit" => {
+                q.limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=PAGE_MAX).contains(n))
+                    .ok_or_else(|| {
+                        format!("limit: {v:?} is not a whole number from 1 to {PAGE_MAX}")
+                    })?;
+            }
+            "cursor" => {
+                q.after = Some(
+                    decode_cursor(v)
+                        .ok_or_else(|| "cursor: not a cursor from a previous page".to_string())?,
+                );
+            }
+            other => {
+                return Err(format!(
+                    "unknown query parameter {other:?} (known: provider, state, limit, cursor)"
+                ));
+            }
         }
-        Err(e) => store_error("sessions", e),
     }
+    Ok(q)
+}
+
+/// The opaque cursor after `(provider, session)`: hex of `provider NUL session`.
+fn encode_cursor(provider: &str, session: &str) -> String {
+    let mut out = String::with_capacity(2 * (provider.len() + session.len() + 1));
+    for b in provider
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(session.bytes())
+    {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+fn decode_cursor(cursor: &str) -> Option<(String, String)> {
+    if cursor.len() % 2 != 0 || cursor.len() > 4096 {
+        return None;
+    }
+    let bytes: Vec<u8> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (provider, session) = text.split_once('\0')?;
+    Some((provider.to_string(), session.to_string()))
+}
+
+/// `GET /api/v1/sessions`: one page, in provider and session order. The
+/// body is the array of sessions; when there are more, the `X-Next-Cursor`
+/// header holds the `cursor` of the next page (and `Link` its URL).
+pub(super) async fn list_sessions(
+    State(s): State<Arc<HttpState>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let pairs = match query {
+        Ok(Query(pairs)) => pairs,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad query string: {e}")),
+    };
+    let q = match list_query(&pairs) {
+        Ok(q) => q,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    let after = q.after.as_ref().map(|(p, s)| (p.as_str(), s.as_str()));
+    // One more than asked: whether there is a next page.
+    let rows = match s
+        .store
+        .sessions_page(
+            q.provider.as_deref(),
+            q.state.as_deref(),
+            after,
+            q.limit + 1,
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return store_error("sessions", e),
+    };
+    let more = rows.len() > q.limit as usize;
+    let page = &rows[..rows.len().min(q.limit as usize)];
+    let mut response =
+        axum::Json(page.iter().map(SessionJson::from).collect::<Vec<_>>()).into_response();
+    if let (true, Some(last)) = (more, page.last()) {
+        let cursor = encode_cursor(&last.provider, &last.session);
+        let mut next = format!("/api/v1/sessions?limit={}&cursor={cursor}", q.limit);
+        for (k, v) in [("provider", &q.provider), ("state", &q.state)] {
+            if let Some(v) = v {
+                let v: String = url_component(v);
+                next.push_str(&format!("&{k}={v}"));
+            }
+        }
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&cursor) {
+            headers.insert("x-next-cursor", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
+            headers.insert(axum::http::header::LINK, v);
+        }
+    }
+    response
+}
+
+/// `s` percent-encoded for a query string (unreserved characters kept).
+fn url_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The active (not retired) record of one session, or the response to send.
@@ -199,4 +339,49 @@ pub(super) async fn one_session(
         remediations: remediations.into_iter().map(Into::into).collect(),
     })
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Result<ListQuery, String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        list_query(&pairs)
+    }
+
+    #[test]
+    fn the_list_query_is_checked_and_errors_name_the_parameter() {
+        assert_eq!(q(&[]).map(|q| q.limit), Ok(PAGE_DEFAULT));
+        let ok = q(&[("provider", "waha"), ("state", "healthy"), ("limit", "10")]).expect("ok");
+        assert_eq!(ok.provider.as_deref(), Some("waha"));
+        assert_eq!(ok.state.as_deref(), Some("healthy"));
+        assert_eq!(ok.limit, 10);
+        #[rustfmt::skip]
+        let bad = [
+            (("state", "sleepy"), "state:"),
+            (("limit", "0"), "limit:"),
+            (("limit", "5001"), "limit:"),
+            (("limit", "ten"), "limit:"),
+            (("cursor", "zz"), "cursor:"),
+            (("cursor", "abc"), "cursor:"),
+            (("cursor", "6869"), "cursor:"), // no NUL: not ours
+            (("page", "2"), "\"page\""),
+        ];
+        for ((k, v), want) in bad {
+            let e = q(&[(k, v)]).expect_err(k);
+            assert!(e.contains(want), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_any_names() {
+        for (p, s) in [("waha", "default"), ("a/b", "x y&z=1"), ("ü", "")] {
+            let c = encode_cursor(p, s);
+            assert_eq!(decode_cursor(&c), Some((p.to_string(), s.to_string())));
+        }
+    }
 }

@@ -141,6 +141,39 @@ impl Store {
         .collect()
     }
 
+    /// One page of the active sessions, ordered by provider and session:
+    /// those of `provider` and in `state` when given, after the key `after`
+    /// (the last `(provider, session)` of the previous page), at most
+    /// `limit` of them.
+    pub async fn sessions_page(
+        &self,
+        provider: Option<&str>,
+        state: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let (after_provider, after_session) = after.unzip();
+        sqlx::query_as::<_, SessionRow>(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE retired_at IS NULL \
+             AND ($1 IS NULL OR provider = $1) AND ($2 IS NULL OR state = $2) \
+             AND ($3 IS NULL OR provider > $3 OR (provider = $3 AND session > $4)) \
+             ORDER BY provider, session LIMIT $5"
+        ))
+        .bind(provider)
+        .bind(state)
+        .bind(after_provider)
+        .bind(after_session)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(query_error("sessions_page"))?
+        .into_iter()
+        .map(SessionRow::into_record)
+        .collect()
+    }
+
     /// One session, retired or not.
     pub async fn session(
         &self,

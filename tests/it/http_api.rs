@@ -899,3 +899,55 @@ async fn readyz_fails_while_store_writes_fail() {
     assert_eq!(p.get("/readyz").await.0, 200);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_list_is_paged_and_filtered_and_bad_parameters_are_400() {
+    let d = healthy(&["s1", "s2", "s3"], false).await;
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|s| s["session"].as_str().map(str::to_string))
+            .collect()
+    };
+    // Page 1 of 2, then the rest by the cursor it handed out.
+    let r = d.get("/api/v1/sessions?limit=2").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(names(&r.json()), ["s1", "s2"]);
+    let cursor = r
+        .header("x-next-cursor")
+        .expect("a next cursor")
+        .to_string();
+    assert!(
+        r.header("link")
+            .is_some_and(|l| l.contains(&cursor) && l.ends_with("rel=\"next\"")),
+        "{:?}",
+        r.header("link")
+    );
+    let r = d
+        .get(&format!("/api/v1/sessions?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(names(&r.json()), ["s3"]);
+    assert_eq!(r.header("x-next-cursor"), None, "the last page");
+    // Filters.
+    let r = d.get("/api/v1/sessions?provider=waha&state=healthy").await;
+    assert_eq!(names(&r.json()), ["s1", "s2", "s3"]);
+    let r = d.get("/api/v1/sessions?state=needs_pairing").await;
+    assert_eq!(names(&r.json()), Vec::<String>::new());
+    let r = d.get("/api/v1/sessions?provider=other").await;
+    assert_eq!(names(&r.json()), Vec::<String>::new());
+    // Bad parameters: 400 naming the parameter.
+    for (query, names_it) in [
+        ("state=sleepy", "state"),
+        ("limit=0", "limit"),
+        ("limit=99999", "limit"),
+        ("cursor=nope", "cursor"),
+        ("page=2", "page"),
+    ] {
+        let r = d.get(&format!("/api/v1/sessions?{query}")).await;
+        assert_eq!(r.status, 400, "{query}");
+        let e = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(e.contains(names_it), "{query}: {e}");
+    }
+    d.stop().await.expect("clean stop");
+}
