@@ -951,3 +951,44 @@ async fn the_session_list_is_paged_and_filtered_and_bad_parameters_are_400() {
     }
     d.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_gzipped_when_the_scraper_asks() {
+    use std::io::Read;
+    let d = healthy(&["s1", "s2"], false).await;
+    let plain = d.get("/metrics").await;
+    assert_eq!(plain.header("content-encoding"), None);
+    let resp = d
+        .client
+        .get(d.url("/metrics"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(
+        resp.headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip")
+    );
+    let bytes = resp.bytes().await.expect("body");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .expect("a gzip body");
+    assert!(
+        text.contains("wa_watchdog_sessions{provider=\"waha\",state=\"healthy\"} 2\n"),
+        "{text}"
+    );
+    assert!(bytes.len() < text.len());
+    // q=0 refuses it.
+    let resp = d
+        .client
+        .get(d.url("/metrics"))
+        .header("accept-encoding", "gzip;q=0")
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(resp.headers().get("content-encoding"), None);
+    d.stop().await.expect("clean stop");
+}
