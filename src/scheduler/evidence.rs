@@ -21,7 +21,7 @@ impl Scheduler {
         message_id: &str,
         evidence: Evidence,
     ) -> bool {
-        let Some(p) = self.providers.iter().position(|pr| pr.cfg.name == provider) else {
+        let Some(p) = self.slot(provider) else {
             return false;
         };
         let Some(pending) = self.providers[p]

@@ -38,7 +38,7 @@ impl Scheduler {
         let Queued {
             provider, event, ..
         } = q;
-        let Some(p) = self.providers.iter().position(|pr| pr.cfg.name == provider) else {
+        let Some(p) = self.slot(&provider) else {
             self.metrics.webhook_ignored(&provider, "unknown_provider");
             return;
         };

@@ -170,3 +170,63 @@ fn the_checker_sees_a_violation() {
     assert!(!violations("scheduler", &["crate::provider"]).is_empty());
     assert!(!violations("provider/http.rs", &["reqwest"]).is_empty());
 }
+
+/// ARCHITECTURE.md's "Adding a provider" recipe names every source file
+/// (tests aside) that matches on a provider kind (`ProviderKind::…`,
+/// `Provider::…`) or names a provider's own module (`waha::`,
+/// `green_api::`) from outside it; a provider's own files are named with
+/// `NAME` for the provider.
+#[test]
+fn the_adding_a_provider_recipe_names_every_file_that_knows_the_kinds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let arch = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let start = arch.find("## Adding a provider").expect("the recipe");
+    let recipe = &arch[start..];
+    let recipe = &recipe[..recipe[3..].find("\n## ").map_or(recipe.len(), |i| i + 3)];
+    let kinds = [
+        "ProviderKind::Waha",
+        "ProviderKind::GreenApi",
+        "Provider::Waha",
+        "Provider::GreenApi",
+        "waha::",
+        "green_api::",
+    ];
+    let mut missing = Vec::new();
+    for file in files("") {
+        let rel = file
+            .strip_prefix(root)
+            .expect("under the crate")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let own = [
+            "src/provider/waha",
+            "src/provider/green_api",
+            "src/sim/waha",
+            "src/sim/green_api",
+        ]
+        .iter()
+        .any(|p| rel.starts_with(p));
+        if own || rel.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read source");
+        let code: String = code_lines(&text).map(|(_, l)| format!("{l}\n")).collect();
+        // `#[cfg(test)]` modules at the end of a file are tests too.
+        let code = code.split("#[cfg(test)]").next().unwrap_or_default();
+        let knows = kinds.iter().any(|k| {
+            code.match_indices(k).any(|(i, _)| {
+                // `sim::waha::` or `crate::provider::waha::` — not `fn waha::`-like words.
+                i == 0
+                    || !code.as_bytes()[i - 1].is_ascii_alphanumeric()
+                        && code.as_bytes()[i - 1] != b'_'
+            })
+        });
+        if knows && !recipe.contains(&format!("`{rel}`")) {
+            missing.push(rel);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's \"Adding a provider\" does not name: {missing:?}"
+    );
+}
