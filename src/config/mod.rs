@@ -13,6 +13,8 @@
 //! `file:line:column`; everything else is checked after parsing, and the
 //! error names the key path (`provider "waha-main": policy.max_restarts`).
 
+#[cfg(test)]
+mod example_support;
 mod maintenance;
 mod name;
 mod operator;

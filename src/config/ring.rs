@@ -414,24 +414,7 @@ mod example {
     /// uncommented (with the example's providers).
     #[test]
     fn the_example_ring_in_config_example_toml_resolves() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-        let text = std::fs::read_to_string(&path).expect("config.example.toml");
-        let start = text.find("# [[ring]]").expect("example ring");
-        // The example ends at the first blank line.
-        let ring: String = text[start..]
-            .lines()
-            .take_while(|l| !l.trim().is_empty())
-            .filter(|l| !l.starts_with("# #"))
-            .map(|l| l.strip_prefix("# ").unwrap_or(l))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let full = format!("{}\n{ring}\n", &text[..start]);
-        let env = |name: &str| match name {
-            "WA_WATCHDOG_ADMIN_TOKEN" | "WAHA_API_KEY" | "GREEN_API_TOKEN" => Some("x".to_string()),
-            _ => None,
-        };
-        let cfg = crate::config::Config::from_toml_str(&full, &path, &env)
-            .unwrap_or_else(|e| panic!("{e}\n{ring}"));
+        let cfg = crate::config::example_support::resolve_with_example("# [[ring]]");
         assert_eq!(cfg.rings.len(), 1);
         assert_eq!(cfg.rings[0].name, "office");
         assert_eq!(cfg.rings[0].members.len(), 3);
