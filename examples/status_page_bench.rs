@@ -31,28 +31,15 @@ const STATES: [&str; 8] = [
 
 fn session(provider: &str, name: &str, state: &str, now: Timestamp) -> SessionRecord {
     SessionRecord {
-        provider: provider.into(),
-        session: name.into(),
-        state: state.into(),
-        since: now.minus(Duration::from_secs(600)),
         state_reason: format!("{state}: the reason a person reads"),
         consecutive_failures: u32::from(state != "healthy"),
-        streak_has_desync: false,
-        first_failure_at: None,
         last_success_at: Some(now.minus(Duration::from_secs(30))),
         last_outcome: Some("delivered".into()),
         last_probe_at: Some(now.minus(Duration::from_secs(30))),
         next_probe_at: Some(now.plus(Duration::from_secs(30))),
-        not_ready_since: None,
-        backoff_step: 0,
-        next_restart_at: None,
-        restart_history: Vec::new(),
-        restart_started_at: None,
-        healthy_since: None,
         paused_until: (state == "paused").then(|| now.plus(Duration::from_secs(3600))),
-        chat_id: None,
-        retired_at: None,
         updated_at: now,
+        ..SessionRecord::new(provider, name, state, now.minus(Duration::from_secs(600)))
     }
 }
 

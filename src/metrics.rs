@@ -24,6 +24,7 @@
 //! `sessions` (the per-session bookkeeping: setting and retiring sessions
 //! and providers), `tests`.
 
+pub mod exposition;
 mod sessions;
 
 use std::sync::Mutex;
@@ -124,8 +125,9 @@ pub struct EncodeError(#[from] prometheus::Error);
 
 /// Every family the daemon exposes, as its users may rely on it: (family,
 /// TYPE, label names of its samples without `le`). The contract first, then
-/// the extensions. Checked against [`Metrics::encode`] by the unit tests and
-/// against a real scrape by `tests/it/http_api.rs`.
+/// the extensions. Checked ([`exposition::contract_violations`]) against
+/// [`Metrics::encode`] by the unit tests and against a real scrape by
+/// `tests/it/http_api.rs`.
 pub const FAMILIES: &[(&str, &str, &[&str])] = &[
     (
         "wa_watchdog_canary_total",

@@ -10,51 +10,7 @@ use crate::machine::State;
 
 use super::*;
 
-/// One sample line of the exposition: name, labels in order, value.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: String,
-}
-
-/// A parser for the subset the text encoder writes for our families
-/// (label values in tests never contain quotes or commas).
-fn samples(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').expect("sample has a value");
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => {
-                    let inner = rest.strip_suffix('}').expect("closing brace");
-                    let labels = inner
-                        .split(',')
-                        .filter(|p| !p.is_empty())
-                        .map(|p| {
-                            let (k, v) = p.split_once('=').expect("label pair");
-                            (k.to_owned(), v.trim_matches('"').to_owned())
-                        })
-                        .collect();
-                    (name, labels)
-                }
-                None => (series, Vec::new()),
-            };
-            Sample {
-                name: name.to_owned(),
-                labels,
-                value: value.to_owned(),
-            }
-        })
-        .collect()
-}
-
-fn label<'a>(s: &'a Sample, key: &str) -> Option<&'a str> {
-    s.labels
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
+use super::exposition::{Sample, samples};
 
 fn encode(m: &Metrics) -> String {
     m.encode().expect("encode")
@@ -63,7 +19,7 @@ fn encode(m: &Metrics) -> String {
 /// Samples of `name` for one session.
 fn session_samples<'a>(all: &'a [Sample], name: &str, session: &str) -> Vec<&'a Sample> {
     all.iter()
-        .filter(|s| s.name == name && label(s, "session") == Some(session))
+        .filter(|s| s.name == name && s.label("session") == Some(session))
         .collect()
 }
 
@@ -96,56 +52,11 @@ fn populated() -> Metrics {
     m
 }
 
-use super::FAMILIES as CONTRACT;
-
 #[test]
 fn exposition_has_every_contract_family_with_its_type_and_labels() {
     let text = encode(&populated());
-    let all = samples(&text);
-    for &(family, kind, labels) in CONTRACT {
-        if family.starts_with("process_") && !cfg!(target_os = "linux") {
-            continue;
-        }
-        assert!(
-            text.contains(&format!("\n# TYPE {family} {kind}\n")),
-            "no `# TYPE {family} {kind}` in:\n{text}"
-        );
-        assert!(
-            text.contains(&format!("# HELP {family} ")),
-            "{family} has no help"
-        );
-        let sample_name = if kind == "histogram" {
-            format!("{family}_bucket")
-        } else {
-            family.to_owned()
-        };
-        let of_family: Vec<_> = all.iter().filter(|s| s.name == sample_name).collect();
-        assert!(!of_family.is_empty(), "no samples of {sample_name}");
-        for s in of_family {
-            let names: Vec<&str> = s
-                .labels
-                .iter()
-                .map(|(k, _)| k.as_str())
-                .filter(|k| *k != "le")
-                .collect();
-            let mut want = labels.to_vec();
-            want.sort_unstable();
-            let mut got = names.clone();
-            got.sort_unstable();
-            assert_eq!(got, want, "labels of {s:?}");
-        }
-    }
-    // Every family we export is in the contract table (nothing stray).
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("# TYPE wa_watchdog_"))
-    {
-        let name = line.split(' ').nth(2).expect("family name");
-        assert!(
-            CONTRACT.iter().any(|(f, _, _)| *f == name),
-            "{name} is not in the contract table"
-        );
-    }
+    let wrong = super::exposition::contract_violations(&text);
+    assert!(wrong.is_empty(), "{wrong:#?}\n{text}");
 }
 
 #[test]
@@ -181,7 +92,7 @@ fn a_session_has_exactly_one_state_series_through_its_life() {
         let all = samples(&encode(&m));
         let series = session_samples(&all, "wa_watchdog_session_state", "sales");
         assert_eq!(series.len(), 1, "after {state}: {series:?}");
-        assert_eq!(label(series[0], "state"), Some(state.as_str()));
+        assert_eq!(series[0].label("state"), Some(state.as_str()));
         assert_eq!(series[0].value, "1");
         let failures_series =
             session_samples(&all, "wa_watchdog_session_consecutive_failures", "sales");
@@ -293,7 +204,7 @@ fn providers_start_with_zeroed_closed_label_sets() {
     let all = samples(&encode(&m));
     let of = |name: &str| {
         all.iter()
-            .filter(|s| s.name == name && label(s, "provider") == Some("p"))
+            .filter(|s| s.name == name && s.label("provider") == Some("p"))
             .collect::<Vec<_>>()
     };
     assert_eq!(of("wa_watchdog_canary_total").len(), Outcome::NAMES.len());
@@ -334,7 +245,7 @@ fn histogram_buckets_are_as_specified() {
     let bounds = |family: &str| -> Vec<String> {
         all.iter()
             .filter(|s| s.name == format!("{family}_bucket"))
-            .filter_map(|s| label(s, "le").map(str::to_owned))
+            .filter_map(|s| s.label("le").map(str::to_owned))
             .collect()
     };
     let canary = bounds("wa_watchdog_canary_duration_seconds");
@@ -376,7 +287,7 @@ fn a_thousand_sessions_through_every_state_keep_three_series_each() {
     // Count the exposition's lines per session, whatever their family.
     let mut per_session: HashMap<String, usize> = HashMap::new();
     for s in samples(&text) {
-        if let Some(session) = label(&s, "session") {
+        if let Some(session) = s.label("session") {
             *per_session.entry(session.to_owned()).or_default() += 1;
         }
     }
@@ -416,7 +327,7 @@ fn webhook_event_labels_stay_bounded() {
     assert_eq!(events.len(), MAX_EVENTS_PER_PROVIDER + 1, "{events:?}");
     let other = events
         .iter()
-        .find(|s| label(s, "event") == Some(OTHER_EVENT))
+        .find(|s| s.label("event") == Some(OTHER_EVENT))
         .expect("other");
     assert_eq!(
         other.value,
@@ -424,7 +335,7 @@ fn webhook_event_labels_stay_bounded() {
     );
     let ack = events
         .iter()
-        .find(|s| label(s, "event") == Some("message.ack"))
+        .find(|s| s.label("event") == Some("message.ack"))
         .expect("ack");
     assert_eq!(ack.value, "2");
 }

@@ -45,39 +45,7 @@ use serde_json::Value;
 
 use self::pacer::Pacers;
 use super::http::{self, Reply, Transport};
-use super::{ClientError, Outcome};
-
-/// Why a request to Green-API did not yield a usable answer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Failure {
-    pub outcome: Outcome,
-    pub http_status: Option<u16>,
-    /// Short, one line, no URL, no token.
-    pub detail: String,
-    /// The [`RULES`] row that decided (or `transport`, `reply shape`).
-    pub rule: &'static str,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.detail, self.outcome)
-    }
-}
-
-/// The result of one `sendMessage`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SendResult {
-    /// [`Outcome::Delivered`] means only "accepted into the queue": Green-API
-    /// answers 200 + idMessage even when nothing will ever leave (Green-API docs:
-    /// sendMessage; the vendor's issue tracker).
-    /// The scheduler confirms it with [`GreenApiClient::queue_contains`] before counting it.
-    pub outcome: Outcome,
-    pub http_status: Option<u16>,
-    pub detail: String,
-    /// The `idMessage` Green-API returned.
-    pub message_id: Option<String>,
-    pub rule: &'static str,
-}
+use super::{ClientError, Failure, Outcome, SendResult};
 
 /// Retries the vendor asks for (Green-API docs: Common errors, 499 and 502). One delay serves both 499 and 502.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,9 +219,10 @@ impl GreenApiClient {
     }
 
     fn transport_failure(&self, t: Transport) -> Failure {
-        match t {
-            Transport::Unreachable(d) => self.failure(Outcome::Unreachable, None, &d, "transport"),
-            Transport::Timeout(d) => self.failure(Outcome::Timeout, None, &d, "transport"),
+        let f = Failure::transport(t);
+        Failure {
+            detail: self.scrub(&f.detail),
+            ..f
         }
     }
 
@@ -356,18 +325,15 @@ impl GreenApiClient {
             })
     }
 
-    /// Queues one text (`sendMessage`). See [`SendResult::outcome`] for what
-    /// "delivered" means here.
+    /// Queues one text (`sendMessage`). [`Outcome::Delivered`] means only
+    /// "accepted into the queue": Green-API answers 200 + idMessage even when
+    /// nothing will ever leave (Green-API docs: sendMessage; the vendor's
+    /// issue tracker); the scheduler confirms it with
+    /// [`GreenApiClient::queue_contains`] and `getMessage` before counting it.
     pub async fn send_message(&self, chat_id: &str, text: &str, timeout: Duration) -> SendResult {
         let body = serde_json::json!({ "chatId": chat_id, "message": text });
         match self.exchange(Call::Send, Some(&body), timeout).await {
-            Err(f) => SendResult {
-                outcome: f.outcome,
-                http_status: f.http_status,
-                detail: f.detail,
-                message_id: None,
-                rule: f.rule,
-            },
+            Err(f) => SendResult::failed(f),
             Ok(reply) => {
                 let id = reply
                     .json()
@@ -384,6 +350,7 @@ impl GreenApiClient {
                         id.as_deref().unwrap_or("?")
                     ))),
                     message_id: id,
+                    ack: None,
                     rule: "message queued",
                 }
             }

@@ -13,12 +13,77 @@ use std::time::Duration;
 
 pub use crate::outcome::{BlockKind, CallFailed, NotReadyKind, Outcome, ProbeReport, StatusRead};
 
-impl ProbeReport {
-    fn from_waha(f: waha::Failure) -> Self {
-        Self::failed(f.outcome, f.http_status, f.detail)
-    }
+/// Why a request to a provider did not yield a usable answer; every
+/// client's calls fail with this.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    /// Short, one line, no URL, no secret.
+    pub detail: String,
+    /// The row of the client's `RULES` that decided (or `transport`,
+    /// `reply shape`).
+    pub rule: &'static str,
+}
 
-    fn from_green(f: green_api::Failure) -> Self {
+impl Failure {
+    /// A request that got no answer (unreachable, timed out).
+    pub(crate) fn transport(t: http::Transport) -> Failure {
+        let (outcome, detail) = match t {
+            http::Transport::Unreachable(d) => (Outcome::Unreachable, d),
+            http::Transport::Timeout(d) => (Outcome::Timeout, d),
+        };
+        Failure {
+            outcome,
+            http_status: None,
+            detail,
+            rule: "transport",
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.detail, self.outcome)
+    }
+}
+
+/// The answer to one canary send, whichever the client.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SendResult {
+    /// [`Outcome::Delivered`] means only "accepted": the message is not
+    /// proven on WhatsApp yet (WAHA's ack, Green-API's queue and journal
+    /// decide that, `crate::confirm`).
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    pub detail: String,
+    /// The provider's id of the sent message: WAHA's serialized form
+    /// (`true_<chat>_<ID>`; built from NOWEB's `key`), Green-API's
+    /// `idMessage`.
+    pub message_id: Option<String>,
+    /// The ack the reply already carries (WAHA WEBJS `ack`, NOWEB `status`;
+    /// a Green-API send reply carries none).
+    pub ack: Option<i64>,
+    /// The row of the client's `RULES` that decided.
+    pub rule: &'static str,
+}
+
+impl SendResult {
+    /// A send that failed before anything was accepted.
+    pub(crate) fn failed(f: Failure) -> SendResult {
+        SendResult {
+            outcome: f.outcome,
+            http_status: f.http_status,
+            detail: f.detail,
+            message_id: None,
+            ack: None,
+            rule: f.rule,
+        }
+    }
+}
+
+impl ProbeReport {
+    fn from_failure(f: Failure) -> Self {
         Self::failed(f.outcome, f.http_status, f.detail)
     }
 }
@@ -47,7 +112,7 @@ impl GreenProvider {
         &self.client
     }
 
-    async fn wid(&self, timeout: Duration) -> Result<String, green_api::Failure> {
+    async fn wid(&self, timeout: Duration) -> Result<String, Failure> {
         let cached = self
             .wid
             .lock()
@@ -68,7 +133,7 @@ impl GreenProvider {
 /// The probe report of a WAHA send: an accepted canary is pending until
 /// WhatsApp's ack proves it, unless the reply already decides it (ack -1
 /// fails at once, ack >= 1 needs no read-back) or `confirm = "accepted"`.
-fn waha_canary(r: waha::SendResult, confirm: crate::config::ConfirmMode) -> ProbeReport {
+fn waha_canary(r: SendResult, confirm: crate::config::ConfirmMode) -> ProbeReport {
     use crate::confirm::{Evidence, Pending, Source, verdict};
     let report = |outcome, detail, pending_ack| ProbeReport {
         outcome,
@@ -185,7 +250,7 @@ impl Provider {
                 .list_sessions(timeout)
                 .await
                 .map(|v| v.into_iter().map(|s| s.name).collect())
-                .map_err(ProbeReport::from_waha),
+                .map_err(ProbeReport::from_failure),
             Provider::GreenApi(g) => Ok(vec![g.client.id_instance().to_string()]),
         }
     }
@@ -196,7 +261,7 @@ impl Provider {
             Provider::Waha(c) => {
                 let info = match c.session(session, canary.timeout).await {
                     Ok(info) => info,
-                    Err(f) => return ProbeReport::from_waha(f),
+                    Err(f) => return ProbeReport::from_failure(f),
                 };
                 if let Some(outcome) = info.not_working() {
                     return ProbeReport::failed(
@@ -231,7 +296,7 @@ impl Provider {
             Provider::GreenApi(g) => {
                 let state = match g.client.state(canary.timeout).await {
                     Ok(s) => s,
-                    Err(f) => return ProbeReport::from_green(f),
+                    Err(f) => return ProbeReport::from_failure(f),
                 };
                 if let Some(outcome) = state.outcome() {
                     return ProbeReport::failed(
@@ -244,7 +309,7 @@ impl Provider {
                     Some(c) => c.to_string(),
                     None => match g.wid(canary.timeout).await {
                         Ok(w) => w,
-                        Err(f) => return ProbeReport::from_green(f),
+                        Err(f) => return ProbeReport::from_failure(f),
                     },
                 };
                 let r = g
@@ -318,7 +383,7 @@ impl Provider {
                     Some(c) => c.to_string(),
                     None => match g.wid(timeout).await {
                         Ok(w) => w,
-                        Err(f) => return Evidence::LookupFailed(ProbeReport::from_green(f)),
+                        Err(f) => return Evidence::LookupFailed(ProbeReport::from_failure(f)),
                     },
                 };
                 g.client.get_message(&chat, message_id, timeout).await
@@ -375,7 +440,7 @@ impl Provider {
                 .client
                 .queue_contains(message_id, timeout)
                 .await
-                .map_err(ProbeReport::from_green),
+                .map_err(ProbeReport::from_failure),
         }
     }
 
@@ -385,14 +450,14 @@ impl Provider {
             Provider::Waha(c) => match c.session(session, timeout).await {
                 Ok(info) => (info.not_working(), format!("status {}", info.status)),
                 Err(f) => {
-                    let report = ProbeReport::from_waha(f);
+                    let report = ProbeReport::from_failure(f);
                     return (StatusRead::Not(report.outcome), report);
                 }
             },
             Provider::GreenApi(g) => match g.client.state(timeout).await {
                 Ok(state) => (state.outcome(), http::short(&format!("state {state}"))),
                 Err(f) => {
-                    let report = ProbeReport::from_green(f);
+                    let report = ProbeReport::from_failure(f);
                     return (StatusRead::Not(report.outcome), report);
                 }
             },

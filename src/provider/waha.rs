@@ -22,8 +22,8 @@ use reqwest::header::HeaderValue;
 use serde_json::Value;
 
 use super::delivery::{self, Lookup};
-use super::http::{self, Transport};
-use super::{ClientError, Outcome, ProbeReport};
+use super::http;
+use super::{ClientError, Failure, Outcome, ProbeReport, SendResult};
 use crate::confirm::{Evidence, Source};
 
 /// One session as WAHA lists it.
@@ -45,44 +45,6 @@ impl SessionInfo {
     pub fn not_working(&self) -> Option<Outcome> {
         status_outcome(&self.status)
     }
-}
-
-/// Why a request to WAHA did not yield a usable answer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Failure {
-    pub outcome: Outcome,
-    pub http_status: Option<u16>,
-    pub detail: String,
-}
-
-impl Failure {
-    fn transport(t: Transport) -> Self {
-        match t {
-            Transport::Unreachable(d) => Failure {
-                outcome: Outcome::Unreachable,
-                http_status: None,
-                detail: d,
-            },
-            Transport::Timeout(d) => Failure {
-                outcome: Outcome::Timeout,
-                http_status: None,
-                detail: d,
-            },
-        }
-    }
-}
-
-/// The result of one canary attempt.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SendResult {
-    pub outcome: Outcome,
-    pub http_status: Option<u16>,
-    pub detail: String,
-    /// The message id WAHA returned, in its serialized form
-    /// (`true_<chat>_<ID>`; built from NOWEB's `key`).
-    pub message_id: Option<String>,
-    /// The ack the reply already carries (WEBJS `ack`, NOWEB `status`).
-    pub ack: Option<i64>,
 }
 
 /// A WAHA server.
@@ -180,6 +142,7 @@ impl WahaClient {
                 outcome,
                 http_status: Some(reply.status),
                 detail: c.detail,
+                rule: c.rule,
             });
         }
         let items = reply
@@ -189,6 +152,7 @@ impl WahaClient {
                 outcome: Outcome::BadReply,
                 http_status: Some(reply.status),
                 detail: "session list is not a JSON array".to_string(),
+                rule: "reply shape",
             })?;
         Ok(items.iter().filter_map(parse_session).collect())
     }
@@ -205,6 +169,7 @@ impl WahaClient {
                 outcome,
                 http_status: Some(reply.status),
                 detail: c.detail,
+                rule: c.rule,
             });
         }
         reply
@@ -215,6 +180,7 @@ impl WahaClient {
                 outcome: Outcome::BadReply,
                 http_status: Some(reply.status),
                 detail: "session reply has no `name`/`status`".to_string(),
+                rule: "reply shape",
             })
     }
 
@@ -232,16 +198,7 @@ impl WahaClient {
             .request(reqwest::Method::POST, url, timeout)
             .json(&body);
         match http::send(req).await {
-            Err(t) => {
-                let f = Failure::transport(t);
-                SendResult {
-                    outcome: f.outcome,
-                    http_status: None,
-                    detail: f.detail,
-                    message_id: None,
-                    ack: None,
-                }
-            }
+            Err(t) => SendResult::failed(Failure::transport(t)),
             Ok(reply) => {
                 let c = classify(Call::Send, &reply, &self.signatures);
                 let json = reply.json();
@@ -260,6 +217,7 @@ impl WahaClient {
                     },
                     message_id,
                     ack,
+                    rule: c.rule,
                 }
             }
         }
@@ -332,6 +290,7 @@ impl WahaClient {
                 outcome: Outcome::BadReply,
                 http_status: Some(reply.status),
                 detail: http::unreadable_list_detail(&reply, "chat messages"),
+                rule: "reply shape",
             });
         }
         let c = classify(Call::Status, &reply, &self.signatures);
@@ -339,6 +298,7 @@ impl WahaClient {
             outcome: c.outcome.unwrap_or(Outcome::Unconfirmed),
             http_status: Some(reply.status),
             detail: c.detail,
+            rule: c.rule,
         })
     }
 
@@ -356,6 +316,7 @@ impl WahaClient {
                 outcome,
                 http_status: Some(reply.status),
                 detail: c.detail,
+                rule: c.rule,
             }),
         }
     }

@@ -355,16 +355,13 @@ impl Scheduler {
     /// budget changes when a restart takes a token and when the window moves
     /// past one, so this runs on every pass of the loop.
     pub(super) fn publish_budgets(&self, now: Timestamp) {
-        for p in 0..self.providers.len() {
+        for p in self.providers.ids() {
             self.publish_budget(p, now);
         }
     }
 
     fn publish_budget(&self, p: usize, now: Timestamp) {
         let pr = &self.providers[p];
-        if pr.removed {
-            return; // a provider removed by a reload: its series are gone
-        }
         let remaining = pr.guard.budget_remaining(&pr.cfg.policy, now);
         self.metrics.set_restart_budget(&pr.cfg.name, remaining);
     }

@@ -94,7 +94,7 @@ impl Scheduler {
         m.applied.retain(|_, end| *end > now);
 
         let mut inputs: Vec<(usize, String, Input)> = Vec::new();
-        for (p, pr) in self.providers.iter().enumerate() {
+        for (p, pr) in self.providers.enumerate() {
             for (name, s) in &pr.sessions {
                 let active = maintenance::active(&m.windows, &pr.cfg.name, name, now);
                 let machine = &s.machine;

@@ -25,6 +25,7 @@ mod fleet;
 mod jobs;
 mod maintenance;
 mod persist;
+mod providers;
 mod reload;
 mod ring;
 mod run;
@@ -50,6 +51,7 @@ use crate::metrics::Metrics;
 use crate::policy::ProviderGuard;
 use crate::provider::Provider;
 use crate::store::Store;
+use providers::Providers;
 
 pub use command::{CommandError, CommandRequest, Handle, Refusal, ReloadError};
 pub use jobs::{Job, JobDone, JobKey, Output, Owner, Work};
@@ -191,10 +193,6 @@ struct ProviderRt {
     /// Several of its ring members miss their ring canaries together
     /// (`crate::ring`): an outage like an unreachable provider.
     inbound_outage: bool,
-    /// Removed by a reload: the slot stays (heap entries and jobs in flight
-    /// name providers by index) but no lookup by name finds it, it has no
-    /// sessions, and results of its jobs still in flight are dropped.
-    removed: bool,
 }
 
 impl ProviderRt {
@@ -213,7 +211,6 @@ impl ProviderRt {
             intent_failing: false,
             health: Health::default(),
             inbound_outage: false,
-            removed: false,
         }
     }
 }
@@ -231,7 +228,8 @@ pub struct Scheduler {
     clock: Clock,
     store: Store,
     metrics: Arc<Metrics>,
-    providers: Vec<ProviderRt>,
+    /// By stable id (`providers.rs`): heap entries and jobs name them by it.
+    providers: Providers,
     heap: BinaryHeap<Reverse<Due>>,
     jobs: JoinSet<JobDone>,
     /// Which job task belongs to which provider/session, to recover from a
@@ -277,13 +275,13 @@ impl Scheduler {
             seed,
         } = parts;
         let now = clock.now();
-        let mut providers = Vec::with_capacity(config.providers.len());
+        let mut providers = Providers::default();
         let mut provider_cfgs = config.providers.clone();
         ring::apply_intervals(&mut provider_cfgs, &config.rings);
         for pc in &provider_cfgs {
             let client = Provider::from_config(pc)
                 .map_err(|e| anyhow::anyhow!("provider \"{}\": {e}", pc.name))?;
-            providers.push(ProviderRt::new(pc.clone(), client, now));
+            providers.add(ProviderRt::new(pc.clone(), client, now));
         }
         let (events, _) = broadcast::channel(4096);
         let rng = match seed {
@@ -323,7 +321,7 @@ impl Scheduler {
                 .collect();
             s.metrics.add_ring(&r.name, &members);
         }
-        for p in &s.providers {
+        for p in s.providers.iter() {
             s.metrics.add_provider(&p.cfg.name);
         }
         s.restore().await?;
@@ -376,7 +374,7 @@ impl Scheduler {
     /// Counts of sessions per state, for a one-line summary.
     pub fn summary(&self) -> BTreeMap<crate::machine::State, usize> {
         let mut counts = BTreeMap::new();
-        for p in &self.providers {
+        for p in self.providers.iter() {
             for (state, n) in p.sessions.counts().iter().filter(|(_, n)| *n > 0) {
                 *counts.entry(state).or_insert(0) += n;
             }

@@ -111,7 +111,7 @@ impl Scheduler {
     pub(super) async fn restore(&mut self) -> anyhow::Result<()> {
         let now = self.clock.now();
         let records = self.store.load_sessions().await?;
-        for p in 0..self.providers.len() {
+        for p in self.providers.ids() {
             self.restore_provider(p, &records, now).await?;
         }
         Ok(())

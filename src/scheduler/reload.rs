@@ -8,12 +8,12 @@
 //! reading the store for providers that come back) happens before the first
 //! change. The config itself was validated by `config` before it got here.
 //!
-//! Provider slots are never removed from `Scheduler::providers`: heap
-//! entries and jobs in flight refer to providers by index. A removed
-//! provider's slot is emptied (no sessions, no discovery) and marked
-//! `removed`, so no lookup by name finds it, and results of its jobs still in
-//! flight are dropped ([`Scheduler::drop_if_provider_removed`]). A provider
-//! added by a reload, or one whose `kind` changed, gets a new slot.
+//! Providers have stable ids (`providers.rs`): heap entries and jobs in
+//! flight refer to providers by id. A removed provider's sessions are
+//! retired and its slot emptied, so no lookup by name finds it, and results
+//! of its jobs still in flight are dropped
+//! ([`Scheduler::drop_if_provider_removed`]). A provider added by a reload,
+//! or one whose `kind` changed, gets a new id.
 //!
 //! Daemon-level keys that only take effect on restart (`daemon.database`,
 //! `daemon.listen`, ...) are the caller's business (`crate::reload`).
@@ -105,10 +105,7 @@ impl Scheduler {
 
         // 2. Removed providers (and those whose kind changed: a WAHA server
         // and a Green-API instance have nothing in common but a name).
-        for p in 0..self.providers.len() {
-            if self.providers[p].removed {
-                continue;
-            }
+        for p in self.providers.ids() {
             let name = self.providers[p].cfg.name.clone();
             let keep = new
                 .provider(&name)
@@ -126,9 +123,7 @@ impl Scheduler {
             match self.slot(&pc.name) {
                 Some(p) => self.update_provider(p, pc, client, now, &mut report).await,
                 None => {
-                    self.providers
-                        .push(ProviderRt::new(pc.clone(), client, now));
-                    let p = self.providers.len() - 1;
+                    let p = self.providers.add(ProviderRt::new(pc.clone(), client, now));
                     self.metrics.add_provider(&pc.name);
                     let before: Vec<String> = self.session_names(p);
                     if let Err(e) = self.restore_provider(p, &records, now).await {
@@ -154,7 +149,7 @@ impl Scheduler {
         self.retire_after = new.daemon.retire_after;
         self.retention = new.daemon.retention;
         let latest = now.plus(self.discovery_interval);
-        for pr in &mut self.providers {
+        for pr in self.providers.iter_mut() {
             if let Some(at) = pr.next_discovery.as_mut() {
                 *at = (*at).min(latest);
             }
@@ -167,11 +162,9 @@ impl Scheduler {
         Ok(report)
     }
 
-    /// The slot of the provider named `name` (removed providers have none).
+    /// The id of the provider named `name` (removed providers have none).
     pub(super) fn slot(&self, name: &str) -> Option<usize> {
-        self.providers
-            .iter()
-            .position(|p| !p.removed && p.cfg.name == name)
+        self.providers.find(name)
     }
 
     fn session_names(&self, p: usize) -> Vec<String> {
@@ -182,7 +175,8 @@ impl Scheduler {
         self.maintenance.windows()
     }
 
-    /// Retires every session of provider `p` and empties its slot.
+    /// Retires every session of provider `p` and empties its slot (its id
+    /// is never given out again).
     async fn remove_provider(&mut self, p: usize, report: &mut ReloadReport) {
         let name = self.providers[p].cfg.name.clone();
         for session in self.session_names(p) {
@@ -191,11 +185,7 @@ impl Scheduler {
             report.sessions_retired.push(format!("{name}/{session}"));
         }
         self.metrics.retire_provider(&name);
-        let pr = &mut self.providers[p];
-        pr.removed = true;
-        pr.ready.clear();
-        pr.next_discovery = None;
-        pr.guard = crate::policy::ProviderGuard::default();
+        self.providers.remove(p);
         tracing::info!(provider = %name, "provider removed");
         report.providers_removed.push(name);
     }
@@ -294,9 +284,8 @@ impl Scheduler {
     }
 
     /// Drops the result of a job whose provider a reload removed (its
-    /// sessions are retired; the slot may not act on anything). Returns
-    /// whether it was dropped.
-    pub(super) fn drop_if_provider_removed(&mut self, done: &JobDone) -> bool {
+    /// sessions are retired, its slot empty). Returns whether it was dropped.
+    pub(super) fn drop_if_provider_removed(&self, done: &JobDone) -> bool {
         let p = match done {
             JobDone::Session { key, .. } => key.provider,
             JobDone::Discovery { provider, .. } => *provider,
@@ -304,13 +293,6 @@ impl Scheduler {
             // Ring jobs name members; a member whose provider is gone is skipped.
             JobDone::RingNumber { .. } | JobDone::RingLook { .. } => return false,
         };
-        let Some(pr) = self.providers.get_mut(p) else {
-            return true;
-        };
-        if !pr.removed {
-            return false;
-        }
-        pr.discovery_in_flight = false;
-        true
+        self.providers.get(p).is_none()
     }
 }

@@ -126,9 +126,7 @@ impl Scheduler {
     }
 
     fn slot_of(&self, provider: &str) -> Option<usize> {
-        self.providers
-            .iter()
-            .position(|pr| !pr.removed && pr.cfg.name == provider)
+        self.providers.find(provider)
     }
 
     /// The ring canary a member's probe sends now, if it is a member and

@@ -45,8 +45,8 @@ impl Scheduler {
             .sync_store_failures(&self.store.write_status().failures);
         // `wa_watchdog_restart_budget_remaining`: tokens come back as the
         // window slides, so it is refreshed on every turn of the loop, not
-        // only when a restart takes one (removed providers have no name).
-        for pr in self.providers.iter().filter(|pr| !pr.cfg.name.is_empty()) {
+        // only when a restart takes one.
+        for pr in self.providers.iter() {
             self.metrics
                 .set_restart_budget(&pr.cfg.name, pr.guard.budget_remaining(&pr.cfg.policy, now));
         }
@@ -199,7 +199,12 @@ impl Scheduler {
             let Some(Reverse(due)) = self.heap.pop() else {
                 break;
             };
-            let Some(s) = self.providers[due.provider].sessions.get_mut(&due.session) else {
+            // A heap entry outlives a provider removed by a reload.
+            let Some(s) = self
+                .providers
+                .get_mut(due.provider)
+                .and_then(|pr| pr.sessions.get_mut(&due.session))
+            else {
                 continue;
             };
             if s.seq != due.seq {
@@ -224,7 +229,7 @@ impl Scheduler {
                 }
             }
         }
-        for p in 0..self.providers.len() {
+        for p in self.providers.ids() {
             while self.providers[p].probes_in_flight < self.providers[p].cfg.max_concurrent_probes {
                 let Some((name, seq)) = self.providers[p].ready.pop_front() else {
                     break;

@@ -5,28 +5,13 @@ const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
 fn session(provider: &str, name: &str, state: &str) -> SessionRecord {
     SessionRecord {
-        provider: provider.into(),
-        session: name.into(),
-        state: state.into(),
-        since: NOW.minus(Duration::from_secs(300)),
         state_reason: format!("reason of {name}"),
-        consecutive_failures: 0,
-        streak_has_desync: false,
-        first_failure_at: None,
         last_success_at: Some(NOW.minus(Duration::from_secs(20))),
         last_outcome: Some("delivered".into()),
         last_probe_at: Some(NOW.minus(Duration::from_secs(20))),
         next_probe_at: Some(NOW.plus(Duration::from_secs(40))),
-        not_ready_since: None,
-        backoff_step: 0,
-        next_restart_at: None,
-        restart_history: Vec::new(),
-        restart_started_at: None,
-        healthy_since: None,
-        paused_until: None,
-        chat_id: None,
-        retired_at: None,
         updated_at: NOW,
+        ..SessionRecord::new(provider, name, state, NOW.minus(Duration::from_secs(300)))
     }
 }
 

@@ -161,10 +161,7 @@ async fn perform(client: &GreenApiClient, call: Call) -> Seen {
     seen
 }
 
-fn seen_of<T>(
-    r: Result<T, wa_watchdog::provider::green_api::Failure>,
-    ok_rule: &'static str,
-) -> Seen {
+fn seen_of<T>(r: Result<T, wa_watchdog::provider::Failure>, ok_rule: &'static str) -> Seen {
     match r {
         Ok(_) => Seen {
             outcome: None,

@@ -28,28 +28,13 @@ pub fn row_state(html: &str, session: &str) -> Option<String> {
 /// Saves a healthy session named [`XSS`] at `provider`.
 pub async fn save_hostile_session(store: &Store, provider: &str, now: Timestamp) {
     let rec = SessionRecord {
-        provider: provider.into(),
-        session: XSS.into(),
-        state: "healthy".into(),
-        since: now,
         state_reason: "<img src=x onerror=alert(2)>".into(),
-        consecutive_failures: 0,
-        streak_has_desync: false,
-        first_failure_at: None,
         last_success_at: Some(now),
         last_outcome: Some("delivered".into()),
         last_probe_at: Some(now),
         next_probe_at: Some(now.plus(Duration::from_secs(60))),
-        not_ready_since: None,
-        backoff_step: 0,
-        next_restart_at: None,
-        restart_history: Vec::new(),
-        restart_started_at: None,
         healthy_since: Some(now),
-        paused_until: None,
-        chat_id: None,
-        retired_at: None,
-        updated_at: now,
+        ..SessionRecord::new(provider, XSS, "healthy", now)
     };
     store
         .save_session(&rec)
