@@ -140,6 +140,11 @@ pub const FAMILIES: &[(&str, &str, &[&str])] = &[
         &["provider"],
     ),
     (
+        "wa_watchdog_canary_confirmation_seconds",
+        "histogram",
+        &["provider"],
+    ),
+    (
         "wa_watchdog_session_state",
         "gauge",
         &["provider", "session", "state"],

@@ -33,6 +33,7 @@ fn sessions_count(m: &Metrics, provider: &str, state: State) -> i64 {
 fn populated() -> Metrics {
     let m = Metrics::new();
     m.observe_probe("waha-main", &Outcome::Delivered, Duration::from_millis(420));
+    m.observe_confirmation("waha-main", Duration::from_secs(3));
     m.set_session(
         "waha-main",
         "sales",
