@@ -49,7 +49,7 @@ use crate::machine::{Action, Machine, Step};
 use crate::metrics::Metrics;
 use crate::policy::ProviderGuard;
 use crate::provider::Provider;
-use crate::store::Store;
+use crate::store::{Store, Writer};
 
 pub use command::{CommandError, CommandRequest, Handle, Refusal, ReloadError};
 pub use jobs::{Job, JobDone, JobKey, Output, Owner, Work};
@@ -230,6 +230,8 @@ struct Due {
 pub struct Scheduler {
     clock: Clock,
     store: Store,
+    /// Every write goes through it (group commit); reads go to `store`.
+    writer: Writer,
     metrics: Arc<Metrics>,
     providers: Vec<ProviderRt>,
     heap: BinaryHeap<Reverse<Due>>,
@@ -292,6 +294,7 @@ impl Scheduler {
         };
         let mut s = Scheduler {
             clock,
+            writer: Writer::start(store.clone()),
             store,
             metrics,
             providers,

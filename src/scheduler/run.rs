@@ -33,6 +33,9 @@ impl Scheduler {
                 Some(done) => self.on_joined(done).await,
             }
         }
+        // What this round wrote is committed before the caller looks: a
+        // test (or benchmark) reads the store right after a tick.
+        self.writer.flush().await;
         self.beat();
     }
 
@@ -75,7 +78,8 @@ impl Scheduler {
     }
 
     /// The daemon's loop: runs until `shutdown` resolves, then lets in-flight
-    /// jobs finish within `grace` and applies their results.
+    /// jobs finish within `grace`, applies their results and commits every
+    /// queued write.
     pub async fn run(
         &mut self,
         shutdown: impl std::future::Future<Output = ()>,
@@ -120,6 +124,9 @@ impl Scheduler {
             }
         }
         self.drain(grace).await;
+        // Nothing queued is lost on SIGTERM: the writer commits its queue
+        // before the store is closed.
+        self.writer.close().await;
     }
 
     /// Waits up to `grace` for jobs in flight and applies their results;
@@ -246,6 +253,7 @@ impl Scheduler {
         if !self.prune_in_flight && self.next_prune <= now {
             self.prune_in_flight = true;
             self.spawn(Job::Prune {
+                now,
                 before: now.minus(self.retention),
             });
         }
@@ -268,7 +276,7 @@ impl Scheduler {
             .get(name)
             .and_then(|s| s.pending_intent.clone());
         if let Some(rec) = pending {
-            match self.store.begin_remediation(&rec).await {
+            match self.begin_intent(&rec).await {
                 Ok(id) => {
                     let pr = &mut self.providers[p];
                     if pr.intent_failing {

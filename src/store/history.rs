@@ -6,7 +6,8 @@
 
 use crate::clock::Timestamp;
 
-use super::records::{ProbeRow, RemediationRow, TransitionRow, cap_text, u64_to_i64};
+use super::records::{ProbeRow, RemediationRow, TransitionRow};
+use super::write::{Applied, Write};
 use super::{
     NewRemediation, ProbeRecord, RemediationRecord, RemediationUpdate, Store, StoreError,
     TransitionRecord, query_error,
@@ -28,46 +29,14 @@ impl Store {
     /// Records one probe. `detail` is capped to
     /// [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
     pub async fn insert_probe(&self, p: &ProbeRecord) -> Result<(), StoreError> {
-        const OP: &str = "insert_probe";
-        self.check_writable(OP)?;
-        super::timed(&self.health, OP, sqlx::query(
-            "INSERT INTO probes (provider, session, at, kind, outcome, http_status, latency_ms, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&p.provider)
-        .bind(&p.session)
-        .bind(p.at.as_millis())
-        .bind(&p.kind)
-        .bind(&p.outcome)
-        .bind(p.http_status.map(i64::from))
-        .bind(u64_to_i64(p.latency_ms))
-        .bind(cap_text(&p.detail))
-        .execute(&self.writer))
-        .await?;
+        self.apply_batch(&[Write::Probe(p.clone())]).await?;
         Ok(())
     }
 
     /// Records one state change. `reason` is capped to
     /// [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
     pub async fn insert_transition(&self, t: &TransitionRecord) -> Result<(), StoreError> {
-        const OP: &str = "insert_transition";
-        self.check_writable(OP)?;
-        super::timed(
-            &self.health,
-            OP,
-            sqlx::query(
-                "INSERT INTO transitions (provider, session, at, from_state, to_state, reason) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&t.provider)
-            .bind(&t.session)
-            .bind(t.at.as_millis())
-            .bind(&t.from_state)
-            .bind(&t.to_state)
-            .bind(cap_text(&t.reason))
-            .execute(&self.writer),
-        )
-        .await?;
+        self.apply_batch(&[Write::Transition(t.clone())]).await?;
         Ok(())
     }
 
@@ -80,29 +49,17 @@ impl Store {
     /// whose earlier write timed out (and may have committed meanwhile)
     /// returns the existing row instead of adding a second one.
     pub async fn begin_remediation(&self, r: &NewRemediation) -> Result<i64, StoreError> {
-        const OP: &str = "begin_remediation";
-        self.check_writable(OP)?;
-        super::timed(
-            &self.health,
-            OP,
-            sqlx::query_scalar(
-                "INSERT INTO remediations \
-             (provider, session, started_at, action, reason, result, detail, intent_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, '', $7) \
-             ON CONFLICT (intent_key) WHERE intent_key IS NOT NULL \
-             DO UPDATE SET intent_key = excluded.intent_key \
-             RETURNING id",
-            )
-            .bind(&r.provider)
-            .bind(&r.session)
-            .bind(r.started_at.as_millis())
-            .bind(&r.action)
-            .bind(cap_text(&r.reason))
-            .bind(&r.result)
-            .bind(&r.intent_key)
-            .fetch_one(&self.writer),
-        )
-        .await
+        match self
+            .apply_batch(&[Write::BeginRemediation(r.clone())])
+            .await?
+            .as_slice()
+        {
+            [Applied::Id(id)] => Ok(*id),
+            other => Err(StoreError::Corrupt {
+                row: "remediations".into(),
+                detail: format!("an intent write returned {other:?}, not its row id"),
+            }),
+        }
     }
 
     /// Moves a remediation on (`pending` → `called` → `healed`, ...). A
@@ -113,35 +70,14 @@ impl Store {
         id: i64,
         update: &RemediationUpdate,
     ) -> Result<(), StoreError> {
-        const OP: &str = "update_remediation";
-        self.check_writable(OP)?;
-        let finished_at = update.finished_at.map(Timestamp::as_millis);
-        let updated = super::timed(
-            &self.health,
-            OP,
-            sqlx::query(
-                "UPDATE remediations SET result = $2, detail = $3, \
-             finished_at = COALESCE($4, finished_at), \
-             duration_ms = CASE \
-                 WHEN $4 IS NULL THEN duration_ms \
-                 WHEN $4 >= started_at THEN $4 - started_at \
-                 ELSE 0 END, \
-             recovery_ms = COALESCE($5, recovery_ms) \
-             WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&update.result)
-            .bind(cap_text(&update.detail))
-            .bind(finished_at)
-            .bind(update.recovery_ms.map(u64_to_i64))
-            .execute(&self.writer),
-        )
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::UnknownRemediation { id });
+        let write = Write::UpdateRemediation {
+            id,
+            update: update.clone(),
+        };
+        match self.apply_batch(&[write]).await?.as_slice() {
+            [Applied::Missing] => Err(StoreError::UnknownRemediation { id }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Remediations of `provider` started at or after `since`, oldest first,

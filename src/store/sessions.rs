@@ -4,6 +4,7 @@
 use crate::clock::Timestamp;
 
 use super::records::{SessionRow, cap_text};
+use super::write::Write;
 use super::{SessionRecord, Store, StoreError, query_error};
 
 /// The columns of `sessions`, in [`SessionRow`]'s order. A macro so it can be
@@ -24,7 +25,7 @@ pub const SAVE_BATCH: usize = 500;
 type Upsert<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
 /// The upsert of one session record (see [`Store::save_session`]).
-fn upsert(rec: &SessionRecord) -> Result<Upsert<'static>, StoreError> {
+pub(super) fn upsert(rec: &SessionRecord) -> Result<Upsert<'static>, StoreError> {
     let history = serde_json::to_string(&rec.restart_history).map_err(|e| {
         // Serialising a Vec of integers cannot fail; keep the path total anyway.
         StoreError::Corrupt {
@@ -87,10 +88,7 @@ impl Store {
     /// `rec.retired_at` says (use [`Store::retire_session`] to retire).
     /// `state_reason` is capped to [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
     pub async fn save_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
-        const OP: &str = "save_session";
-        self.check_writable(OP)?;
-        let query = upsert(rec)?;
-        super::timed(&self.health, OP, query.execute(&self.writer)).await?;
+        self.apply_batch(&[Write::Session(rec.clone())]).await?;
         Ok(())
     }
 
@@ -99,18 +97,10 @@ impl Store {
     /// start-up that saves a large fleet makes a few commits, not one per
     /// session, and never holds the write lock for long.
     pub async fn save_sessions(&self, recs: &[SessionRecord]) -> Result<(), StoreError> {
-        const OP: &str = "save_sessions";
-        self.check_writable(OP)?;
+        self.check_writable("save_sessions")?;
         for chunk in recs.chunks(SAVE_BATCH) {
-            let queries = chunk.iter().map(upsert).collect::<Result<Vec<_>, _>>()?;
-            super::timed(&self.health, OP, async {
-                let mut tx = self.writer.begin().await?;
-                for q in queries {
-                    q.execute(&mut *tx).await?;
-                }
-                tx.commit().await
-            })
-            .await?;
+            let writes: Vec<Write> = chunk.iter().cloned().map(Write::Session).collect();
+            self.apply_batch(&writes).await?;
         }
         Ok(())
     }
@@ -205,21 +195,12 @@ impl Store {
         session: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        const OP: &str = "retire_session";
-        self.check_writable(OP)?;
-        super::timed(
-            &self.health,
-            OP,
-            sqlx::query(
-                "UPDATE sessions SET retired_at = $3, updated_at = $3 \
-             WHERE provider = $1 AND session = $2 AND retired_at IS NULL",
-            )
-            .bind(provider)
-            .bind(session)
-            .bind(at.as_millis())
-            .execute(&self.writer),
-        )
-        .await?;
+        let write = Write::Retire {
+            provider: provider.to_string(),
+            session: session.to_string(),
+            at,
+        };
+        self.apply_batch(&[write]).await?;
         Ok(())
     }
 }
