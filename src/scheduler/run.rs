@@ -101,6 +101,9 @@ impl Scheduler {
                 cmd = commands.recv(), if commands_open => match cmd {
                     Some((cmd, reply)) => {
                         let result = self.command(cmd).await;
+                        // The operator reads what the command did right
+                        // after it answers: commit its writes first.
+                        self.writer.flush().await;
                         let _ = reply.send(result);
                     }
                     None => commands_open = false,
