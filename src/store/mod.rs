@@ -15,6 +15,13 @@
 //! error page cannot bloat the file. It does not read the clock: every
 //! timestamp is an argument.
 //!
+//! Writes: every write is a [`Write`], committed by [`Store::apply_batch`]
+//! (one transaction per batch); the daemon's scheduler sends all of its
+//! writes through one [`Writer`] task that batches them (group commit; the
+//! durability of each kind and the crash window are in `writer.rs`).
+//! Retention rolls old delivered probes up into per-session buckets
+//! (`rollup.rs`), so the file is bounded by sessions, not time.
+//!
 //! Connections: writes go through a pool of one connection, so writers in this
 //! process queue in the pool (fair, async) instead of spinning in SQLite's busy
 //! handler; reads use a separate pool of read-only connections, which WAL lets
