@@ -47,7 +47,7 @@ fn file_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-async fn rows(store_path: &Path, table: &str) -> anyhow::Result<i64> {
+async fn rows(store_path: &Path, count_sql: &'static str) -> anyhow::Result<i64> {
     use sqlx::Connection;
     let mut conn = sqlx::sqlite::SqliteConnection::connect_with(
         &sqlx::sqlite::SqliteConnectOptions::new()
@@ -55,9 +55,7 @@ async fn rows(store_path: &Path, table: &str) -> anyhow::Result<i64> {
             .read_only(true),
     )
     .await?;
-    let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-        .fetch_one(&mut conn)
-        .await?;
+    let n: i64 = sqlx::query_scalar(count_sql).fetch_one(&mut conn).await?;
     conn.close().await?;
     Ok(n)
 }
@@ -69,7 +67,10 @@ async fn main() -> anyhow::Result<()> {
     let days: i64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(35);
     let interval_s: i64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(300);
     let failures_per_mille: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1);
-    anyhow::ensure!(interval_s > 0 && interval_s <= 3600, "interval must be 1..=3600 s");
+    anyhow::ensure!(
+        interval_s > 0 && interval_s <= 3600,
+        "interval must be 1..=3600 s"
+    );
 
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("wa-watchdog.db");
@@ -142,8 +143,8 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "{:>3}  {:>10}  {:>10}  {:>9.1}  {:>13}  {:>6.0}",
                 (hour + 1) / 24,
-                rows(&path, "probes").await?,
-                rows(&path, "probe_rollups").await?,
+                rows(&path, "SELECT COUNT(*) FROM probes").await?,
+                rows(&path, "SELECT COUNT(*) FROM probe_rollups").await?,
                 bytes as f64 / (1024.0 * 1024.0),
                 bytes / sessions as u64,
                 real.elapsed().as_secs_f64()

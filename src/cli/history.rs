@@ -307,7 +307,15 @@ mod tests {
             duration_ms: Some(4200),
             recovery_ms: Some(7100),
         }];
-        let text = render(&target, None, &transitions, &remediations, &probes, &[], t(10));
+        let text = render(
+            &target,
+            None,
+            &transitions,
+            &remediations,
+            &probes,
+            &[],
+            t(10),
+        );
         let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
         assert!(
             lines[0].starts_with("2027-01-15 08:00:01Z  probe     probe desync (HTTP 500, 12 ms)"),
@@ -348,7 +356,10 @@ mod tests {
         let text = render(&target, None, &[], &[], &[], &rollups, t(90_000));
         let lines: Vec<&str> = text.lines().filter(|l| l.contains("probes  ")).collect();
         assert_eq!(lines.len(), 2, "{text}");
-        assert!(lines[0].contains("288 delivered in this day (mean 120 ms, max 400 ms)"), "{text}");
+        assert!(
+            lines[0].contains("288 delivered in this day (mean 120 ms, max 400 ms)"),
+            "{text}"
+        );
         assert!(lines[1].contains("12 delivered in this hour"), "{text}");
     }
 }

@@ -54,7 +54,10 @@ impl Scheduler {
                 self.next_prune = self.clock.now().plus(super::PRUNE_EVERY);
                 match result {
                     Ok(n) if n > 0 => {
-                        tracing::info!(rows = n, "retention: pruned records older than daemon.retention, rolled older probes up")
+                        tracing::info!(
+                            rows = n,
+                            "retention: pruned records older than daemon.retention, rolled older probes up"
+                        )
                     }
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "pruning old records failed"),
@@ -518,7 +521,11 @@ impl Scheduler {
     /// Writes a restart intent and waits until it is committed: the restart
     /// call must not be made before its intent is on disk.
     pub(super) async fn begin_intent(&self, rec: &NewRemediation) -> Result<i64, StoreError> {
-        match self.writer.write(Write::BeginRemediation(rec.clone())).await? {
+        match self
+            .writer
+            .write(Write::BeginRemediation(rec.clone()))
+            .await?
+        {
             Applied::Id(id) => Ok(id),
             other => Err(StoreError::Corrupt {
                 row: "remediations".into(),
@@ -542,7 +549,7 @@ impl Scheduler {
             s.machine.consecutive_failures,
             s.machine.last_success_at,
         );
-        if let Err(e) = self.writer.submit(Write::Session(rec)) {
+        if let Err(e) = self.writer.submit(Write::Session(Box::new(rec))) {
             tracing::error!(provider = %pr.cfg.name, session = name, error = %e, "cannot save session");
         }
     }

@@ -264,7 +264,9 @@ fn session_page_has_the_strip_the_restarts_and_the_timeline() {
         rollups: vec![crate::store::ProbeRollup {
             provider: "waha".into(),
             session: XSS.into(),
-            start: Timestamp::from_millis(NOW.as_millis() - NOW.as_millis() % 3_600_000 - 7_200_000),
+            start: Timestamp::from_millis(
+                NOW.as_millis() - NOW.as_millis() % 3_600_000 - 7_200_000,
+            ),
             span: Duration::from_secs(3600),
             outcome: "delivered".into(),
             probes: 12,
@@ -308,7 +310,10 @@ fn session_page_has_the_strip_the_restarts_and_the_timeline() {
     // Older delivered probes, counted: one bucket row with its numbers.
     let rollups = &html[html.find("id=\"rollups\"").expect("rollups table")..];
     assert!(rollups.contains("data-outcome=\"delivered\""), "{html}");
-    assert!(rollups.contains("<td>12</td>") && rollups.contains("an hour"), "{html}");
+    assert!(
+        rollups.contains("<td>12</td>") && rollups.contains("an hour"),
+        "{html}"
+    );
     assert!(html.contains("20s"), "restart duration\n{html}");
     assert!(html.contains("1m"), "recovery duration\n{html}");
     // Timeline: newest first, every kind.

@@ -52,8 +52,8 @@ use sqlx::sqlite::{
 
 pub use overview::RemediationCount;
 pub use records::{
-    MAX_TEXT_CHARS, NewRemediation, ProbeRecord, ProbeRollup, RemediationRecord,
-    RemediationUpdate, SessionRecord, TransitionRecord,
+    MAX_TEXT_CHARS, NewRemediation, ProbeRecord, ProbeRollup, RemediationRecord, RemediationUpdate,
+    SessionRecord, TransitionRecord,
 };
 pub use rollup::{HOURLY_FOR, KEEP_LAST_PROBES, ROLL_SESSIONS, RollupStats};
 
@@ -246,7 +246,9 @@ pub enum StoreError {
     UnknownRemediation { id: i64 },
     /// The writer's queue ([`Writer`]) is full: the database has not kept up
     /// (locked or stalled) for a while; the write is dropped, not waited for.
-    #[error("store {op} dropped: the write queue is full ({queued} writes waiting; database locked or stalled)")]
+    #[error(
+        "store {op} dropped: the write queue is full ({queued} writes waiting; database locked or stalled)"
+    )]
     QueueFull { op: &'static str, queued: usize },
     /// The batch a queued write was in failed (the batch's error, as text).
     #[error("store {op} failed: {detail}")]

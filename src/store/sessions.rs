@@ -88,7 +88,8 @@ impl Store {
     /// `rec.retired_at` says (use [`Store::retire_session`] to retire).
     /// `state_reason` is capped to [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
     pub async fn save_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
-        self.apply_batch(&[Write::Session(rec.clone())]).await?;
+        self.apply_batch(&[Write::Session(Box::new(rec.clone()))])
+            .await?;
         Ok(())
     }
 
@@ -99,7 +100,10 @@ impl Store {
     pub async fn save_sessions(&self, recs: &[SessionRecord]) -> Result<(), StoreError> {
         self.check_writable("save_sessions")?;
         for chunk in recs.chunks(SAVE_BATCH) {
-            let writes: Vec<Write> = chunk.iter().cloned().map(Write::Session).collect();
+            let writes: Vec<Write> = chunk
+                .iter()
+                .map(|r| Write::Session(Box::new(r.clone())))
+                .collect();
             self.apply_batch(&writes).await?;
         }
         Ok(())

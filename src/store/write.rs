@@ -28,7 +28,7 @@ pub enum Write {
     /// [`Store::insert_transition`].
     Transition(TransitionRecord),
     /// [`Store::save_session`].
-    Session(SessionRecord),
+    Session(Box<SessionRecord>),
     /// [`Store::retire_session`].
     Retire {
         provider: String,

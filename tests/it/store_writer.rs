@@ -68,7 +68,12 @@ fn intent(session: &str, at: i64) -> NewRemediation {
 }
 
 fn session(name: &str) -> Write {
-    Write::Session(SessionRecord::new("waha", name, "healthy", Timestamp(T0)))
+    Write::Session(Box::new(SessionRecord::new(
+        "waha",
+        name,
+        "healthy",
+        Timestamp(T0),
+    )))
 }
 
 #[tokio::test]
@@ -83,13 +88,22 @@ async fn a_batch_commits_all_or_nothing() {
         ])
         .await
         .expect("batch");
-    assert!(matches!(applied[..], [Applied::Done, Applied::Done, Applied::Id(_)]), "{applied:?}");
+    assert!(
+        matches!(applied[..], [Applied::Done, Applied::Done, Applied::Id(_)]),
+        "{applied:?}"
+    );
     // A probe of a session that has no row breaks the foreign key: the
     // session saved in the same batch is not written either.
     let failed = store
-        .apply_batch(&[session("s2"), Write::Probe(probe("nobody", T0, "delivered", 1))])
+        .apply_batch(&[
+            session("s2"),
+            Write::Probe(probe("nobody", T0, "delivered", 1)),
+        ])
         .await;
-    assert!(matches!(failed, Err(StoreError::Query { .. })), "{failed:?}");
+    assert!(
+        matches!(failed, Err(StoreError::Query { .. })),
+        "{failed:?}"
+    );
     let mut conn = raw(&path).await;
     assert_eq!(count(&mut conn, "SELECT COUNT(*) FROM sessions").await, 1);
     assert_eq!(count(&mut conn, "SELECT COUNT(*) FROM probes").await, 1);
@@ -119,10 +133,17 @@ async fn an_awaited_write_is_on_disk_with_everything_queued_before_it() {
     // Read by another connection, as the crash test's restarted daemon would.
     let mut conn = raw(&path).await;
     assert_eq!(
-        count(&mut conn, "SELECT COUNT(*) FROM remediations WHERE result = 'pending'").await,
+        count(
+            &mut conn,
+            "SELECT COUNT(*) FROM remediations WHERE result = 'pending'"
+        )
+        .await,
         1
     );
-    assert_eq!(count(&mut conn, "SELECT MAX(id) FROM remediations").await, id);
+    assert_eq!(
+        count(&mut conn, "SELECT MAX(id) FROM remediations").await,
+        id
+    );
     assert_eq!(count(&mut conn, "SELECT COUNT(*) FROM probes").await, 50);
 }
 
@@ -141,7 +162,10 @@ async fn closing_the_writer_commits_its_queue() {
     let mut conn = raw(&path).await;
     assert_eq!(count(&mut conn, "SELECT COUNT(*) FROM probes").await, 3000);
     let late = writer.submit(session("s2"));
-    assert!(matches!(late, Err(StoreError::WriterClosed { .. })), "{late:?}");
+    assert!(
+        matches!(late, Err(StoreError::WriterClosed { .. })),
+        "{late:?}"
+    );
 }
 
 #[tokio::test]
@@ -184,13 +208,21 @@ async fn a_full_queue_drops_writes_instead_of_blocking_and_says_so() {
     let writer = Writer::start(store.clone());
     let mut queued = 0u64;
     let dropped = loop {
-        match writer.submit(Write::Probe(probe("s1", T0 + queued as i64, "delivered", 1))) {
+        match writer.submit(Write::Probe(probe(
+            "s1",
+            T0 + queued as i64,
+            "delivered",
+            1,
+        ))) {
             Ok(()) => queued += 1,
             Err(e) => break e,
         }
         assert!(queued < 1_000_000, "the queue is not bounded");
     };
-    assert!(matches!(dropped, StoreError::QueueFull { .. }), "{dropped:?}");
+    assert!(
+        matches!(dropped, StoreError::QueueFull { .. }),
+        "{dropped:?}"
+    );
     let status = store.write_status();
     assert!(status.failing.is_some(), "{status:?}");
     sqlx::query("ROLLBACK")
@@ -211,13 +243,23 @@ async fn a_full_queue_drops_writes_instead_of_blocking_and_says_so() {
 /// delivered.
 async fn five_minutely(store: &Store, session: &str, end: i64, n: i64) {
     store
-        .save_session(&SessionRecord::new("waha", session, "healthy", Timestamp(T0)))
+        .save_session(&SessionRecord::new(
+            "waha",
+            session,
+            "healthy",
+            Timestamp(T0),
+        ))
         .await
         .expect("save");
     let writes: Vec<Write> = (0..n)
         .map(|i| {
             let outcome = if i % 10 == 0 { "desync" } else { "delivered" };
-            Write::Probe(probe(session, end - (n - 1 - i) * 300_000, outcome, 100 + i as u64))
+            Write::Probe(probe(
+                session,
+                end - (n - 1 - i) * 300_000,
+                outcome,
+                100 + i as u64,
+            ))
         })
         .collect();
     for chunk in writes.chunks(1000) {
@@ -244,10 +286,20 @@ async fn retention_keeps_the_last_probes_and_failures_and_counts_the_rest() {
         .expect("probes");
     // The last KEEP_LAST_PROBES in full, whatever their outcome, and every
     // failure before them.
-    let last: Vec<i64> = kept.iter().take(KEEP_LAST_PROBES as usize).map(|p| p.at.0).collect();
-    let expected_last: Vec<i64> = (0..i64::from(KEEP_LAST_PROBES)).map(|k| now - k * 300_000).collect();
+    let last: Vec<i64> = kept
+        .iter()
+        .take(KEEP_LAST_PROBES as usize)
+        .map(|p| p.at.0)
+        .collect();
+    let expected_last: Vec<i64> = (0..i64::from(KEEP_LAST_PROBES))
+        .map(|k| now - k * 300_000)
+        .collect();
     assert_eq!(last, expected_last);
-    assert!(kept[KEEP_LAST_PROBES as usize..].iter().all(|p| p.outcome == "desync"));
+    assert!(
+        kept[KEEP_LAST_PROBES as usize..]
+            .iter()
+            .all(|p| p.outcome == "desync")
+    );
     let kept_failures = kept.iter().filter(|p| p.outcome == "desync").count() as u64;
     assert_eq!(kept_failures, failures);
     // Every delivered probe is either a row or counted in a bucket.
@@ -265,7 +317,15 @@ async fn retention_keeps_the_last_probes_and_failures_and_counts_the_rest() {
     for b in &buckets {
         let span = b.span.as_millis() as i64;
         assert_eq!(b.start.0 % span, 0, "{b:?}");
-        assert_eq!(span, if b.start.0 + HOUR <= horizon { DAY } else { HOUR }, "{b:?}");
+        assert_eq!(
+            span,
+            if b.start.0 + HOUR <= horizon {
+                DAY
+            } else {
+                HOUR
+            },
+            "{b:?}"
+        );
         assert!(b.latency_max_ms >= b.latency_sum_ms / b.probes, "{b:?}");
     }
     assert!(buckets.iter().any(|b| b.span.as_millis() as i64 == DAY));
@@ -276,7 +336,10 @@ async fn retention_keeps_the_last_probes_and_failures_and_counts_the_rest() {
         .await
         .expect("again");
     assert_eq!(again.rolled, 0);
-    let same = store.probe_rollups("waha", "s1", None, 10_000).await.expect("rollups");
+    let same = store
+        .probe_rollups("waha", "s1", None, 10_000)
+        .await
+        .expect("rollups");
     assert_eq!(same, buckets);
 
     // Two days later the hours of the first pass are days, counts unchanged.
@@ -286,8 +349,14 @@ async fn retention_keeps_the_last_probes_and_failures_and_counts_the_rest() {
         .await
         .expect("merge");
     assert!(merged.merged > 0, "{merged:?}");
-    let days = store.probe_rollups("waha", "s1", None, 10_000).await.expect("rollups");
-    assert!(days.iter().all(|b| b.span.as_millis() as i64 == DAY), "{days:?}");
+    let days = store
+        .probe_rollups("waha", "s1", None, 10_000)
+        .await
+        .expect("rollups");
+    assert!(
+        days.iter().all(|b| b.span.as_millis() as i64 == DAY),
+        "{days:?}"
+    );
     assert_eq!(days.iter().map(|b| b.probes).sum::<u64>(), counted);
 
     // Past the retention buckets go too.
@@ -296,7 +365,13 @@ async fn retention_keeps_the_last_probes_and_failures_and_counts_the_rest() {
         .await
         .expect("expire");
     assert!(gone.expired > 0);
-    assert!(store.probe_rollups("waha", "s1", None, 10).await.expect("rollups").is_empty());
+    assert!(
+        store
+            .probe_rollups("waha", "s1", None, 10)
+            .await
+            .expect("rollups")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -308,7 +383,12 @@ async fn rollups_are_per_session_and_in_small_batches() {
     let mut writes = Vec::new();
     for s in 0..sessions {
         let name = format!("s{s:04}");
-        writes.push(Write::Session(SessionRecord::new("waha", &name, "healthy", Timestamp(T0))));
+        writes.push(Write::Session(Box::new(SessionRecord::new(
+            "waha",
+            &name,
+            "healthy",
+            Timestamp(T0),
+        ))));
         for i in 0..(i64::from(KEEP_LAST_PROBES) + 3) {
             writes.push(Write::Probe(probe(&name, now - i * 60_000, "delivered", 7)));
         }
@@ -323,9 +403,15 @@ async fn rollups_are_per_session_and_in_small_batches() {
     assert_eq!(stats.rolled, 3 * sessions as u64);
     for s in [0, sessions - 1] {
         let name = format!("s{s:04}");
-        let b = store.probe_rollups("waha", &name, None, 10).await.expect("rollups");
+        let b = store
+            .probe_rollups("waha", &name, None, 10)
+            .await
+            .expect("rollups");
         assert_eq!(b.iter().map(|b| b.probes).sum::<u64>(), 3, "{name}: {b:?}");
-        let kept = store.recent_probes("waha", &name, None, 100).await.expect("probes");
+        let kept = store
+            .recent_probes("waha", &name, None, 100)
+            .await
+            .expect("probes");
         assert_eq!(kept.len(), KEEP_LAST_PROBES as usize, "{name}");
     }
 }
