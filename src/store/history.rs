@@ -6,8 +6,7 @@
 
 use crate::clock::Timestamp;
 
-use super::records::{ProbeRow, RemediationRow, TransitionRow};
-use super::write::{Applied, Write};
+use super::records::{ProbeRow, RemediationRow, TransitionRow, cap_text, u64_to_i64};
 use super::{
     NewRemediation, ProbeRecord, RemediationRecord, RemediationUpdate, Store, StoreError,
     TransitionRecord, query_error,
@@ -29,14 +28,49 @@ impl Store {
     /// Records one probe. `detail` is capped to
     /// [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
     pub async fn insert_probe(&self, p: &ProbeRecord) -> Result<(), StoreError> {
-        self.apply_batch(&[Write::Probe(p.clone())]).await?;
+        const OP: &str = "insert_probe";
+        self.check_writable(OP)?;
+        on_writer!(self, |w| {
+            super::timed(&self.health, OP, sqlx::query(
+            "INSERT INTO probes (provider, session, at, kind, outcome, http_status, latency_ms, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&p.provider)
+        .bind(&p.session)
+        .bind(p.at.as_millis())
+        .bind(&p.kind)
+        .bind(&p.outcome)
+        .bind(p.http_status.map(i64::from))
+        .bind(u64_to_i64(p.latency_ms))
+        .bind(cap_text(&p.detail))
+        .execute(w))
+        .await.map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 
     /// Records one state change. `reason` is capped to
     /// [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
     pub async fn insert_transition(&self, t: &TransitionRecord) -> Result<(), StoreError> {
-        self.apply_batch(&[Write::Transition(t.clone())]).await?;
+        const OP: &str = "insert_transition";
+        self.check_writable(OP)?;
+        on_writer!(self, |w| super::timed(
+            &self.health,
+            OP,
+            sqlx::query(
+                "INSERT INTO transitions (provider, session, at, from_state, to_state, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&t.provider)
+            .bind(&t.session)
+            .bind(t.at.as_millis())
+            .bind(&t.from_state)
+            .bind(&t.to_state)
+            .bind(cap_text(&t.reason))
+            .execute(w),
+        )
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -49,17 +83,29 @@ impl Store {
     /// whose earlier write timed out (and may have committed meanwhile)
     /// returns the existing row instead of adding a second one.
     pub async fn begin_remediation(&self, r: &NewRemediation) -> Result<i64, StoreError> {
-        match self
-            .apply_batch(&[Write::BeginRemediation(r.clone())])
-            .await?
-            .as_slice()
-        {
-            [Applied::Id(id)] => Ok(*id),
-            other => Err(StoreError::Corrupt {
-                row: "remediations".into(),
-                detail: format!("an intent write returned {other:?}, not its row id"),
-            }),
-        }
+        const OP: &str = "begin_remediation";
+        self.check_writable(OP)?;
+        on_writer!(self, |w| super::timed(
+            &self.health,
+            OP,
+            sqlx::query_scalar(
+                "INSERT INTO remediations \
+             (provider, session, started_at, action, reason, result, detail, intent_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, '', $7) \
+             ON CONFLICT (intent_key) WHERE intent_key IS NOT NULL \
+             DO UPDATE SET intent_key = excluded.intent_key \
+             RETURNING id",
+            )
+            .bind(&r.provider)
+            .bind(&r.session)
+            .bind(r.started_at.as_millis())
+            .bind(&r.action)
+            .bind(cap_text(&r.reason))
+            .bind(&r.result)
+            .bind(&r.intent_key)
+            .fetch_one(w),
+        )
+        .await)
     }
 
     /// Moves a remediation on (`pending` → `called` → `healed`, ...). A
@@ -70,14 +116,35 @@ impl Store {
         id: i64,
         update: &RemediationUpdate,
     ) -> Result<(), StoreError> {
-        let write = Write::UpdateRemediation {
-            id,
-            update: update.clone(),
-        };
-        match self.apply_batch(&[write]).await?.as_slice() {
-            [Applied::Missing] => Err(StoreError::UnknownRemediation { id }),
-            _ => Ok(()),
+        const OP: &str = "update_remediation";
+        self.check_writable(OP)?;
+        let finished_at = update.finished_at.map(Timestamp::as_millis);
+        let updated = on_writer!(self, |w| super::timed(
+            &self.health,
+            OP,
+            sqlx::query(
+                "UPDATE remediations SET result = $2, detail = $3, \
+             finished_at = COALESCE($4, finished_at), \
+             duration_ms = CASE \
+                 WHEN $4 IS NULL THEN duration_ms \
+                 WHEN $4 >= started_at THEN $4 - started_at \
+                 ELSE 0 END, \
+             recovery_ms = COALESCE($5, recovery_ms) \
+             WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&update.result)
+            .bind(cap_text(&update.detail))
+            .bind(finished_at)
+            .bind(update.recovery_ms.map(u64_to_i64))
+            .execute(w),
+        )
+        .await
+        .map(|r| r.rows_affected()))?;
+        if updated == 0 {
+            return Err(StoreError::UnknownRemediation { id });
         }
+        Ok(())
     }
 
     /// Remediations of `provider` started at or after `since`, oldest first,
@@ -89,7 +156,7 @@ impl Store {
         provider: &str,
         since: Timestamp,
     ) -> Result<Vec<RemediationRecord>, StoreError> {
-        sqlx::query_as::<_, RemediationRow>(concat!(
+        on_reader!(self, |r| sqlx::query_as::<_, RemediationRow>(concat!(
             "SELECT ",
             remediation_columns!(),
             " FROM remediations WHERE provider = $1 AND started_at >= $2 AND result <> 'dry_run' \
@@ -97,8 +164,8 @@ impl Store {
         ))
         .bind(provider)
         .bind(since.as_millis())
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("remediations_since"))?
         .into_iter()
         .map(RemediationRow::into_record)
@@ -112,17 +179,17 @@ impl Store {
         &self,
         provider: &str,
     ) -> Result<Vec<RemediationRecord>, StoreError> {
-        sqlx::query_as::<_, RemediationRow>(concat!(
+        on_reader!(self, |r| sqlx::query_as::<_, RemediationRow>(concat!(
             "SELECT ",
             remediation_columns!(),
             " FROM (SELECT ",
             remediation_columns!(),
             ", ROW_NUMBER() OVER (PARTITION BY session ORDER BY started_at DESC, id DESC) AS rn \
-             FROM remediations WHERE provider = $1) WHERE rn = 1"
+             FROM remediations WHERE provider = $1) AS latest WHERE rn = 1"
         ))
         .bind(provider)
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("latest_remediations"))?
         .into_iter()
         .map(RemediationRow::into_record)
@@ -137,7 +204,7 @@ impl Store {
         &self,
         provider: &str,
     ) -> Result<Vec<RemediationRecord>, StoreError> {
-        sqlx::query_as::<_, RemediationRow>(
+        on_reader!(self, |r| sqlx::query_as::<_, RemediationRow>(
             "SELECT r.id, r.provider, r.session, r.started_at, r.action, r.reason, r.result, \
              r.detail, r.finished_at, r.duration_ms, r.recovery_ms \
              FROM remediations r JOIN sessions s \
@@ -146,8 +213,8 @@ impl Store {
              ORDER BY r.session, r.started_at DESC, r.id DESC",
         )
         .bind(provider)
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("remediations_after_save"))?
         .into_iter()
         .map(RemediationRow::into_record)
@@ -162,7 +229,7 @@ impl Store {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<ProbeRecord>, StoreError> {
-        sqlx::query_as::<_, ProbeRow>(
+        on_reader!(self, |r| sqlx::query_as::<_, ProbeRow>(
             "SELECT id, provider, session, at, kind, outcome, http_status, latency_ms, detail \
              FROM probes WHERE provider = $1 AND session = $2 AND at >= $3 \
              ORDER BY at DESC, id DESC LIMIT $4",
@@ -171,8 +238,8 @@ impl Store {
         .bind(session)
         .bind(since_or_min(since))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("recent_probes"))?
         .into_iter()
         .map(ProbeRow::into_record)
@@ -187,7 +254,7 @@ impl Store {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<TransitionRecord>, StoreError> {
-        let rows = sqlx::query_as::<_, TransitionRow>(
+        let rows = on_reader!(self, |r| sqlx::query_as::<_, TransitionRow>(
             "SELECT provider, session, at, from_state, to_state, reason \
              FROM transitions WHERE provider = $1 AND session = $2 AND at >= $3 \
              ORDER BY at DESC, id DESC LIMIT $4",
@@ -196,8 +263,8 @@ impl Store {
         .bind(session)
         .bind(since_or_min(since))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("recent_transitions"))?;
         Ok(rows.into_iter().map(TransitionRow::into_record).collect())
     }
@@ -211,7 +278,7 @@ impl Store {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<RemediationRecord>, StoreError> {
-        sqlx::query_as::<_, RemediationRow>(concat!(
+        on_reader!(self, |r| sqlx::query_as::<_, RemediationRow>(concat!(
             "SELECT ",
             remediation_columns!(),
             " FROM remediations WHERE provider = $1 AND session = $2 AND started_at >= $3 \
@@ -221,8 +288,8 @@ impl Store {
         .bind(session)
         .bind(since_or_min(since))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("recent_remediations"))?
         .into_iter()
         .map(RemediationRow::into_record)

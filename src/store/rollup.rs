@@ -98,21 +98,21 @@ impl Store {
         // '' sorts before every provider name (names are non-empty).
         let mut after = (String::new(), String::new());
         loop {
-            let keys: Vec<(String, String)> = sqlx::query_as(
+            let keys: Vec<(String, String)> = on_reader!(self, |r| sqlx::query_as(
                 "SELECT provider, session FROM sessions \
                  WHERE (provider, session) > ($1, $2) ORDER BY provider, session LIMIT $3",
             )
             .bind(&after.0)
             .bind(&after.1)
             .bind(i64::from(ROLL_SESSIONS))
-            .fetch_all(&self.reader)
-            .await
+            .fetch_all(r)
+            .await)
             .map_err(query_error(OP))?;
             let Some(last) = keys.last().cloned() else {
                 return Ok(stats);
             };
-            let batch = super::timed(&self.health, OP, async {
-                let mut tx = self.writer.begin().await?;
+            let batch = on_writer!(self, |pool| super::timed(&self.health, OP, async {
+                let mut tx = pool.begin().await?;
                 sqlx::query(concat!(
                     "INSERT INTO probe_rollups (provider, session, bucket_start, span_ms, outcome, \
                      probes, latency_sum_ms, latency_max_ms) \
@@ -204,7 +204,7 @@ impl Store {
                     expired,
                 })
             })
-            .await?;
+            .await)?;
             stats.rolled += batch.rolled;
             stats.merged += batch.merged;
             stats.expired += batch.expired;
@@ -226,7 +226,7 @@ impl Store {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<ProbeRollup>, StoreError> {
-        sqlx::query_as::<_, ProbeRollupRow>(
+        on_reader!(self, |r| sqlx::query_as::<_, ProbeRollupRow>(
             "SELECT provider, session, bucket_start, span_ms, outcome, probes, \
              latency_sum_ms, latency_max_ms FROM probe_rollups \
              WHERE provider = $1 AND session = $2 AND bucket_start >= $3 \
@@ -236,8 +236,8 @@ impl Store {
         .bind(session)
         .bind(since.map_or(i64::MIN, Timestamp::as_millis))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("probe_rollups"))?
         .into_iter()
         .map(ProbeRollupRow::into_record)
