@@ -1,14 +1,16 @@
 //! `wa-watchdog history SESSION`: what happened to one session, as one
 //! timeline, oldest first: probes with their outcomes, state changes with
 //! their reasons, restarts with their results and durations. Enough to
-//! answer "why was this session restarted at 03:12?".
+//! answer "why was this session restarted at 03:12?". Delivered probes older
+//! than the last few the store keeps in full show as counts per hour or day
+//! (the store's rollups); failed probes are always shown one by one.
 
 use serde_json::json;
 
 use super::format::{self, WIDTH};
 use super::{CliError, HistoryArgs, Target, database_path, open_store};
 use crate::clock::{Clock, Timestamp};
-use crate::store::{ProbeRecord, RemediationRecord, SessionRecord, TransitionRecord};
+use crate::store::{ProbeRecord, ProbeRollup, RemediationRecord, SessionRecord, TransitionRecord};
 
 pub(super) async fn run(args: HistoryArgs) -> Result<(), CliError> {
     let path = database_path(&args.db)?;
@@ -21,6 +23,7 @@ pub(super) async fn run(args: HistoryArgs) -> Result<(), CliError> {
         transitions,
         remediations,
         probes,
+        rollups,
     } = found;
     if args.json {
         let value = json!({
@@ -40,6 +43,12 @@ pub(super) async fn run(args: HistoryArgs) -> Result<(), CliError> {
                 "at": p.at.to_rfc3339(), "kind": p.kind, "outcome": p.outcome,
                 "http_status": p.http_status, "latency_ms": p.latency_ms, "detail": p.detail,
             })).collect::<Vec<_>>(),
+            "probe_rollups": rollups.iter().map(|r| json!({
+                "start": r.start.to_rfc3339(), "span_seconds": r.span.as_secs(),
+                "outcome": r.outcome, "probes": r.probes,
+                "latency_mean_ms": r.latency_sum_ms / r.probes.max(1),
+                "latency_max_ms": r.latency_max_ms,
+            })).collect::<Vec<_>>(),
         });
         let text = serde_json::to_string_pretty(&value)
             .map_err(|e| CliError::Failed(format!("cannot render JSON: {e}")))?;
@@ -55,6 +64,7 @@ pub(super) async fn run(args: HistoryArgs) -> Result<(), CliError> {
             &transitions,
             &remediations,
             &probes,
+            &rollups,
             now
         )
     );
@@ -66,6 +76,7 @@ struct History {
     transitions: Vec<TransitionRecord>,
     remediations: Vec<RemediationRecord>,
     probes: Vec<ProbeRecord>,
+    rollups: Vec<ProbeRollup>,
 }
 
 async fn read(
@@ -103,6 +114,10 @@ async fn read(
         .recent_probes(p, s, since, args.limit)
         .await
         .map_err(failed)?;
+    let rollups = store
+        .probe_rollups(p, s, since, args.limit)
+        .await
+        .map_err(failed)?;
     Ok((
         target,
         History {
@@ -110,6 +125,7 @@ async fn read(
             transitions,
             remediations,
             probes,
+            rollups,
         },
     ))
 }
@@ -123,6 +139,7 @@ fn render(
     transitions: &[TransitionRecord],
     remediations: &[RemediationRecord],
     probes: &[ProbeRecord],
+    rollups: &[ProbeRollup],
     now: Timestamp,
 ) -> String {
     let mut out = String::new();
@@ -174,6 +191,25 @@ fn render(
             format!(
                 "{} {} ({status}{} ms){detail}",
                 p.kind, p.outcome, p.latency_ms
+            ),
+        ));
+    }
+    for r in rollups.iter().rev() {
+        let period = if r.span.as_secs() >= 24 * 3600 {
+            "day"
+        } else {
+            "hour"
+        };
+        entries.push((
+            r.start,
+            0,
+            "probes",
+            format!(
+                "{} {} in this {period} (mean {} ms, max {} ms)",
+                r.probes,
+                r.outcome,
+                r.latency_sum_ms / r.probes.max(1),
+                r.latency_max_ms
             ),
         ));
     }
@@ -271,7 +307,15 @@ mod tests {
             duration_ms: Some(4200),
             recovery_ms: Some(7100),
         }];
-        let text = render(&target, None, &transitions, &remediations, &probes, t(10));
+        let text = render(
+            &target,
+            None,
+            &transitions,
+            &remediations,
+            &probes,
+            &[],
+            t(10),
+        );
         let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
         assert!(
             lines[0].starts_with("2027-01-15 08:00:01Z  probe     probe desync (HTTP 500, 12 ms)"),
@@ -286,7 +330,36 @@ mod tests {
         for line in text.lines() {
             assert!(line.chars().count() <= WIDTH, "{line:?}");
         }
-        let empty = render(&target, None, &[], &[], &[], t(0));
+        let empty = render(&target, None, &[], &[], &[], &[], t(0));
         assert!(empty.contains("no probes"), "{empty}");
+    }
+
+    #[test]
+    fn rolled_up_probes_show_as_counts_per_hour_or_day_in_time_order() {
+        let t = |s: i64| Timestamp::from_millis(1_800_000_000_000 + s * 1000);
+        let target = Target {
+            provider: "waha".into(),
+            session: "s1".into(),
+        };
+        let bucket = |start: i64, hours: u64, probes: u64| ProbeRollup {
+            provider: "waha".into(),
+            session: "s1".into(),
+            start: t(start),
+            span: std::time::Duration::from_secs(hours * 3600),
+            outcome: "delivered".into(),
+            probes,
+            latency_sum_ms: probes * 120,
+            latency_max_ms: 400,
+        };
+        // Newest first, as the store answers.
+        let rollups = vec![bucket(86_400, 1, 12), bucket(0, 24, 288)];
+        let text = render(&target, None, &[], &[], &[], &rollups, t(90_000));
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("probes  ")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].contains("288 delivered in this day (mean 120 ms, max 400 ms)"),
+            "{text}"
+        );
+        assert!(lines[1].contains("12 delivered in this hour"), "{text}");
     }
 }

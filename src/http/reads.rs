@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::{HISTORY_LIMIT, HttpState, error};
 use crate::clock::Timestamp;
-use crate::store::{ProbeRecord, RemediationRecord, SessionRecord, TransitionRecord};
+use crate::store::{ProbeRecord, ProbeRollup, RemediationRecord, SessionRecord, TransitionRecord};
 
 pub(super) fn rfc3339(t: Timestamp) -> String {
     t.to_rfc3339()
@@ -59,7 +59,32 @@ struct SessionDetailJson {
     reason: String,
     transitions: Vec<TransitionJson>,
     probes: Vec<ProbeJson>,
+    /// Delivered probes older than the last few, counted per bucket.
+    probe_rollups: Vec<RollupJson>,
     remediations: Vec<RemediationJson>,
+}
+
+#[derive(Serialize)]
+struct RollupJson {
+    start: String,
+    span_seconds: u64,
+    outcome: String,
+    probes: u64,
+    latency_mean_ms: u64,
+    latency_max_ms: u64,
+}
+
+impl From<ProbeRollup> for RollupJson {
+    fn from(r: ProbeRollup) -> Self {
+        RollupJson {
+            start: rfc3339(r.start),
+            span_seconds: r.span.as_secs(),
+            latency_mean_ms: r.latency_sum_ms / r.probes.max(1),
+            outcome: r.outcome,
+            probes: r.probes,
+            latency_max_ms: r.latency_max_ms,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -317,25 +342,29 @@ pub(super) async fn one_session(
         Ok(r) => r,
         Err(response) => return response,
     };
-    let (transitions, probes, remediations) = tokio::join!(
+    let (transitions, probes, rollups, remediations) = tokio::join!(
         s.store
             .recent_transitions(&provider, &session, None, HISTORY_LIMIT),
         s.store
             .recent_probes(&provider, &session, None, HISTORY_LIMIT),
         s.store
+            .probe_rollups(&provider, &session, None, HISTORY_LIMIT),
+        s.store
             .recent_remediations(&provider, &session, None, HISTORY_LIMIT),
     );
-    let (transitions, probes, remediations) = match (transitions, probes, remediations) {
-        (Ok(t), Ok(p), Ok(r)) => (t, p, r),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return store_error("the session's history", e);
-        }
-    };
+    let (transitions, probes, rollups, remediations) =
+        match (transitions, probes, rollups, remediations) {
+            (Ok(t), Ok(p), Ok(u), Ok(r)) => (t, p, u, r),
+            (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
+                return store_error("the session's history", e);
+            }
+        };
     axum::Json(SessionDetailJson {
         session: SessionJson::from(&rec),
         reason: rec.state_reason,
         transitions: transitions.into_iter().map(Into::into).collect(),
         probes: probes.into_iter().map(Into::into).collect(),
+        probe_rollups: rollups.into_iter().map(Into::into).collect(),
         remediations: remediations.into_iter().map(Into::into).collect(),
     })
     .into_response()

@@ -13,7 +13,9 @@ use crate::machine::{
 };
 use crate::metrics::RestartResult;
 use crate::provider::ProbeReport;
-use crate::store::{NewRemediation, ProbeRecord, RemediationUpdate, TransitionRecord};
+use crate::store::{
+    Applied, NewRemediation, ProbeRecord, RemediationUpdate, StoreError, TransitionRecord, Write,
+};
 
 impl Scheduler {
     /// Applies one finished job.
@@ -52,7 +54,10 @@ impl Scheduler {
                 self.next_prune = self.clock.now().plus(super::PRUNE_EVERY);
                 match result {
                     Ok(n) if n > 0 => {
-                        tracing::info!(rows = n, "pruned records older than daemon.retention")
+                        tracing::info!(
+                            rows = n,
+                            "retention: pruned records older than daemon.retention, rolled older probes up"
+                        )
                     }
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "pruning old records failed"),
@@ -219,7 +224,8 @@ impl Scheduler {
             latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             detail: report.detail.clone(),
         };
-        if let Err(e) = self.store.insert_probe(&rec).await {
+        let latency_ms = rec.latency_ms;
+        if let Err(e) = self.writer.submit(Write::Probe(rec)) {
             tracing::error!(%provider, session = name, error = %e, "cannot record probe");
         }
         if action != Action::PollStatus {
@@ -235,7 +241,7 @@ impl Scheduler {
         }
         tracing::debug!(
             %provider, session = name, kind, outcome = %report.outcome,
-            detail = %report.detail, latency_ms = rec.latency_ms, "probe"
+            detail = %report.detail, latency_ms, "probe"
         );
         let _ = self.events.send(Event::Probe {
             at,
@@ -312,7 +318,7 @@ impl Scheduler {
                 to_state: t.to.as_str().to_string(),
                 reason: t.reason.clone(),
             };
-            if let Err(e) = self.store.insert_transition(&rec).await {
+            if let Err(e) = self.writer.submit(Write::Transition(rec)) {
                 tracing::error!(%provider, session = name, error = %e, "cannot record transition");
             }
             let _ = self.events.send(Event::Transition {
@@ -396,7 +402,7 @@ impl Scheduler {
                     .to_string(),
                     intent_key: NewRemediation::new_key(provider, name, now),
                 };
-                match self.store.begin_remediation(&rec).await {
+                match self.begin_intent(&rec).await {
                     Ok(id) if !dry => self.set_remediation_id(p, name, Some(id)),
                     Ok(_) => {}
                     Err(e) if !dry => {
@@ -504,8 +510,24 @@ impl Scheduler {
             finished_at,
             recovery_ms,
         };
-        if let Err(e) = self.store.update_remediation(id, &update).await {
+        if let Err(e) = self.writer.submit(Write::UpdateRemediation { id, update }) {
             tracing::error!(session = name, error = %e, "cannot record restart result");
+        }
+    }
+
+    /// Writes a restart intent and waits until it is committed: the restart
+    /// call must not be made before its intent is on disk.
+    pub(super) async fn begin_intent(&self, rec: &NewRemediation) -> Result<i64, StoreError> {
+        match self
+            .writer
+            .write(Write::BeginRemediation(rec.clone()))
+            .await?
+        {
+            Applied::Id(id) => Ok(id),
+            other => Err(StoreError::Corrupt {
+                row: "remediations".into(),
+                detail: format!("an intent write returned {other:?}, not its row id"),
+            }),
         }
     }
 
@@ -524,7 +546,7 @@ impl Scheduler {
             s.machine.consecutive_failures,
             s.machine.last_success_at,
         );
-        if let Err(e) = self.store.save_session(&rec).await {
+        if let Err(e) = self.writer.submit(Write::Session(Box::new(rec))) {
             tracing::error!(provider = %pr.cfg.name, session = name, error = %e, "cannot save session");
         }
     }

@@ -15,7 +15,7 @@ use crate::clock::Timestamp;
 use crate::events::Event;
 use crate::machine::{Action, Machine, RemediationResult, State};
 use crate::provider::ProbeReport;
-use crate::store::RemediationUpdate;
+use crate::store::{RemediationUpdate, Write};
 
 impl Scheduler {
     /// Reconciles a provider's session list with what is watched.
@@ -168,6 +168,9 @@ impl Scheduler {
     async fn returning_machine(&self, p: usize, name: &str, now: Timestamp) -> Machine {
         let mut m = Machine::new(now);
         let provider = &self.providers[p].cfg.name;
+        // It may have been retired (or saved) a moment ago: read what the
+        // writer has committed, not what it still holds.
+        self.writer.flush().await;
         let rec = match self.store.session(provider, name).await {
             Ok(Some(rec)) => rec,
             Ok(None) => return m,
@@ -216,11 +219,16 @@ impl Scheduler {
                 finished_at: Some(now),
                 recovery_ms: None,
             };
-            if let Err(e) = self.store.update_remediation(id, &update).await {
+            if let Err(e) = self.writer.submit(Write::UpdateRemediation { id, update }) {
                 tracing::error!(%provider, session = name, error = %e, "cannot close restart record");
             }
         }
-        if let Err(e) = self.store.retire_session(&provider, name, now).await {
+        let retire = Write::Retire {
+            provider: provider.clone(),
+            session: name.to_string(),
+            at: now,
+        };
+        if let Err(e) = self.writer.submit(retire) {
             tracing::error!(%provider, session = name, error = %e, "cannot retire session");
         }
         self.metrics.retire_session(&provider, name);

@@ -28,8 +28,9 @@ pub enum Job {
         timeout: Duration,
         client: Provider,
     },
-    /// Delete probe records older than `before`.
-    Prune { before: Timestamp },
+    /// Retention: delete records older than `before`, roll older probes up
+    /// into buckets (`Store::roll_up_probes` at `now`).
+    Prune { before: Timestamp, now: Timestamp },
     /// Read ring member `member`'s own number.
     RingNumber {
         ring: usize,
@@ -181,8 +182,13 @@ pub async fn run(job: Job, store: Store, clock: Clock) -> JobDone {
             provider,
             result: client.list_sessions(timeout).await,
         },
-        Job::Prune { before } => JobDone::Pruned {
-            result: store.prune_history(before).await,
+        Job::Prune { before, now } => JobDone::Pruned {
+            result: async {
+                let pruned = store.prune_history(before).await?;
+                let rolled = store.roll_up_probes(now, before).await?;
+                Ok(pruned + rolled.rolled + rolled.expired)
+            }
+            .await,
         },
         Job::RingNumber {
             ring,

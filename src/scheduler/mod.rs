@@ -50,7 +50,7 @@ use crate::machine::{Action, Machine, Step};
 use crate::metrics::Metrics;
 use crate::policy::ProviderGuard;
 use crate::provider::Provider;
-use crate::store::Store;
+use crate::store::{Store, Writer};
 use providers::Providers;
 
 pub use command::{CommandError, CommandRequest, Handle, Refusal, ReloadError};
@@ -227,6 +227,8 @@ struct Due {
 pub struct Scheduler {
     clock: Clock,
     store: Store,
+    /// Every write goes through it (group commit); reads go to `store`.
+    writer: Writer,
     metrics: Arc<Metrics>,
     /// By stable id (`providers.rs`): heap entries and jobs name them by it.
     providers: Providers,
@@ -290,6 +292,7 @@ impl Scheduler {
         };
         let mut s = Scheduler {
             clock,
+            writer: Writer::start(store.clone()),
             store,
             metrics,
             providers,

@@ -10,7 +10,7 @@ use crate::clock::Timestamp;
 use crate::config::SessionSelector;
 use crate::machine::{Action, Machine, RemediationResult, RemediationStatus, State, Step};
 use crate::provider::Outcome;
-use crate::store::{RemediationRecord, RemediationUpdate, SessionRecord};
+use crate::store::{RemediationRecord, RemediationUpdate, SessionRecord, Write};
 
 /// Restart records newer than a session's last save that restoring it
 /// replays (more than the longest backoff ladder needs).
@@ -136,6 +136,9 @@ impl Scheduler {
         now: Timestamp,
     ) -> anyhow::Result<()> {
         let name = self.providers[p].cfg.name.clone();
+        // On a reload the writer may still hold writes of this provider's
+        // sessions: read and write after them.
+        self.writer.flush().await;
         let mut latest: HashMap<String, RemediationRecord> =
             match self.store.latest_remediations(&name).await {
                 Ok(rows) => rows.into_iter().map(|r| (r.session.clone(), r)).collect(),
@@ -291,7 +294,8 @@ impl Scheduler {
                     finished_at: Some(now),
                     recovery_ms: None,
                 };
-                if let Err(e) = self.store.update_remediation(row.id, &update).await {
+                let id = row.id;
+                if let Err(e) = self.writer.submit(Write::UpdateRemediation { id, update }) {
                     tracing::error!(%provider, session = %rec.session, error = %e, "cannot close restart record");
                 }
             }
@@ -366,7 +370,12 @@ impl Scheduler {
 
     async fn retire_record(&mut self, provider: &str, session: &str, now: Timestamp) {
         tracing::info!(%provider, session, "session no longer configured; retired");
-        if let Err(e) = self.store.retire_session(provider, session, now).await {
+        let retire = Write::Retire {
+            provider: provider.to_string(),
+            session: session.to_string(),
+            at: now,
+        };
+        if let Err(e) = self.writer.submit(retire) {
             tracing::error!(%provider, session, error = %e, "cannot retire session");
         }
     }

@@ -538,7 +538,7 @@ impl Scheduler {
             latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             detail: detail.clone(),
         };
-        if let Err(e) = self.store.insert_probe(&rec).await {
+        if let Err(e) = self.writer.submit(crate::store::Write::Probe(rec)) {
             tracing::error!(%provider, session = name, error = %e, "cannot record ring canary");
         }
         tracing::info!(%provider, session = name, outcome = %outcome, %detail, "ring canary");

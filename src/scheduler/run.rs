@@ -33,6 +33,9 @@ impl Scheduler {
                 Some(done) => self.on_joined(done).await,
             }
         }
+        // What this round wrote is committed before the caller looks: a
+        // test (or benchmark) reads the store right after a tick.
+        self.writer.flush().await;
         self.beat();
     }
 
@@ -75,7 +78,8 @@ impl Scheduler {
     }
 
     /// The daemon's loop: runs until `shutdown` resolves, then lets in-flight
-    /// jobs finish within `grace` and applies their results.
+    /// jobs finish within `grace`, applies their results and commits every
+    /// queued write.
     pub async fn run(
         &mut self,
         shutdown: impl std::future::Future<Output = ()>,
@@ -97,6 +101,9 @@ impl Scheduler {
                 cmd = commands.recv(), if commands_open => match cmd {
                     Some((cmd, reply)) => {
                         let result = self.command(cmd).await;
+                        // The operator reads what the command did right
+                        // after it answers: commit its writes first.
+                        self.writer.flush().await;
                         let _ = reply.send(result);
                     }
                     None => commands_open = false,
@@ -120,6 +127,9 @@ impl Scheduler {
             }
         }
         self.drain(grace).await;
+        // Nothing queued is lost on SIGTERM: the writer commits its queue
+        // before the store is closed.
+        self.writer.close().await;
     }
 
     /// Waits up to `grace` for jobs in flight and applies their results;
@@ -251,6 +261,7 @@ impl Scheduler {
         if !self.prune_in_flight && self.next_prune <= now {
             self.prune_in_flight = true;
             self.spawn(Job::Prune {
+                now,
                 before: now.minus(self.retention),
             });
         }
@@ -273,7 +284,7 @@ impl Scheduler {
             .get(name)
             .and_then(|s| s.pending_intent.clone());
         if let Some(rec) = pending {
-            match self.store.begin_remediation(&rec).await {
+            match self.begin_intent(&rec).await {
                 Ok(id) => {
                     let pr = &mut self.providers[p];
                     if pr.intent_failing {

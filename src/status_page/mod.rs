@@ -85,6 +85,9 @@ pub struct SessionHistory {
     /// Up to [`HEARTBEAT_LEN`] probes (the strip uses all, the timeline the
     /// newest [`TIMELINE_LIMIT`]).
     pub probes: Vec<ProbeRecord>,
+    /// Delivered probes older than the ones kept in full, counted per hour
+    /// or day, newest first (up to [`TIMELINE_LIMIT`] buckets).
+    pub rollups: Vec<crate::store::ProbeRollup>,
     pub remediations: Vec<RemediationRecord>,
 }
 
@@ -267,9 +270,10 @@ pub async fn read_session(
     if rec.retired_at.is_some() {
         return Ok(None);
     }
-    let (transitions, probes, remediations) = tokio::join!(
+    let (transitions, probes, rollups, remediations) = tokio::join!(
         store.recent_transitions(provider, session, None, TIMELINE_LIMIT),
         store.recent_probes(provider, session, None, HEARTBEAT_LEN.max(TIMELINE_LIMIT)),
+        store.probe_rollups(provider, session, None, TIMELINE_LIMIT),
         store.recent_remediations(provider, session, None, TIMELINE_LIMIT),
     );
     Ok(Some(SessionHistory {
@@ -277,6 +281,7 @@ pub async fn read_session(
         session: rec,
         transitions: transitions?,
         probes: probes?,
+        rollups: rollups?,
         remediations: remediations?,
     }))
 }

@@ -340,6 +340,24 @@ pub fn session_html(h: &SessionHistory) -> String {
             (count(Beat::Delivered)) " delivered, " (count(Beat::Failed)) " failed, "
             (count(Beat::Stuck)) " stuck, " (count(Beat::NoCanary)) " without a canary (oldest left)"
         }
+        @if !h.rollups.is_empty() {
+            h2 { "Earlier probes" }
+            p.muted { "Delivered probes older than the strip, counted per hour (last two days) or day; failed ones stay in the timeline one by one." }
+            table #rollups { thead { tr {
+                th { "from" } th { "for" } th { "outcome" } th { "probes" } th { "mean" } th { "slowest" }
+            } } tbody {
+                @for r in &h.rollups {
+                    tr data-outcome=(r.outcome) {
+                        td { time datetime=(r.start.to_rfc3339()) { (format::time(r.start)) } }
+                        td { @if r.span.as_secs() >= 24 * 3600 { "a day" } @else { "an hour" } }
+                        td { (r.outcome) }
+                        td { (r.probes) }
+                        td { (ms(r.latency_sum_ms / r.probes.max(1))) }
+                        td { (ms(r.latency_max_ms)) }
+                    }
+                }
+            } }
+        }
         h2 { "Restarts" }
         @if h.remediations.is_empty() { p.muted { "none recorded" } } @else {
             table #restarts { thead { tr {

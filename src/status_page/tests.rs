@@ -246,6 +246,18 @@ fn session_page_has_the_strip_the_restarts_and_the_timeline() {
             probe("ack", "stuck", 70),
             probe("probe", "delivered", 80),
         ],
+        rollups: vec![crate::store::ProbeRollup {
+            provider: "waha".into(),
+            session: XSS.into(),
+            start: Timestamp::from_millis(
+                NOW.as_millis() - NOW.as_millis() % 3_600_000 - 7_200_000,
+            ),
+            span: Duration::from_secs(3600),
+            outcome: "delivered".into(),
+            probes: 12,
+            latency_sum_ms: 12 * 250,
+            latency_max_ms: 900,
+        }],
         remediations: vec![RemediationRecord {
             id: 1,
             provider: "waha".into(),
@@ -280,6 +292,13 @@ fn session_page_has_the_strip_the_restarts_and_the_timeline() {
     assert!(html.contains("Last 4 canaries"), "{html}");
     assert!(html.contains("2 delivered, 1 failed, 1 stuck"), "{html}");
     assert!(html.contains("data-result=\"healed\""), "{html}");
+    // Older delivered probes, counted: one bucket row with its numbers.
+    let rollups = &html[html.find("id=\"rollups\"").expect("rollups table")..];
+    assert!(rollups.contains("data-outcome=\"delivered\""), "{html}");
+    assert!(
+        rollups.contains("<td>12</td>") && rollups.contains("an hour"),
+        "{html}"
+    );
     assert!(html.contains("20s"), "restart duration\n{html}");
     assert!(html.contains("1m"), "recovery duration\n{html}");
     // Timeline: newest first, every kind.

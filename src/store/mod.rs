@@ -18,6 +18,13 @@
 //! error page cannot bloat the file. It does not read the clock: every
 //! timestamp is an argument.
 //!
+//! Writes: every write is a [`Write`], committed by [`Store::apply_batch`]
+//! (one transaction per batch); the daemon's scheduler sends all of its
+//! writes through one [`Writer`] task that batches them (group commit; the
+//! durability of each kind and the crash window are in `writer.rs`).
+//! Retention rolls old delivered probes up into per-session buckets
+//! (`rollup.rs`), so the file is bounded by sessions, not time.
+//!
 //! Connections: writes go through a pool of one connection, so writers in this
 //! process queue in the pool (fair, async) instead of spinning in SQLite's busy
 //! handler; reads use a separate pool of read-only connections, which WAL lets
@@ -60,7 +67,11 @@ mod history;
 mod overview;
 mod postgres;
 mod records;
+mod rollup;
+#[macro_use]
 mod sessions;
+mod write;
+mod writer;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -74,9 +85,13 @@ use sqlx::sqlite::{
 
 pub use overview::RemediationCount;
 pub use records::{
-    MAX_TEXT_CHARS, NewRemediation, ProbeRecord, RemediationRecord, RemediationUpdate,
+    MAX_TEXT_CHARS, NewRemediation, ProbeRecord, ProbeRollup, RemediationRecord, RemediationUpdate,
     SessionRecord, TransitionRecord,
 };
+pub use rollup::{HOURLY_FOR, KEEP_LAST_PROBES, ROLL_SESSIONS, RollupStats};
+
+pub use write::{Applied, Write};
+pub use writer::Writer;
 
 use crate::clock::Timestamp;
 
@@ -138,6 +153,27 @@ async fn timed<T>(
     op: &'static str,
     fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, StoreError> {
+    timed_ops(health, op, std::iter::once(op), fut).await
+}
+
+/// [`timed`] for a batch: a failure counts once for each write in it, under
+/// that write's operation (a failed batch of 300 probes is 300 probes not
+/// recorded).
+async fn timed_batch<T>(
+    health: &WriteHealth,
+    op: &'static str,
+    writes: &[Write],
+    fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    timed_ops(health, op, writes.iter().map(Write::op), fut).await
+}
+
+async fn timed_ops<T>(
+    health: &WriteHealth,
+    op: &'static str,
+    counted: impl Iterator<Item = &'static str>,
+    fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
     {
         let mut h = health.lock();
         h.in_flight += 1;
@@ -160,10 +196,22 @@ async fn timed<T>(
         Ok(_) => h.last_error = None,
         Err(e) => {
             h.last_error = Some(e.to_string());
-            *h.failures.entry(op).or_default() += 1;
+            for op in counted {
+                *h.failures.entry(op).or_default() += 1;
+            }
         }
     }
     result
+}
+
+impl WriteHealth {
+    /// A write that failed before it reached the database (the writer's
+    /// queue was full or closed, or its commit was not confirmed in time).
+    fn failed(&self, op: &'static str, error: &StoreError) {
+        let mut h = self.lock();
+        h.last_error = Some(error.to_string());
+        *h.failures.entry(op).or_default() += 1;
+    }
 }
 
 /// Read connections; the daemon's reads are small and the API is low-traffic.
@@ -176,7 +224,7 @@ pub const PRUNE_BATCH: u64 = 1000;
 
 /// Pause between prune batches: gives writers in other processes, which poll
 /// through SQLite's busy handler, a window to take the lock.
-const PRUNE_PAUSE: Duration = Duration::from_millis(5);
+pub(crate) const PRUNE_PAUSE: Duration = Duration::from_millis(5);
 
 /// An infrastructure failure of the store. (A failed probe is data, stored as
 /// a record; this is for the database itself.)
@@ -247,6 +295,18 @@ pub enum StoreError {
     /// [`Store::update_remediation`] was given an id that is not in the table.
     #[error("store update_remediation failed: no remediation with id {id}")]
     UnknownRemediation { id: i64 },
+    /// The writer's queue ([`Writer`]) is full: the database has not kept up
+    /// (locked or stalled) for a while; the write is dropped, not waited for.
+    #[error(
+        "store {op} dropped: the write queue is full ({queued} writes waiting; database locked or stalled)"
+    )]
+    QueueFull { op: &'static str, queued: usize },
+    /// The batch a queued write was in failed (the batch's error, as text).
+    #[error("store {op} failed: {detail}")]
+    Failed { op: &'static str, detail: String },
+    /// The writer has stopped (the daemon is shutting down).
+    #[error("store {op} refused: the writer has stopped")]
+    WriterClosed { op: &'static str },
 }
 
 /// Maps a sqlx error of operation `op` into [`StoreError::Query`].
@@ -487,6 +547,18 @@ impl Store {
                 )
             };
         }
+        // probe_rollups has no id: its own DELETE, in batches by key.
+        total += self
+            .prune_batched(
+                "prune_retired_sessions",
+                "DELETE FROM probe_rollups WHERE (provider, session, bucket_start, span_ms, outcome) \
+                 IN (SELECT t.provider, t.session, t.bucket_start, t.span_ms, t.outcome \
+                 FROM probe_rollups t JOIN sessions r \
+                 ON r.provider = t.provider AND r.session = t.session \
+                 WHERE r.retired_at IS NOT NULL AND r.retired_at < $1 LIMIT $2)",
+                before,
+            )
+            .await?;
         for sql in [
             of_retired!("probes"),
             of_retired!("transitions"),
@@ -506,6 +578,8 @@ impl Store {
                 "DELETE FROM sessions WHERE retired_at IS NOT NULL AND retired_at < $1 \
                  AND NOT EXISTS (SELECT 1 FROM probes p \
                      WHERE p.provider = sessions.provider AND p.session = sessions.session) \
+                 AND NOT EXISTS (SELECT 1 FROM probe_rollups u \
+                     WHERE u.provider = sessions.provider AND u.session = sessions.session) \
                  AND NOT EXISTS (SELECT 1 FROM transitions t \
                      WHERE t.provider = sessions.provider AND t.session = sessions.session) \
                  AND NOT EXISTS (SELECT 1 FROM remediations m \

@@ -157,6 +157,29 @@ pub struct ProbeRecord {
     pub detail: String,
 }
 
+/// Delivered probes of one session within one time bucket, counted: what
+/// is left of probes older than the last few
+/// ([`KEEP_LAST_PROBES`](super::KEEP_LAST_PROBES)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeRollup {
+    /// Provider name from the config.
+    pub provider: String,
+    /// Session name at that provider.
+    pub session: String,
+    /// Start of the bucket (a multiple of `span` since the epoch, UTC).
+    pub start: Timestamp,
+    /// An hour for recent buckets, a day for older ones.
+    pub span: std::time::Duration,
+    /// Stored form of the outcome counted (`delivered`).
+    pub outcome: String,
+    /// How many probes.
+    pub probes: u64,
+    /// Their latencies added up (the mean is `latency_sum_ms / probes`).
+    pub latency_sum_ms: u64,
+    /// The slowest of them.
+    pub latency_max_ms: u64,
+}
+
 /// One state change of one session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransitionRecord {
@@ -359,6 +382,39 @@ impl ProbeRow {
             http_status,
             latency_ms: to_u64(self.latency_ms, "latency_ms", row)?,
             detail: self.detail,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ProbeRollupRow {
+    provider: String,
+    session: String,
+    bucket_start: i64,
+    span_ms: i64,
+    outcome: String,
+    probes: i64,
+    latency_sum_ms: i64,
+    latency_max_ms: i64,
+}
+
+impl ProbeRollupRow {
+    pub(super) fn into_record(self) -> Result<ProbeRollup, StoreError> {
+        let row = || {
+            format!(
+                "probe_rollups ({}, {}, {})",
+                self.provider, self.session, self.bucket_start
+            )
+        };
+        Ok(ProbeRollup {
+            span: std::time::Duration::from_millis(to_u64(self.span_ms, "span_ms", row)?),
+            probes: to_u64(self.probes, "probes", row)?,
+            latency_sum_ms: to_u64(self.latency_sum_ms, "latency_sum_ms", row)?,
+            latency_max_ms: to_u64(self.latency_max_ms, "latency_max_ms", row)?,
+            start: Timestamp(self.bucket_start),
+            provider: self.provider,
+            session: self.session,
+            outcome: self.outcome,
         })
     }
 }

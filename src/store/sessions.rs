@@ -22,7 +22,7 @@ macro_rules! session_columns {
 pub const SAVE_BATCH: usize = 500;
 
 /// `rec`'s restart history as stored (a JSON array of unix ms).
-fn history_json(rec: &SessionRecord) -> Result<String, StoreError> {
+pub(super) fn history_json(rec: &SessionRecord) -> Result<String, StoreError> {
     serde_json::to_string(&rec.restart_history).map_err(|e| {
         // Serialising a Vec of integers cannot fail; keep the path total anyway.
         StoreError::Corrupt {

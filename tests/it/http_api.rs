@@ -198,7 +198,13 @@ async fn the_session_api_has_the_contract_shapes() {
     assert_eq!(one.status, 200);
     let one = one.json();
     let mut want = set(&LIST_KEYS);
-    want.extend(set(&["reason", "transitions", "probes", "remediations"]));
+    want.extend(set(&[
+        "reason",
+        "transitions",
+        "probes",
+        "probe_rollups",
+        "remediations",
+    ]));
     assert_eq!(keys(&one), want);
     assert!(
         one["reason"].as_str().is_some_and(|r| !r.is_empty()),
@@ -228,6 +234,8 @@ async fn the_session_api_has_the_contract_shapes() {
     assert_eq!(ats, sorted, "probes newest first");
     assert!(probes.len() <= http::HISTORY_LIMIT as usize);
     assert_eq!(one["remediations"], serde_json::json!([]));
+    // Nothing is old enough to be rolled up yet.
+    assert_eq!(one["probe_rollups"], serde_json::json!([]));
 
     // Unknown sessions and routes: 404 with a JSON error.
     for path in [

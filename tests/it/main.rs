@@ -28,6 +28,7 @@ mod status_page;
 mod status_page_browser;
 mod store;
 mod store_faults;
+mod store_writer;
 mod systemd;
 mod watchdog_green;
 mod watchdog_waha;
