@@ -189,6 +189,8 @@ pub const FAMILIES: &[(&str, &str, &[&str])] = &[
         "gauge",
         &[],
     ),
+    ("wa_watchdog_shards_owned", "gauge", &[]),
+    ("wa_watchdog_lease_renew_failures_total", "counter", &[]),
     // Not ours, but the daemon promises it on Linux.
     ("process_cpu_seconds_total", "counter", &[]),
 ];
