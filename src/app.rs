@@ -261,6 +261,9 @@ impl App {
                 _ = reloader.run() => {}
             }
         }
+        // One of several replicas: the others take its shards over at their
+        // next round rather than after the lease time.
+        scheduler.leave().await;
         tracing::info!("scheduler stopped; stopping the http server");
         let _ = stop_tx.send(true);
         while let Some(joined) = tasks.join_next().await {

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod lease;
 pub mod machine;
 pub mod maintenance;
 pub mod metrics;

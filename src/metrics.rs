@@ -31,8 +31,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::clock::Timestamp;
@@ -196,6 +196,8 @@ pub const FAMILIES: &[(&str, &str, &[&str])] = &[
         "gauge",
         &[],
     ),
+    ("wa_watchdog_shards_owned", "gauge", &[]),
+    ("wa_watchdog_lease_renew_failures_total", "counter", &[]),
     // Not ours, but the daemon promises it on Linux.
     ("process_cpu_seconds_total", "counter", &[]),
 ];
@@ -227,6 +229,8 @@ pub struct Metrics {
     restart_budget_remaining: IntGaugeVec,
     config_reload_failures: IntCounter,
     discovery_suspect: IntCounterVec,
+    shards_owned: IntGauge,
+    lease_renew_failures: IntCounter,
     store_write_failures: IntCounterVec,
     store_failures_reported: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     alertmanager_push_failures: IntCounter,
@@ -434,6 +438,23 @@ impl Metrics {
                 "Session lists not applied because they dropped most sessions at once.",
                 &["provider"],
             ),
+            shards_owned: register(
+                &r,
+                IntGauge::new(
+                    "wa_watchdog_shards_owned",
+                    "Shards (of 64) whose lease this replica holds on a shared PostgreSQL store; \
+                     0 on SQLite, where one daemon owns every session.",
+                )
+                .expect("valid gauge definition"),
+            ),
+            lease_renew_failures: register(
+                &r,
+                IntCounter::new(
+                    "wa_watchdog_lease_renew_failures_total",
+                    "Lease rounds that failed (database unreachable) or lost a held shard.",
+                )
+                .expect("valid counter definition"),
+            ),
             store_write_failures: counter_vec(
                 &r,
                 "wa_watchdog_store_write_failures_total",
@@ -622,6 +643,16 @@ impl Metrics {
     /// Counts a session list that was not applied (suspect).
     pub fn discovery_suspect(&self, provider: &str) {
         self.discovery_suspect.with_label_values(&[provider]).inc();
+    }
+
+    /// Sets `wa_watchdog_shards_owned`.
+    pub fn set_shards_owned(&self, n: usize) {
+        self.shards_owned.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a failed lease round (`wa_watchdog_lease_renew_failures_total`).
+    pub fn lease_renew_failed(&self) {
+        self.lease_renew_failures.inc();
     }
 
     /// Brings `wa_watchdog_store_write_failures_total` up to the store's

@@ -153,6 +153,9 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if o.database != n.database {
         keys.push("daemon.database");
     }
+    if o.replica != n.replica || o.lease_ttl != n.lease_ttl {
+        keys.push("daemon.replica / daemon.lease_ttl");
+    }
     if o.listen != n.listen {
         keys.push("daemon.listen");
     }

@@ -49,6 +49,22 @@ pub use webhook::{
     WebhookAuth, WebhookConfig,
 };
 
+/// Default `daemon.lease_ttl`: a dead replica's sessions are taken over
+/// within this (plus one lease round and one canary interval).
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+/// Shortest `daemon.lease_ttl`: a round (a third) must fit a database round trip.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(3);
+
+/// The default replica name: the host name (Linux's
+/// `/proc/sys/kernel/hostname`), else `wa-watchdog`.
+pub fn default_replica_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| name::valid_name(h))
+        .unwrap_or_else(|| "wa-watchdog".to_string())
+}
+
 /// Default `daemon.database` (systemd `StateDirectory=wa-watchdog`).
 pub const DEFAULT_DATABASE: &str = "/var/lib/wa-watchdog/wa-watchdog.db";
 /// Default `provider.max_concurrent_probes`.
@@ -128,6 +144,11 @@ impl std::fmt::Display for Database {
 pub struct DaemonConfig {
     /// The store: SQLite (default) or PostgreSQL.
     pub database: Database,
+    /// This replica's name among several on one PostgreSQL store (default:
+    /// the host name); unused on SQLite.
+    pub replica: String,
+    /// How long a shard lease lasts without renewal (renewed every third).
+    pub lease_ttl: Duration,
     /// Address of /metrics, /healthz, /readyz, /api/v1 and /webhooks.
     pub listen: SocketAddr,
     pub log_format: LogFormat,
@@ -153,6 +174,8 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             database: Database::Sqlite(PathBuf::from(DEFAULT_DATABASE)),
+            replica: default_replica_name(),
+            lease_ttl: DEFAULT_LEASE_TTL,
             listen: SocketAddr::from(([127, 0, 0, 1], 9797)),
             log_format: LogFormat::Text,
             discovery_interval: Duration::from_secs(60),

@@ -35,6 +35,9 @@ pub(super) struct RawDaemon {
     pub database: Option<String>,
     pub database_url_env: Option<String>,
     pub database_url_file: Option<PathBuf>,
+    pub replica: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    pub lease_ttl: Option<Duration>,
     pub listen: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
     #[serde(deserialize_with = "duration")]

@@ -32,6 +32,8 @@ pub fn render_redacted(cfg: &Config) -> String {
     out.blank();
     out.line("[daemon]");
     out.kv("database", quote(&d.database.to_string()));
+    out.kv("replica", quote(&d.replica));
+    out.kv("lease_ttl", duration(d.lease_ttl));
     out.kv("listen", quote(&d.listen.to_string()));
     out.kv("log_format", quote(d.log_format.as_str()));
     out.kv("discovery_interval", duration(d.discovery_interval));

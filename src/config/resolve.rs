@@ -21,8 +21,8 @@ use super::{
     AlertmanagerConfig, CanaryConfig, ChatTarget, Config, ConfirmMode, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_PROBES, DEFAULT_MIN_REQUEST_INTERVAL, DEFAULT_RESEND_INTERVAL,
     DaemonConfig, Database, GREEN_API_DEFAULT_ACK_TIMEOUT, GREEN_API_JOURNAL_LAG,
-    MAX_CONCURRENT_PROBES_LIMIT, MAX_DURATION, NONCE_PLACEHOLDER, ProviderConfig, ProviderKind,
-    Secret, SecretSource, SessionOverride, SessionSelector,
+    MAX_CONCURRENT_PROBES_LIMIT, MAX_DURATION, MIN_LEASE_TTL, NONCE_PLACEHOLDER, ProviderConfig,
+    ProviderKind, Secret, SecretSource, SessionOverride, SessionSelector,
 };
 use crate::policy::PolicyConfig;
 
@@ -161,8 +161,27 @@ impl Resolver<'_> {
                 ));
             }
         }
+        let replica = match raw.replica {
+            Some(r) if !valid_name(&r) => {
+                return Err(format!(
+                    "daemon.replica {r:?} must be 1 to 64 characters from A-Z a-z 0-9 _ . -"
+                ));
+            }
+            Some(r) => r,
+            None => d.replica,
+        };
+        let lease_ttl = raw.lease_ttl.unwrap_or(d.lease_ttl);
+        not_too_long("daemon.lease_ttl", lease_ttl)?;
+        if lease_ttl < MIN_LEASE_TTL {
+            return Err(format!(
+                "daemon.lease_ttl must be at least {}s",
+                MIN_LEASE_TTL.as_secs()
+            ));
+        }
         Ok(DaemonConfig {
             database,
+            replica,
+            lease_ttl,
             listen,
             log_format: raw.log_format.unwrap_or(d.log_format),
             discovery_interval,

@@ -191,6 +191,8 @@ fn example_file_documents_every_key() {
         "retention",
         "database_url_env",
         "database_url_file",
+        "replica",
+        "lease_ttl",
         "admin_token_env",
         "admin_token_file",
         "admin_token",

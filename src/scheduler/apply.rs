@@ -402,7 +402,12 @@ impl Scheduler {
                     .to_string(),
                     intent_key: NewRemediation::new_key(provider, name, now),
                 };
-                match self.begin_intent(&rec).await {
+                let intent = if dry {
+                    self.begin_intent(&rec).await
+                } else {
+                    self.write_intent(p, name, &rec).await
+                };
+                match intent {
                     Ok(id) if !dry => self.set_remediation_id(p, name, Some(id)),
                     Ok(_) => {}
                     Err(e) if !dry => {
@@ -533,6 +538,9 @@ impl Scheduler {
 
     /// Writes a session's row and its metrics.
     pub(super) async fn save(&mut self, p: usize, name: &str) {
+        if !self.owns(p, name) {
+            return; // another replica's session now: it is the writer
+        }
         let now = self.clock.now();
         let pr = &self.providers[p];
         let Some(s) = pr.sessions.get(name) else {

@@ -106,13 +106,17 @@ impl Scheduler {
                     .await;
             }
         }
+        let new: Vec<String> = new.into_iter().filter(|n| self.owns(p, n)).collect();
         if !new.is_empty() {
             // One line per discovery, not one per session (a first start on
             // a large server adds them all at once); each is at debug.
             tracing::info!(provider = %self.providers[p].cfg.name, added = new.len(), "watching newly listed sessions");
         }
         for name in new {
-            self.add(p, &name, true).await;
+            // Another replica's shard: it adds the session itself.
+            if self.owns(p, &name) {
+                self.add(p, &name, true).await;
+            }
         }
     }
 

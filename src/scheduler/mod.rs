@@ -27,6 +27,7 @@ mod maintenance;
 mod persist;
 mod providers;
 mod reload;
+mod replica;
 mod ring;
 mod run;
 mod webhooks;
@@ -253,6 +254,11 @@ pub struct Scheduler {
     webhooks: Option<tokio::sync::mpsc::Receiver<crate::webhooks::Queued>>,
     /// `[[ring]]` rings (fixed at build; a reload keeps them).
     rings: Vec<ring::RingRt>,
+    /// One of several replicas on a shared PostgreSQL store: the shards it
+    /// holds (`replica.rs`). `None` on SQLite: this process owns everything.
+    replica: Option<replica::ReplicaRt>,
+    /// Shards whose fenced write was refused: handed off at the next turn.
+    fenced: Vec<u32>,
 }
 
 /// How the scheduler is built: the parts that differ between production,
@@ -290,6 +296,9 @@ impl Scheduler {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
         };
+        let replica = (store.backend() == crate::store::Backend::Postgres).then(|| {
+            replica::ReplicaRt::new(config.daemon.replica.clone(), config.daemon.lease_ttl)
+        });
         let mut s = Scheduler {
             clock,
             writer: Writer::start(store.clone()),
@@ -315,6 +324,8 @@ impl Scheduler {
                 .iter()
                 .map(|r| ring::RingRt::new(r.clone(), now))
                 .collect(),
+            replica,
+            fenced: Vec::new(),
         };
         for r in &config.rings {
             let members: Vec<(String, String)> = r
@@ -327,10 +338,16 @@ impl Scheduler {
         for p in s.providers.iter() {
             s.metrics.add_provider(&p.cfg.name);
         }
+        s.join().await;
         s.restore().await?;
         s.publish_budgets(now);
         s.beat();
         Ok(s)
+    }
+
+    /// Shards this replica holds (`None`: not one of several replicas).
+    pub fn shards_owned(&self) -> Option<usize> {
+        self.replica.as_ref().map(replica::ReplicaRt::shards_owned)
     }
 
     /// A receiver of everything that happens from now on.

@@ -110,7 +110,14 @@ impl Scheduler {
     /// Loads every session of every configured provider from the store.
     pub(super) async fn restore(&mut self) -> anyhow::Result<()> {
         let now = self.clock.now();
-        let records = self.store.load_sessions().await?;
+        let mut records = self.store.load_sessions().await?;
+        if self.replica.is_some() {
+            // One of several replicas: only the sessions of its shards.
+            records.retain(|r| {
+                self.slot(&r.provider)
+                    .is_none_or(|p| self.owns(p, &r.session))
+            });
+        }
         for p in self.providers.ids() {
             self.restore_provider(p, &records, now).await?;
         }
@@ -186,7 +193,11 @@ impl Scheduler {
         // Sessions named in the config that the store does not know yet.
         if let SessionSelector::Named(names) = self.providers[p].cfg.sessions.clone() {
             for n in names {
-                if !seen.contains(&n) && self.providers[p].cfg.is_enabled(&n) {
+                if !seen.contains(&n)
+                    && self.providers[p].cfg.is_enabled(&n)
+                    && self.owns(p, &n)
+                    && !self.providers[p].sessions.contains_key(&n)
+                {
                     self.add(p, &n, false).await;
                     stats.added += 1;
                 }

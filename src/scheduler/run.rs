@@ -154,6 +154,7 @@ impl Scheduler {
 
     /// Carries out an operator command.
     pub async fn command(&mut self, cmd: Command) -> Result<(), Refusal> {
+        self.lease_tick().await;
         let (provider, session, input) = match cmd {
             Command::Pause {
                 provider,
@@ -195,6 +196,9 @@ impl Scheduler {
 
     /// Pops everything due and starts the jobs that may start.
     async fn start_due(&mut self) {
+        // Leases first: a replica whose lease may have run out (it was
+        // frozen) drops its shards before it starts anything.
+        self.lease_tick().await;
         let now = self.clock.now();
         self.publish_budgets(now);
         self.ring_round(now).await;
@@ -284,7 +288,7 @@ impl Scheduler {
             .get(name)
             .and_then(|s| s.pending_intent.clone());
         if let Some(rec) = pending {
-            match self.begin_intent(&rec).await {
+            match self.write_intent(p, name, &rec).await {
                 Ok(id) => {
                     let pr = &mut self.providers[p];
                     if pr.intent_failing {
@@ -407,6 +411,9 @@ impl Scheduler {
         &mut self,
         joined: Result<(tokio::task::Id, JobDone), tokio::task::JoinError>,
     ) {
+        // A result that arrives after the lease ran out is dropped with
+        // its session (see `replica.rs`).
+        self.lease_tick().await;
         match joined {
             Ok((id, done)) => {
                 self.job_owner.remove(&id);

@@ -64,6 +64,7 @@ macro_rules! on_reader {
 }
 
 mod history;
+mod leases;
 mod overview;
 mod postgres;
 mod records;
@@ -83,6 +84,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use leases::{Fence, Held, LeaseSnapshot};
 pub use overview::RemediationCount;
 pub use records::{
     MAX_TEXT_CHARS, NewRemediation, ProbeRecord, ProbeRollup, RemediationRecord, RemediationUpdate,
@@ -292,6 +294,13 @@ pub enum StoreError {
     /// Running PostgreSQL migrations failed.
     #[error("cannot migrate database {target}: {error}")]
     MigrateRemote { target: String, error: MigrateError },
+    /// A lease operation on a store that is not shared (SQLite).
+    #[error("store {op} needs a PostgreSQL database (replicas share one; SQLite has one daemon)")]
+    NotShared { op: &'static str },
+    /// A fenced write found that this replica no longer holds the shard
+    /// (its lease expired, another replica took it over): nothing was written.
+    #[error("shard {shard} is no longer held by this replica (lease lost): not written")]
+    Fenced { shard: u32 },
     /// [`Store::update_remediation`] was given an id that is not in the table.
     #[error("store update_remediation failed: no remediation with id {id}")]
     UnknownRemediation { id: i64 },

@@ -21,6 +21,7 @@ mod maintenance;
 mod monitoring_e2e;
 mod operator_cli;
 mod reload;
+mod replicas;
 mod ring;
 mod sim_green_api;
 mod sim_waha;

@@ -1,0 +1,311 @@
+//! One replica among several on a shared PostgreSQL store: the lease round
+//! and what changes hands with a shard.
+//!
+//! Only sessions in shards this replica holds are in memory and scheduled;
+//! the rules of a round are `crate::lease::plan` (pure). A shard gained is
+//! restored from the store exactly as a daemon restart restores (stored
+//! schedule, backoff, counts, restart history, intents written after the
+//! last save, a restart in flight followed up, not repeated:
+//! `persist.rs`); a shard lost is dropped from memory without a write (its
+//! new owner is the writer now; results of jobs still in flight for it are
+//! dropped, like those of a retired session).
+//!
+//! Safety against a paused or partitioned replica, twice over: locally, a
+//! replica that has not renewed within its lease time (measured on the
+//! monotonic clock, which keeps running through SIGSTOP) drops every shard
+//! before it starts anything else; and in the database, every restart
+//! intent is written in the transaction that checks the shard's lease
+//! token (`Store::begin_remediation_fenced`).
+
+use std::time::{Duration, Instant};
+
+use super::Scheduler;
+use crate::lease::{self, shard_of};
+use crate::store::{Fence, Held, NewRemediation, StoreError};
+
+/// One replica's leases.
+#[derive(Debug)]
+pub(super) struct ReplicaRt {
+    /// `daemon.replica`: unique among the replicas.
+    pub(super) name: String,
+    /// `daemon.lease_ttl`.
+    ttl: Duration,
+    /// Shards held, ascending, with the tokens they were claimed with.
+    held: Vec<Held>,
+    /// Held shards count only until then (monotonic): the last successful
+    /// round's start plus the lease time, less a safety margin.
+    valid_until: Instant,
+    next_round: Instant,
+}
+
+impl ReplicaRt {
+    pub(super) fn new(name: String, ttl: Duration) -> ReplicaRt {
+        let now = Instant::now();
+        ReplicaRt {
+            name,
+            ttl,
+            held: Vec::new(),
+            valid_until: now,
+            next_round: now,
+        }
+    }
+
+    /// How often the round runs: a third of the lease, so one failed round
+    /// does not lose the lease.
+    fn period(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    fn token(&self, shard: u32) -> Option<i64> {
+        if Instant::now() >= self.valid_until {
+            return None;
+        }
+        self.held
+            .binary_search_by_key(&shard, |h| h.shard)
+            .ok()
+            .map(|i| self.held[i].token)
+    }
+
+    pub(super) fn shards_owned(&self) -> usize {
+        self.held.len()
+    }
+}
+
+impl Scheduler {
+    /// Whether this process works on `session` of provider `p`: always
+    /// without replicas, else when its shard is held.
+    pub(super) fn owns(&self, p: usize, session: &str) -> bool {
+        match &self.replica {
+            None => true,
+            Some(r) => r
+                .token(shard_of(&self.providers[p].cfg.name, session))
+                .is_some(),
+        }
+    }
+
+    /// The fence a restart intent of `session` must pass; `None` without
+    /// replicas (or when the shard is not held: the write is refused then).
+    pub(super) fn fence(&self, p: usize, session: &str) -> Option<Fence> {
+        let r = self.replica.as_ref()?;
+        let shard = shard_of(&self.providers[p].cfg.name, session);
+        Some(Fence {
+            owner: r.name.clone(),
+            shard,
+            token: r.token(shard).unwrap_or(-1),
+        })
+    }
+
+    /// Writes a restart intent: fenced by the shard's lease on a shared
+    /// store. A refused fence drops the shard at once (no more writes for
+    /// its sessions) and hands its sessions off at the next turn.
+    pub(super) async fn write_intent(
+        &mut self,
+        p: usize,
+        session: &str,
+        rec: &NewRemediation,
+    ) -> Result<i64, StoreError> {
+        let Some(fence) = self.fence(p, session) else {
+            return self.begin_intent(rec).await;
+        };
+        // The fenced intent is its own transaction (it locks the lease row):
+        // what was queued before it is committed first, in order.
+        self.writer.flush().await;
+        let result = self.store.begin_remediation_fenced(rec, &fence).await;
+        if let Err(StoreError::Fenced { shard }) = &result {
+            tracing::warn!(
+                provider = %self.providers[p].cfg.name,
+                session,
+                shard,
+                "restart not made: this replica lost the session's shard"
+            );
+            if let Some(r) = &mut self.replica {
+                r.held.retain(|h| h.shard != *shard);
+            }
+            self.fenced.push(*shard);
+        }
+        result
+    }
+
+    /// Starts the replica at build: gives up leases an earlier process of
+    /// the same name left behind, then claims its first shards.
+    pub(super) async fn join(&mut self) {
+        let Some(name) = self.replica.as_ref().map(|r| r.name.clone()) else {
+            return;
+        };
+        if let Err(e) = self.store.lease_leave(&name).await {
+            tracing::warn!(replica = %name, error = %e, "cannot clear leases of an earlier run");
+        }
+        self.lease_round(false).await;
+    }
+
+    /// Runs the lease round when due, and drops every shard first if the
+    /// lease may have run out (a stalled or frozen process, an unreachable
+    /// database). Called before anything due is started.
+    pub(super) async fn lease_tick(&mut self) {
+        if !self.fenced.is_empty() {
+            let fenced = std::mem::take(&mut self.fenced);
+            self.hand_off(&fenced);
+        }
+        let Some(r) = &self.replica else { return };
+        let now = Instant::now();
+        if now >= r.valid_until && !r.held.is_empty() {
+            tracing::warn!(
+                replica = %r.name,
+                shards = r.held.len(),
+                "lease not renewed in time; dropping every shard"
+            );
+            let all: Vec<u32> = r.held.iter().map(|h| h.shard).collect();
+            self.hand_off(&all);
+            if let Some(r) = &mut self.replica {
+                r.held.clear();
+            }
+            self.metrics.set_shards_owned(0);
+        }
+        if self.replica.as_ref().is_some_and(|r| now >= r.next_round) {
+            self.lease_round(true).await;
+        }
+    }
+
+    /// One round: heartbeat and snapshot, the pure plan, renew/release/claim;
+    /// then shards lost are dropped and shards gained restored.
+    async fn lease_round(&mut self, adopt: bool) {
+        let Some(r) = &mut self.replica else { return };
+        let started = Instant::now();
+        r.next_round = started + r.period();
+        let (name, ttl, held) = (r.name.clone(), r.ttl, r.held.clone());
+        let snapshot = match self.store.lease_snapshot(&name, ttl).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(replica = %name, error = %e, "lease round failed");
+                self.metrics.lease_renew_failed();
+                return;
+            }
+        };
+        let plan = lease::plan(&name, &snapshot.leases, snapshot.live.len(), snapshot.now);
+        let now_held = match self
+            .store
+            .lease_round(&name, ttl, &held, &plan.release, &plan.claim)
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(replica = %name, error = %e, "lease round failed");
+                self.metrics.lease_renew_failed();
+                return;
+            }
+        };
+        let had = |h: &Held| held.iter().any(|o| o == h);
+        let lost: Vec<u32> = held
+            .iter()
+            .filter(|h| !now_held.iter().any(|n| n == *h))
+            .map(|h| h.shard)
+            .collect();
+        let gained: Vec<u32> = now_held
+            .iter()
+            .filter(|h| !had(h))
+            .map(|h| h.shard)
+            .collect();
+        let renewed_lost = held.len() - (now_held.len() - gained.len());
+        let released = plan.release.len();
+        if renewed_lost > released {
+            // Held shards that could not be renewed: someone took them over.
+            self.metrics.lease_renew_failed();
+        }
+        if let Some(r) = &mut self.replica {
+            r.held = now_held;
+            // The database set expiry = its now + ttl, after `started`: a
+            // margin of a tenth covers clocks that run at different rates.
+            r.valid_until = started + ttl - ttl / 10;
+        }
+        if !lost.is_empty() || !gained.is_empty() {
+            tracing::info!(
+                replica = %name,
+                lost = lost.len(),
+                gained = gained.len(),
+                owned = self.replica.as_ref().map_or(0, ReplicaRt::shards_owned),
+                live_replicas = snapshot.live.len(),
+                "shards changed hands"
+            );
+        }
+        self.hand_off(&lost);
+        if adopt && !gained.is_empty() {
+            self.adopt().await;
+        }
+        self.metrics
+            .set_shards_owned(self.replica.as_ref().map_or(0, ReplicaRt::shards_owned));
+    }
+
+    /// Drops the sessions of `shards` from memory (their new owner writes
+    /// them from now on): restart slots and probe slots given back, series
+    /// removed (the owner exports them), no store write, no event.
+    fn hand_off(&mut self, shards: &[u32]) {
+        if shards.is_empty() {
+            return;
+        }
+        for p in self.providers.ids() {
+            let provider = self.providers[p].cfg.name.clone();
+            let names: Vec<String> = self.providers[p]
+                .sessions
+                .keys()
+                .filter(|n| shards.contains(&shard_of(&provider, n)))
+                .cloned()
+                .collect();
+            let pr = &mut self.providers[p];
+            for name in names {
+                let Some(s) = pr.sessions.remove(&name) else {
+                    continue;
+                };
+                if s.machine.state.holds_restart_slot() {
+                    pr.guard.release();
+                }
+                if s.in_flight && s.probe_slot {
+                    pr.probes_in_flight = pr.probes_in_flight.saturating_sub(1);
+                }
+                self.metrics.retire_session(&provider, &name);
+                tracing::debug!(%provider, session = %name, "session handed off");
+            }
+        }
+    }
+
+    /// Restores the sessions of the shards just gained (those not in memory
+    /// yet) from the store, provider by provider, the way start-up does.
+    async fn adopt(&mut self) {
+        let now = self.clock.now();
+        let records = match self.store.load_sessions().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the sessions of shards taken over");
+                return;
+            }
+        };
+        for p in self.providers.ids() {
+            let mine: Vec<_> = records
+                .iter()
+                .filter(|r| r.provider == self.providers[p].cfg.name)
+                .filter(|r| self.owns(p, &r.session))
+                .filter(|r| !self.providers[p].sessions.contains_key(&r.session))
+                .cloned()
+                .collect();
+            if let Err(e) = self.restore_provider(p, &mine, now).await {
+                tracing::error!(provider = %self.providers[p].cfg.name, error = %e, "cannot restore the sessions of shards taken over");
+            }
+        }
+    }
+
+    /// Runs a lease round now, whatever its schedule (tests drive rounds
+    /// this way, like `tick` drives the loop). Nothing without replicas.
+    pub async fn renew_leases(&mut self) {
+        self.lease_round(true).await;
+    }
+
+    /// Gives the shards up at a clean stop, so the other replicas take
+    /// over at their next round instead of after the lease time.
+    pub async fn leave(&mut self) {
+        let Some(r) = &mut self.replica else { return };
+        r.held.clear();
+        let name = r.name.clone();
+        if let Err(e) = self.store.lease_leave(&name).await {
+            tracing::warn!(replica = %name, error = %e, "cannot give the leases up");
+        }
+    }
+}
