@@ -58,7 +58,7 @@ impl App {
                     config.daemon.database.display()
                 )
             })?;
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_session_series(config.daemon.session_metrics));
         let scheduler = Scheduler::build(
             &config,
             Parts {

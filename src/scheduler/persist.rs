@@ -161,6 +161,7 @@ impl Scheduler {
         let mut stats = RestoreStats::default();
         let mut saves = Vec::new();
         let mut seen = HashSet::new();
+        let fleet = records.iter().filter(|r| r.provider == name).count();
         for rec in records.iter().filter(|r| r.provider == name) {
             seen.insert(rec.session.clone());
             if !self.providers[p].cfg.is_enabled(&rec.session) {
@@ -171,7 +172,7 @@ impl Scheduler {
             let open = latest.remove(&rec.session);
             let recall = after_save.remove(&rec.session).unwrap_or_default();
             if let Some(save) = self
-                .restore_session(p, rec, open, &recall, now, &mut stats)
+                .restore_session(p, rec, open, &recall, now, fleet, &mut stats)
                 .await
             {
                 saves.push(save);
@@ -182,12 +183,12 @@ impl Scheduler {
         }
         // Sessions named in the config that the store does not know yet.
         if let SessionSelector::Named(names) = self.providers[p].cfg.sessions.clone() {
-            for n in names {
-                if !seen.contains(&n) && self.providers[p].cfg.is_enabled(&n) {
-                    self.add(p, &n, false).await;
-                    stats.added += 1;
-                }
-            }
+            let unknown: Vec<String> = names
+                .into_iter()
+                .filter(|n| !seen.contains(n) && self.providers[p].cfg.is_enabled(n))
+                .collect();
+            stats.added = unknown.len();
+            self.add_many(p, &unknown, false).await;
         }
         // Restart budget and concurrency as they were.
         let cfg = self.providers[p].cfg.policy.clone();
@@ -245,6 +246,7 @@ impl Scheduler {
         open: Option<RemediationRecord>,
         recall: &[RemediationRecord],
         now: Timestamp,
+        fleet: usize,
         stats: &mut RestoreStats,
     ) -> Option<SessionRecord> {
         let provider = self.providers[p].cfg.name.clone();
@@ -311,7 +313,7 @@ impl Scheduler {
                     }
                     _ => {
                         stats.overdue += 1;
-                        self.first_probe_at(now, interval)
+                        self.first_probe_at(now, interval, fleet)
                     }
                 },
                 action: Action::Probe,
