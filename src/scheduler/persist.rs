@@ -25,6 +25,9 @@ struct RestoreStats {
     overdue: usize,
     added: usize,
     retired: usize,
+    /// The provider's stored sessions: the batch overdue ones are spread
+    /// for (`Scheduler::first_probe_at`).
+    stored: usize,
 }
 
 /// The store record of a session.
@@ -158,10 +161,12 @@ impl Scheduler {
                 tracing::error!(provider = %name, error = %e, "cannot read restart records");
             }
         }
-        let mut stats = RestoreStats::default();
+        let mut stats = RestoreStats {
+            stored: records.iter().filter(|r| r.provider == name).count(),
+            ..RestoreStats::default()
+        };
         let mut saves = Vec::new();
         let mut seen = HashSet::new();
-        let fleet = records.iter().filter(|r| r.provider == name).count();
         for rec in records.iter().filter(|r| r.provider == name) {
             seen.insert(rec.session.clone());
             if !self.providers[p].cfg.is_enabled(&rec.session) {
@@ -172,7 +177,7 @@ impl Scheduler {
             let open = latest.remove(&rec.session);
             let recall = after_save.remove(&rec.session).unwrap_or_default();
             if let Some(save) = self
-                .restore_session(p, rec, open, &recall, now, fleet, &mut stats)
+                .restore_session(p, rec, open, &recall, now, &mut stats)
                 .await
             {
                 saves.push(save);
@@ -246,7 +251,6 @@ impl Scheduler {
         open: Option<RemediationRecord>,
         recall: &[RemediationRecord],
         now: Timestamp,
-        fleet: usize,
         stats: &mut RestoreStats,
     ) -> Option<SessionRecord> {
         let provider = self.providers[p].cfg.name.clone();
@@ -313,7 +317,7 @@ impl Scheduler {
                     }
                     _ => {
                         stats.overdue += 1;
-                        self.first_probe_at(now, interval, fleet)
+                        self.first_probe_at(now, interval, stats.stored)
                     }
                 },
                 action: Action::Probe,
