@@ -11,7 +11,8 @@
 //! | any | yes | any | `Received` | nobody; the receiver's inbound is proven |
 //! | failed | no | any | `SenderFailed` | the sender (through its own probe), never the receiver |
 //! | confirmed / pending | no | before | `Wait` | nobody yet |
-//! | confirmed | no | at or after | `Missing` | the receiver: `inbound_missing` |
+//! | confirmed | no, and its chat read | at or after | `Missing` | the receiver: `inbound_missing` |
+//! | confirmed | no, its last chat read failed or was not understood | at or after | `Inconclusive` | nobody (nobody could look) |
 //! | pending | no | at or after | `Inconclusive` | nobody (the sender never proved it sent) |
 //!
 //! and a `Missing` is the provider's when, among the ring members of the
@@ -50,6 +51,10 @@ pub struct InFlight {
     pub sender: SenderVerdict,
     /// When the receiver's side first showed it (None: not yet).
     pub seen_at: Option<Timestamp>,
+    /// The last read of the receiver's chat failed or could not be
+    /// understood (a 5xx, a timeout, an HTML page, garbage): that it was not
+    /// seen proves nothing about the receiver.
+    pub unread: bool,
 }
 
 /// The fate of one ring canary.
@@ -95,6 +100,7 @@ pub fn judge(c: &InFlight, now: Timestamp) -> Judgement {
     match c.sender {
         SenderVerdict::Failed => Judgement::SenderFailed,
         _ if now < c.deadline => Judgement::Wait,
+        SenderVerdict::Confirmed if c.unread => Judgement::Inconclusive,
         SenderVerdict::Confirmed => Judgement::Missing,
         SenderVerdict::Pending => Judgement::Inconclusive,
     }
@@ -144,12 +150,13 @@ mod tests {
         Timestamp(s * 1000)
     }
 
-    fn canary(sender: SenderVerdict, seen: Option<i64>) -> InFlight {
+    fn canary(sender: SenderVerdict, seen: Option<i64>, unread: bool) -> InFlight {
         InFlight {
             sent_at: at(100),
             deadline: at(400),
             sender,
             seen_at: seen.map(at),
+            unread,
         }
     }
 
@@ -160,28 +167,34 @@ mod tests {
         let received = |s| Received {
             latency: Duration::from_secs(s),
         };
-        let rows: &[(SenderVerdict, Option<i64>, i64, Judgement)] = &[
+        // (sender, seen at, last chat read failed, now, judgement)
+        let rows: &[(SenderVerdict, Option<i64>, bool, i64, Judgement)] = &[
             // Seen: received, whatever the sender's own confirmation says.
-            (Confirmed, Some(103), 200, received(3)),
-            (Pending, Some(150), 500, received(50)),
-            (Failed, Some(110), 120, received(10)),
+            (Confirmed, Some(103), false, 200, received(3)),
+            (Pending, Some(150), false, 500, received(50)),
+            (Failed, Some(110), false, 120, received(10)),
+            (Confirmed, Some(103), true, 500, received(3)),
             // The sender failed: never the receiver's.
-            (Failed, None, 120, SenderFailed),
-            (Failed, None, 900, SenderFailed),
+            (Failed, None, false, 120, SenderFailed),
+            (Failed, None, false, 900, SenderFailed),
             // Before the deadline: wait.
-            (Confirmed, None, 399, Wait),
-            (Pending, None, 100, Wait),
+            (Confirmed, None, false, 399, Wait),
+            (Confirmed, None, true, 399, Wait),
+            (Pending, None, false, 100, Wait),
             // At or after the deadline.
-            (Confirmed, None, 400, Missing),
-            (Confirmed, None, 9000, Missing),
-            (Pending, None, 400, Inconclusive),
+            (Confirmed, None, false, 400, Missing),
+            (Confirmed, None, false, 9000, Missing),
+            (Pending, None, false, 400, Inconclusive),
+            // The receiver's chat could not be read: nobody can tell.
+            (Confirmed, None, true, 400, Inconclusive),
+            (Pending, None, true, 400, Inconclusive),
         ];
-        for (sender, seen, now, expected) in rows {
-            let c = canary(*sender, *seen);
+        for (sender, seen, unread, now, expected) in rows {
+            let c = canary(*sender, *seen, *unread);
             assert_eq!(
                 judge(&c, at(*now)),
                 *expected,
-                "{sender:?} {seen:?} at {now}"
+                "{sender:?} {seen:?} unread={unread} at {now}"
             );
             assert_eq!(expected.is_final(), *expected != Wait);
         }

@@ -230,29 +230,30 @@ fn user_of(chat: &str) -> &str {
 /// Whether a text message from `from` containing `nonce` is in a list of
 /// messages read from a receiver (a ring canary seen). `from_of` and
 /// `text_of` pick the fields of one message; outgoing ones (`fromMe`) never
-/// count.
+/// count. None: the body is not a JSON array (garbage, an HTML page, cut
+/// off): nothing can be told from it.
 fn list_has(
     body: &str,
     from: &str,
     nonce: &str,
     from_of: fn(&Value) -> Option<&str>,
     text_of: fn(&Value) -> Option<&str>,
-) -> bool {
+) -> Option<bool> {
     let Ok(Value::Array(items)) = serde_json::from_str::<Value>(body) else {
-        return false;
+        return None;
     };
     let want = user_of(from);
-    items.iter().any(|m| {
+    Some(items.iter().any(|m| {
         m.get("fromMe").and_then(Value::as_bool) != Some(true)
             && from_of(m).is_some_and(|f| user_of(f) == want)
             && text_of(m).is_some_and(|t| !nonce.is_empty() && t.contains(nonce))
-    })
+    }))
 }
 
 /// WAHA `GET /api/{session}/chats/{chatId}/messages` (WAHA OpenAPI
 /// 2026.7.2: an array of `WAMessage`, `from`, `fromMe`, `body`): whether the
-/// ring canary with `nonce` from `from` is among them.
-pub fn waha_chat_has(body: &str, from: &str, nonce: &str) -> bool {
+/// ring canary with `nonce` from `from` is among them (None: not a list).
+pub fn waha_chat_has(body: &str, from: &str, nonce: &str) -> Option<bool> {
     list_has(
         body,
         from,
@@ -264,8 +265,8 @@ pub fn waha_chat_has(body: &str, from: &str, nonce: &str) -> bool {
 
 /// Green-API `lastIncomingMessages` (Green-API docs: an array of `{type:
 /// "incoming", idMessage, chatId, senderId, textMessage, …}`): whether the
-/// ring canary with `nonce` from `from` is among them.
-pub fn green_incoming_has(body: &str, from: &str, nonce: &str) -> bool {
+/// ring canary with `nonce` from `from` is among them (None: not a list).
+pub fn green_incoming_has(body: &str, from: &str, nonce: &str) -> Option<bool> {
     list_has(
         body,
         from,
@@ -291,30 +292,66 @@ mod ring_reads {
     fn a_ring_canary_is_found_by_sender_and_nonce_only() {
         let waha = r#"[{"id":"false_15550000001@c.us_X","from":"15550000001@s.whatsapp.net","fromMe":false,"body":"wa-watchdog ring check ab12"},
                       {"id":"true_x","from":"15550000002@c.us","fromMe":true,"body":"wa-watchdog ring check cd34"}]"#;
-        assert!(waha_chat_has(waha, "15550000001@c.us", "ab12"));
-        assert!(
-            !waha_chat_has(waha, "15550000009@c.us", "ab12"),
+        assert_eq!(waha_chat_has(waha, "15550000001@c.us", "ab12"), Some(true));
+        assert_eq!(
+            waha_chat_has(waha, "15550000009@c.us", "ab12"),
+            Some(false),
             "another sender"
         );
-        assert!(
-            !waha_chat_has(waha, "15550000002@c.us", "cd34"),
+        assert_eq!(
+            waha_chat_has(waha, "15550000002@c.us", "cd34"),
+            Some(false),
             "our own message"
         );
-        assert!(
-            !waha_chat_has(waha, "15550000001@c.us", ""),
+        assert_eq!(
+            waha_chat_has(waha, "15550000001@c.us", ""),
+            Some(false),
             "an empty nonce matches nothing"
         );
-        for garbage in ["", "{}", "null", "[1,2]", "<html>", "[{\"from\":1}]"] {
-            assert!(
-                !waha_chat_has(garbage, "15550000001@c.us", "ab12"),
-                "{garbage}"
+        for odd in ["[1,2]", "[{\"from\":1}]", "[]"] {
+            assert_eq!(
+                waha_chat_has(odd, "15550000001@c.us", "ab12"),
+                Some(false),
+                "{odd}"
             );
         }
         let green = r#"[{"type":"incoming","idMessage":"A","chatId":"15550000001@c.us","senderId":"15550000001@c.us","textMessage":"ring ab12"}]"#;
-        assert!(green_incoming_has(green, "15550000001@c.us", "ab12"));
-        assert!(!green_incoming_has(green, "15550000001@c.us", "zz99"));
+        assert_eq!(
+            green_incoming_has(green, "15550000001@c.us", "ab12"),
+            Some(true)
+        );
+        assert_eq!(
+            green_incoming_has(green, "15550000001@c.us", "zz99"),
+            Some(false)
+        );
         let chat_only = r#"[{"chatId":"15550000001@c.us","textMessage":"ring ab12"}]"#;
-        assert!(green_incoming_has(chat_only, "15550000001@c.us", "ab12"));
+        assert_eq!(
+            green_incoming_has(chat_only, "15550000001@c.us", "ab12"),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_list_tells_nothing() {
+        for garbage in [
+            "",
+            "{}",
+            "null",
+            "<html>",
+            "[{\"from\":",
+            "\u{fffd}\u{fffd}",
+        ] {
+            assert_eq!(
+                waha_chat_has(garbage, "15550000001@c.us", "ab12"),
+                None,
+                "{garbage}"
+            );
+            assert_eq!(
+                green_incoming_has(garbage, "15550000001@c.us", "ab12"),
+                None,
+                "{garbage}"
+            );
+        }
     }
 }
 

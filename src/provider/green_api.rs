@@ -455,11 +455,19 @@ impl GreenApiClient {
         timeout: Duration,
     ) -> Result<bool, Failure> {
         let reply = self.exchange(Call::Incoming, None, timeout).await?;
-        Ok(crate::provider::delivery::green_incoming_has(
-            &reply.body,
-            from,
-            nonce,
-        ))
+        // Unreadable (garbage, HTML, cut off) is a failed read, never "not
+        // there": a ring canary it hides is no one's fault.
+        let seen = (!reply.truncated)
+            .then(|| crate::provider::delivery::green_incoming_has(&reply.body, from, nonce))
+            .flatten();
+        seen.ok_or_else(|| {
+            self.failure(
+                Outcome::BadReply,
+                Some(reply.status),
+                &http::unreadable_list_detail(&reply, "lastIncomingMessages reply"),
+                "reply shape",
+            )
+        })
     }
 
     /// Reboots the instance (`reboot`). Ok means `{"isReboot": true}`;

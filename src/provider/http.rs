@@ -145,6 +145,16 @@ pub fn truncated_detail(status: u16) -> String {
     format!("HTTP {status}: body cut off at the size cap (larger than any answer expected)")
 }
 
+/// The detail of a 2xx answer to a list read (a chat, a journal) that is
+/// not a JSON list: cut off, or not understood.
+pub fn unreadable_list_detail(reply: &Reply, what: &str) -> String {
+    if reply.truncated {
+        truncated_detail(reply.status)
+    } else {
+        format!("HTTP {}: {what} is not a JSON list", reply.status)
+    }
+}
+
 /// One line, at most [`MAX_DETAIL_CHARS`] characters.
 pub fn short(text: &str) -> String {
     let one_line: String = text

@@ -323,7 +323,16 @@ impl WahaClient {
             .await
             .map_err(Failure::transport)?;
         if reply.status == 200 {
-            return Ok(delivery::waha_chat_has(&reply.body, from, nonce));
+            // Unreadable (garbage, HTML, cut off) is a failed read, never
+            // "not there": a ring canary it hides is no one's fault.
+            let seen = (!reply.truncated)
+                .then(|| delivery::waha_chat_has(&reply.body, from, nonce))
+                .flatten();
+            return seen.ok_or_else(|| Failure {
+                outcome: Outcome::BadReply,
+                http_status: Some(reply.status),
+                detail: http::unreadable_list_detail(&reply, "chat messages"),
+            });
         }
         let c = classify(Call::Status, &reply, &self.signatures);
         Err(Failure {

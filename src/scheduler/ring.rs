@@ -193,6 +193,7 @@ impl Scheduler {
                     SenderVerdict::Confirmed
                 },
                 seen_at: None,
+                unread: false,
             },
             look_in_flight: false,
             next_look: at.plus(look_every(rt.cfg.deadline)),
@@ -643,12 +644,16 @@ impl Scheduler {
         c.look_in_flight = false;
         c.next_look = now.plus(look_every(rt.cfg.deadline));
         match result {
-            Ok(true) if c.flight.seen_at.is_none() => {
-                c.flight.seen_at = Some(now);
-                c.seen_by = "chat read";
+            Ok(seen) => {
+                c.flight.unread = false;
+                if seen && c.flight.seen_at.is_none() {
+                    c.flight.seen_at = Some(now);
+                    c.seen_by = "chat read";
+                }
             }
-            Ok(_) => {}
             Err(detail) => {
+                // Not seen proves nothing until a read succeeds again.
+                c.flight.unread = true;
                 tracing::debug!(ring = %rt.cfg.name, %detail, "reading the receiver's chat failed")
             }
         }

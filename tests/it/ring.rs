@@ -17,6 +17,7 @@ use wa_watchdog::http::{self, HttpState};
 use wa_watchdog::machine::{Action, State};
 use wa_watchdog::scheduler::Heartbeat;
 use wa_watchdog::sim::green_api::{self, GreenSim, GreenSimControl, GreenSimOptions, SimInstance};
+use wa_watchdog::sim::hostile::Hostile;
 use wa_watchdog::sim::network::{InboundFault, Network};
 use wa_watchdog::sim::waha::{self, SimControl, WahaSim, WahaSimOptions};
 use wa_watchdog::sim::webhooks::{HookAuth, HookSender};
@@ -402,6 +403,52 @@ async fn a_waha_green_api_ring_goes_round_without_webhooks() {
 #[tokio::test]
 async fn a_waha_green_api_ring_goes_round_with_webhooks() {
     goes_round(true).await;
+}
+
+/// Chat reads answered badly (not JSON, an HTML page, cut off, empty, a
+/// 500) prove nothing about the receiver: its ring canaries are
+/// inconclusive, never `inbound_missing`, and nobody is restarted. The
+/// chat read is a call each provider makes (WAHA `GET
+/// /api/{s}/chats/{chat}/messages`, Green-API `lastIncomingMessages`), so
+/// it belongs to the hostile corpus like the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_chat_reads_never_blame_the_receiver() {
+    let members = [("waha", "a"), ("waha", "b"), ("green", GREEN_ID)];
+    for mode in [
+        Hostile::Garbage,
+        Hostile::Html200,
+        Hostile::TruncatedJson,
+        Hostile::Empty,
+        Hostile::Status(500),
+    ] {
+        let mut r = Ring::start(&["a", "b"], &["waha/a", "waha/b", "green"], false).await;
+        r._waha.hostile().set("GET", "/messages$", mode);
+        r._green
+            .hostile()
+            .set("GET", "/lastIncomingMessages/", mode);
+        r.run_for(secs(150)).await;
+        for (p, s) in members {
+            assert!(
+                !r.outcomes(p, s).iter().any(|o| o == "inbound_missing"),
+                "{mode:?}: {p}/{s} blamed for an unreadable chat: {:?}",
+                r.ring_fates(p, s)
+            );
+        }
+        let inconclusive = r.metric(
+            "wa_watchdog_ring_canaries_total",
+            "fate=\"inconclusive\",ring=\"office\"",
+        );
+        assert!(inconclusive >= 3.0, "{mode:?}: {inconclusive} inconclusive");
+        assert_eq!(
+            (
+                r.wctl.restart_count("a"),
+                r.wctl.restart_count("b"),
+                r.gctl.count("reboot")
+            ),
+            (0, 0, 0),
+            "{mode:?}: restarted"
+        );
+    }
 }
 
 /// `inbound_dead` on one member: that member is restarted and verified by

@@ -1239,9 +1239,11 @@ async fn the_client_paces_each_method_against_the_simulator() {
     let client = GreenApiClient::new(&sim.url(), ID, TOKEN, Duration::from_secs(2))
         .expect("client")
         .with_min_interval(interval);
+    let started = std::time::Instant::now();
     for _ in 0..3 {
         client.state(TIMEOUT).await.expect("state");
     }
+    let paced = started.elapsed();
     let _ = client.send_message(CHAT, "a", TIMEOUT).await;
     let _ = client.send_message(CHAT, "b", TIMEOUT).await;
     let at = |name: &str| -> Vec<i64> {
@@ -1254,12 +1256,15 @@ async fn the_client_paces_each_method_against_the_simulator() {
     let states = at("getStateInstance");
     assert_eq!(states.len(), 3);
     // The pacer spaces departures (exactly: see the paused-clock tests in
-    // green_api_tests.rs); arrivals jitter by a few ms around that (the first
-    // request also opened the connection), so allow some slack per gap.
-    for pair in states.windows(2) {
-        assert!(pair[1] - pair[0] >= 50, "{states:?}");
-    }
-    assert!(states[2] - states[0] >= 150, "{states:?}");
+    // green_api_tests.rs): the third leaves at least two intervals after the
+    // first, so three calls take at least that long. Arrival times at the
+    // simulator are no measure on a loaded machine (a request can arrive
+    // late and the next one right after it), so only this lower bound is
+    // checked.
+    assert!(
+        paced >= interval * 2,
+        "3 paced calls took {paced:?}: {states:?}"
+    );
     assert_eq!(at("sendMessage").len(), 2, "sends are not paced");
     sim.shutdown().await;
 }

@@ -258,7 +258,7 @@ pub const RULES: &[Rule] = &[
         V::Success,
     ),
     // lastIncomingMessages (Green-API docs): an array, read by
-    // `provider::delivery::green_incoming_has` (anything else finds nothing).
+    // `provider::delivery::green_incoming_has` (anything else is a failed read).
     rule(
         "incoming journal read",
         Scope::Only(Call::Incoming),
