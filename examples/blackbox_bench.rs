@@ -116,6 +116,9 @@ fn parse_args() -> anyhow::Result<Args> {
 }
 
 fn main() -> ExitCode {
+    // reqwest is built without a default TLS provider (the daemon installs
+    // one when it builds its provider clients); this driver needs one too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
