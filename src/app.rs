@@ -50,14 +50,9 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config, clock: Clock, seed: Option<u64>) -> anyhow::Result<App> {
-        let store = Store::open(&config.daemon.database)
+        let store = Store::open_database(&config.daemon.database)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot open the database {}",
-                    config.daemon.database.display()
-                )
-            })?;
+            .with_context(|| format!("cannot open the database {}", config.daemon.database))?;
         let metrics = Arc::new(Metrics::with_session_series(config.daemon.session_metrics));
         let scheduler = Scheduler::build(
             &config,

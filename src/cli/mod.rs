@@ -16,14 +16,14 @@ mod pause;
 mod probe;
 mod status;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
 use crate::clock::Timestamp;
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::store::Store;
 
 /// Where the daemon's config lives under systemd (`systemd/README.md`).
@@ -216,10 +216,11 @@ pub fn run(op: Op) -> ExitCode {
     }
 }
 
-/// The database to read: `--database`, else the config's `daemon.database`.
-fn database_path(db: &DbArgs) -> Result<PathBuf, CliError> {
+/// The database to read: `--database` (a SQLite file), else the config's
+/// `daemon.database` (SQLite or PostgreSQL).
+fn database_path(db: &DbArgs) -> Result<Database, CliError> {
     if let Some(p) = &db.database {
-        return Ok(p.clone());
+        return Ok(Database::Sqlite(p.clone()));
     }
     Config::load_operator(&db.config, false)
         .map(|c| c.database)
@@ -227,8 +228,8 @@ fn database_path(db: &DbArgs) -> Result<PathBuf, CliError> {
 }
 
 /// Opens the database read-only (the daemon may be writing to it).
-async fn open_store(path: &Path) -> Result<Store, CliError> {
-    Store::open_read_only(path)
+async fn open_store(db: &Database) -> Result<Store, CliError> {
+    Store::open_database_read_only(db)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))
 }

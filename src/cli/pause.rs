@@ -37,7 +37,7 @@ pub(super) async fn run(
         )));
     };
     // Plain names resolve against the database when it is readable.
-    let known = match Store::open_read_only(&oc.database).await {
+    let known = match Store::open_database_read_only(&oc.database).await {
         Ok(store) => {
             let rows = store.list_sessions(false).await.unwrap_or_default();
             store.close().await;

@@ -15,7 +15,7 @@ pub(super) async fn run(args: StatusArgs) -> Result<(), CliError> {
     let store = open_store(&path).await?;
     let rows = store.list_sessions(false).await;
     store.close().await;
-    let rows = rows.map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    let rows = rows.map_err(|e| CliError::Failed(format!("{}: {e}", path)))?;
     let now = Clock::system().now();
     if args.json {
         let list: Vec<serde_json::Value> = rows.iter().map(session_json).collect();
@@ -23,7 +23,7 @@ pub(super) async fn run(args: StatusArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Failed(format!("cannot render JSON: {e}")))?;
         println!("{text}");
     } else {
-        print!("{}", table(&rows, now, &path.display().to_string()));
+        print!("{}", table(&rows, now, &path.to_string()));
     }
     Ok(())
 }

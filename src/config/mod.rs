@@ -91,12 +91,43 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// Where the store lives (`daemon.database`, `daemon.database_url_env`,
+/// `daemon.database_url_file`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Database {
+    /// A SQLite file (a path, or `sqlite:PATH`); a relative path in the file
+    /// is resolved against the config file's directory. The default.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://…`), shared by several replicas. A
+    /// [`Secret`]: it may carry a password.
+    Postgres(Secret),
+}
+
+impl Database {
+    /// The SQLite file, if that is the backend.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The path, or where the PostgreSQL URL came from (never the URL).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => write!(f, "PostgreSQL ({})", url.source()),
+        }
+    }
+}
+
 /// `[daemon]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DaemonConfig {
-    /// SQLite file; a relative path in the file is resolved against the
-    /// config file's directory.
-    pub database: PathBuf,
+    /// The store: SQLite (default) or PostgreSQL.
+    pub database: Database,
     /// Address of /metrics, /healthz, /readyz, /api/v1 and /webhooks.
     pub listen: SocketAddr,
     pub log_format: LogFormat,
@@ -126,7 +157,7 @@ pub struct DaemonConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
-            database: PathBuf::from(DEFAULT_DATABASE),
+            database: Database::Sqlite(PathBuf::from(DEFAULT_DATABASE)),
             listen: SocketAddr::from(([127, 0, 0, 1], 9797)),
             log_format: LogFormat::Text,
             discovery_interval: Duration::from_secs(60),

@@ -17,7 +17,7 @@ pub struct OperatorConfig {
     /// The file, as given.
     pub path: PathBuf,
     /// `daemon.database`, resolved like the daemon resolves it.
-    pub database: PathBuf,
+    pub database: super::Database,
     /// `daemon.listen`.
     pub listen: SocketAddr,
     /// `daemon.admin_token`, only when asked for (and configured).

@@ -32,7 +32,9 @@ pub(super) struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawDaemon {
-    pub database: Option<PathBuf>,
+    pub database: Option<String>,
+    pub database_url_env: Option<String>,
+    pub database_url_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
     #[serde(deserialize_with = "duration")]

@@ -31,7 +31,7 @@ pub fn render_redacted(cfg: &Config) -> String {
     let d = &cfg.daemon;
     out.blank();
     out.line("[daemon]");
-    out.kv("database", quote(&d.database.display().to_string()));
+    out.kv("database", quote(&d.database.to_string()));
     out.kv("listen", quote(&d.listen.to_string()));
     out.kv("log_format", quote(d.log_format.as_str()));
     out.kv("discovery_interval", duration(d.discovery_interval));

@@ -20,9 +20,9 @@ use super::webhook::RawWebhookKeys;
 use super::{
     AlertmanagerConfig, CanaryConfig, ChatTarget, Config, ConfirmMode, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_PROBES, DEFAULT_MIN_REQUEST_INTERVAL, DEFAULT_RESEND_INTERVAL,
-    DaemonConfig, GREEN_API_DEFAULT_ACK_TIMEOUT, GREEN_API_JOURNAL_LAG,
+    DaemonConfig, Database, GREEN_API_DEFAULT_ACK_TIMEOUT, GREEN_API_JOURNAL_LAG,
     MAX_CONCURRENT_PROBES_LIMIT, MAX_DURATION, NONCE_PLACEHOLDER, ProviderConfig, ProviderKind,
-    Secret, SessionOverride, SessionSelector,
+    Secret, SecretSource, SessionOverride, SessionSelector,
 };
 use crate::policy::PolicyConfig;
 
@@ -114,13 +114,13 @@ impl Resolver<'_> {
 
     pub(super) fn daemon(&mut self, raw: RawDaemon) -> Result<DaemonConfig, String> {
         let d = DaemonConfig::default();
-        let database = match raw.database {
-            Some(p) if p.as_os_str().is_empty() => {
-                return Err("daemon.database must not be empty".to_string());
-            }
-            Some(p) => self.config_dir.join(p),
-            None => d.database,
-        };
+        let database = self
+            .database(
+                raw.database.as_deref(),
+                raw.database_url_env.as_deref(),
+                raw.database_url_file.as_deref(),
+            )?
+            .unwrap_or(d.database);
         let discovery_interval = raw.discovery_interval.unwrap_or(d.discovery_interval);
         positive("daemon.discovery_interval", discovery_interval)?;
         let retire_after_rounds = raw.retire_after_rounds.unwrap_or(d.retire_after_rounds);
@@ -174,6 +174,73 @@ impl Resolver<'_> {
             webhook_listen: raw.webhook_listen,
             session_metrics: raw.session_metrics.unwrap_or(d.session_metrics),
         })
+    }
+
+    /// `daemon.database` (a path, `sqlite:PATH` or `postgres://…`) or the
+    /// PostgreSQL URL from `daemon.database_url_env` / `_file`; `None` when
+    /// nothing is given (the default).
+    fn database(
+        &mut self,
+        database: Option<&str>,
+        url_env: Option<&str>,
+        url_file: Option<&Path>,
+    ) -> Result<Option<Database>, String> {
+        let from_secret = self.secret(
+            &SecretKeys {
+                name: "daemon.database_url",
+                env: url_env,
+                file: url_file,
+                inline: None,
+            },
+            "",
+        )?;
+        if let Some(url) = from_secret {
+            if database.is_some() {
+                return Err(
+                    "daemon.database and daemon.database_url_env/_file are both set; \
+                     give the database one way only"
+                        .to_string(),
+                );
+            }
+            if !is_postgres_url(url.expose()) {
+                return Err(format!(
+                    "daemon.database_url ({}) must be a postgres:// or postgresql:// URL",
+                    url.source()
+                ));
+            }
+            register_password(url.expose());
+            return Ok(Some(Database::Postgres(url)));
+        }
+        let Some(text) = database else {
+            return Ok(None);
+        };
+        if is_postgres_url(text) {
+            register_password(text);
+            let url = Secret::new(text, SecretSource::Inline);
+            if url_password(text).is_some() {
+                self.warn(
+                    "daemon.database carries a password inline in the config file; prefer \
+                     daemon.database_url_env or daemon.database_url_file"
+                        .to_string(),
+                );
+            }
+            return Ok(Some(Database::Postgres(url)));
+        }
+        let path = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+            .unwrap_or(text);
+        if path.is_empty() {
+            return Err("daemon.database must not be empty".to_string());
+        }
+        if let Some((scheme, _)) = path.split_once("://") {
+            // Only the scheme: the rest of an unknown URL may hold a password.
+            return Err(format!(
+                "daemon.database: unknown scheme {scheme:?}; give a file path, sqlite:PATH \
+                 or a postgres:// URL"
+            ));
+        }
+        Ok(Some(Database::Sqlite(self.config_dir.join(path))))
     }
 
     /// Resolves one secret; `scope` prefixes the inline warning
@@ -750,4 +817,35 @@ fn at_least_one(key: &str, n: u32) -> Result<(), String> {
         return Err(format!("{key} must be at least 1, got {n}"));
     }
     Ok(())
+}
+
+/// `postgres://` or `postgresql://` (the two schemes libpq accepts).
+fn is_postgres_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// The password in a URL's user info (`scheme://user:password@host/...`)
+/// or its `password=` parameter, if it has one.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if let Some((userinfo, _host)) = authority.rsplit_once('@')
+        && let Some((_user, password)) = userinfo.split_once(':')
+        && !password.is_empty()
+    {
+        return Some(password);
+    }
+    let query = rest.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("password="))
+        .filter(|p| !p.is_empty())
+}
+
+/// Registers a URL's password with the redaction registry on its own (the
+/// whole URL already is, as a [`Secret`]): a driver message could quote it.
+fn register_password(url: &str) {
+    if let Some(password) = url_password(url) {
+        crate::redact::register(password);
+    }
 }

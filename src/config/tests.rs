@@ -75,7 +75,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(cfg.daemon, DaemonConfig::default());
     assert_eq!(
         cfg.daemon.database,
-        PathBuf::from("/var/lib/wa-watchdog/wa-watchdog.db")
+        Database::Sqlite(PathBuf::from("/var/lib/wa-watchdog/wa-watchdog.db"))
     );
     assert_eq!(cfg.daemon.listen.to_string(), "127.0.0.1:9797");
     assert_eq!(cfg.daemon.log_format, LogFormat::Text);
@@ -190,6 +190,8 @@ fn example_file_documents_every_key() {
         "retire_after_rounds",
         "retire_after",
         "retention",
+        "database_url_env",
+        "database_url_file",
         "admin_token_env",
         "admin_token_file",
         "admin_token",
@@ -391,10 +393,96 @@ fn relative_database_is_resolved_against_the_config_directory() {
     let cfg = parse_ok(&text);
     assert_eq!(
         cfg.daemon.database,
-        PathBuf::from("/etc/wa-watchdog/state/w.db")
+        Database::Sqlite(PathBuf::from("/etc/wa-watchdog/state/w.db"))
     );
     let text = format!("[daemon]\ndatabase = \"/srv/w.db\"\n{WAHA}");
-    assert_eq!(parse_ok(&text).daemon.database, PathBuf::from("/srv/w.db"));
+    assert_eq!(
+        parse_ok(&text).daemon.database,
+        Database::Sqlite(PathBuf::from("/srv/w.db"))
+    );
+    for given in ["sqlite:state/w.db", "sqlite://state/w.db"] {
+        let text = format!("[daemon]\ndatabase = \"{given}\"\n{WAHA}");
+        assert_eq!(
+            parse_ok(&text).daemon.database,
+            Database::Sqlite(PathBuf::from("/etc/wa-watchdog/state/w.db")),
+            "{given}"
+        );
+    }
+}
+
+#[test]
+fn a_postgres_database_is_a_secret_from_env_file_or_inline() {
+    const URL: &str = "postgres://watch:pg-password-4711@db.example:5432/fleet";
+    let env = env_of(&[("WA_DB", URL)]);
+    let cfg = parse_with(
+        &format!("[daemon]\ndatabase_url_env = \"WA_DB\"\n{WAHA}"),
+        &env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let Database::Postgres(url) = &cfg.daemon.database else {
+        panic!("{:?}", cfg.daemon.database);
+    };
+    assert_eq!(url.expose(), URL);
+    assert_eq!(url.source(), &SecretSource::Env("WA_DB".into()));
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    // Never in Debug, Display or check-config output.
+    for shown in [
+        format!("{cfg:?}"),
+        cfg.daemon.database.to_string(),
+        render_redacted(&cfg),
+    ] {
+        assert!(!shown.contains("pg-password-4711"), "{shown}");
+    }
+    assert_eq!(cfg.daemon.database.to_string(), "PostgreSQL (env WA_DB)");
+
+    // Inline without a password: fine; with one: a warning.
+    let cfg = parse_ok(&format!(
+        "[daemon]\ndatabase = \"postgres:///fleet?host=/run/postgresql\"\n{WAHA}"
+    ));
+    assert!(matches!(cfg.daemon.database, Database::Postgres(_)));
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let cfg = parse_ok(&format!("[daemon]\ndatabase = \"{URL}\"\n{WAHA}"));
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.contains("daemon.database carries a password")),
+        "{:?}",
+        cfg.warnings
+    );
+    assert!(!format!("{cfg:?}").contains("pg-password-4711"));
+}
+
+#[test]
+fn database_mistakes_are_named_without_the_url() {
+    let env = env_of(&[("WA_DB", "mysql://u:pg-password-4711@h/db")]);
+    let err = parse_with(
+        &format!("[daemon]\ndatabase_url_env = \"WA_DB\"\n{WAHA}"),
+        &env,
+    )
+    .expect_err("not postgres")
+    .to_string();
+    assert!(
+        err.contains("daemon.database_url (env WA_DB) must be a postgres://"),
+        "{err}"
+    );
+    assert!(!err.contains("pg-password-4711"), "{err}");
+
+    let env = env_of(&[("WA_DB", "postgres://h/db")]);
+    let err = parse_with(
+        &format!("[daemon]\ndatabase = \"w.db\"\ndatabase_url_env = \"WA_DB\"\n{WAHA}"),
+        &env,
+    )
+    .expect_err("both")
+    .to_string();
+    assert!(err.contains("give the database one way only"), "{err}");
+
+    let err = parse_err(&format!(
+        "[daemon]\ndatabase = \"mysql://u:pg-password-4711@h/db\"\n{WAHA}"
+    ));
+    assert!(err.contains("unknown scheme \"mysql\""), "{err}");
+    assert!(!err.contains("pg-password-4711"), "{err}");
+    let err = parse_err(&format!("[daemon]\ndatabase = \"sqlite:\"\n{WAHA}"));
+    assert!(err.contains("daemon.database must not be empty"), "{err}");
 }
 
 /// Semantic errors: the message starts with the file path and names the key.
@@ -1209,7 +1297,10 @@ fn chat_targets() {
 #[test]
 fn valid_fixtures_load() {
     let cfg = Config::load(fixtures().join("valid-full.toml")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(cfg.daemon.database, fixtures().join("state/wa-watchdog.db"));
+    assert_eq!(
+        cfg.daemon.database,
+        Database::Sqlite(fixtures().join("state/wa-watchdog.db"))
+    );
     assert_eq!(cfg.daemon.log_format, LogFormat::Json);
     assert_eq!(cfg.daemon.shutdown_grace, Duration::ZERO);
 

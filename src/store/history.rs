@@ -30,7 +30,8 @@ impl Store {
     pub async fn insert_probe(&self, p: &ProbeRecord) -> Result<(), StoreError> {
         const OP: &str = "insert_probe";
         self.check_writable(OP)?;
-        super::timed(&self.health, OP, sqlx::query(
+        on_writer!(self, |w| {
+            super::timed(&self.health, OP, sqlx::query(
             "INSERT INTO probes (provider, session, at, kind, outcome, http_status, latency_ms, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -42,8 +43,9 @@ impl Store {
         .bind(p.http_status.map(i64::from))
         .bind(u64_to_i64(p.latency_ms))
         .bind(cap_text(&p.detail))
-        .execute(&self.writer))
-        .await?;
+        .execute(w))
+        .await.map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 
@@ -52,7 +54,7 @@ impl Store {
     pub async fn insert_transition(&self, t: &TransitionRecord) -> Result<(), StoreError> {
         const OP: &str = "insert_transition";
         self.check_writable(OP)?;
-        super::timed(
+        on_writer!(self, |w| super::timed(
             &self.health,
             OP,
             sqlx::query(
@@ -65,9 +67,10 @@ impl Store {
             .bind(&t.from_state)
             .bind(&t.to_state)
             .bind(cap_text(&t.reason))
-            .execute(&self.writer),
+            .execute(w),
         )
-        .await?;
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -82,7 +85,7 @@ impl Store {
     pub async fn begin_remediation(&self, r: &NewRemediation) -> Result<i64, StoreError> {
         const OP: &str = "begin_remediation";
         self.check_writable(OP)?;
-        super::timed(
+        on_writer!(self, |w| super::timed(
             &self.health,
             OP,
             sqlx::query_scalar(
@@ -100,9 +103,9 @@ impl Store {
             .bind(cap_text(&r.reason))
             .bind(&r.result)
             .bind(&r.intent_key)
-            .fetch_one(&self.writer),
+            .fetch_one(w),
         )
-        .await
+        .await)
     }
 
     /// Moves a remediation on (`pending` → `called` → `healed`, ...). A
@@ -116,7 +119,7 @@ impl Store {
         const OP: &str = "update_remediation";
         self.check_writable(OP)?;
         let finished_at = update.finished_at.map(Timestamp::as_millis);
-        let updated = super::timed(
+        let updated = on_writer!(self, |w| super::timed(
             &self.health,
             OP,
             sqlx::query(
@@ -134,10 +137,10 @@ impl Store {
             .bind(cap_text(&update.detail))
             .bind(finished_at)
             .bind(update.recovery_ms.map(u64_to_i64))
-            .execute(&self.writer),
+            .execute(w),
         )
-        .await?
-        .rows_affected();
+        .await
+        .map(|r| r.rows_affected()))?;
         if updated == 0 {
             return Err(StoreError::UnknownRemediation { id });
         }
@@ -153,7 +156,7 @@ impl Store {
         provider: &str,
         since: Timestamp,
     ) -> Result<Vec<RemediationRecord>, StoreError> {
-        sqlx::query_as::<_, RemediationRow>(concat!(
+        on_reader!(self, |r| sqlx::query_as::<_, RemediationRow>(concat!(
             "SELECT ",
             remediation_columns!(),
             " FROM remediations WHERE provider = $1 AND started_at >= $2 AND result <> 'dry_run' \
@@ -161,8 +164,8 @@ impl Store {
         ))
         .bind(provider)
         .bind(since.as_millis())
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("remediations_since"))?
         .into_iter()
         .map(RemediationRow::into_record)
@@ -176,17 +179,17 @@ impl Store {
         &self,
         provider: &str,
     ) -> Result<Vec<RemediationRecord>, StoreError> {
-        sqlx::query_as::<_, RemediationRow>(concat!(
+        on_reader!(self, |r| sqlx::query_as::<_, RemediationRow>(concat!(
             "SELECT ",
             remediation_columns!(),
             " FROM (SELECT ",
             remediation_columns!(),
             ", ROW_NUMBER() OVER (PARTITION BY session ORDER BY started_at DESC, id DESC) AS rn \
-             FROM remediations WHERE provider = $1) WHERE rn = 1"
+             FROM remediations WHERE provider = $1) AS latest WHERE rn = 1"
         ))
         .bind(provider)
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("latest_remediations"))?
         .into_iter()
         .map(RemediationRow::into_record)
@@ -201,7 +204,7 @@ impl Store {
         &self,
         provider: &str,
     ) -> Result<Vec<RemediationRecord>, StoreError> {
-        sqlx::query_as::<_, RemediationRow>(
+        on_reader!(self, |r| sqlx::query_as::<_, RemediationRow>(
             "SELECT r.id, r.provider, r.session, r.started_at, r.action, r.reason, r.result, \
              r.detail, r.finished_at, r.duration_ms, r.recovery_ms \
              FROM remediations r JOIN sessions s \
@@ -210,8 +213,8 @@ impl Store {
              ORDER BY r.session, r.started_at DESC, r.id DESC",
         )
         .bind(provider)
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("remediations_after_save"))?
         .into_iter()
         .map(RemediationRow::into_record)
@@ -226,7 +229,7 @@ impl Store {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<ProbeRecord>, StoreError> {
-        sqlx::query_as::<_, ProbeRow>(
+        on_reader!(self, |r| sqlx::query_as::<_, ProbeRow>(
             "SELECT id, provider, session, at, kind, outcome, http_status, latency_ms, detail \
              FROM probes WHERE provider = $1 AND session = $2 AND at >= $3 \
              ORDER BY at DESC, id DESC LIMIT $4",
@@ -235,8 +238,8 @@ impl Store {
         .bind(session)
         .bind(since_or_min(since))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("recent_probes"))?
         .into_iter()
         .map(ProbeRow::into_record)
@@ -251,7 +254,7 @@ impl Store {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<TransitionRecord>, StoreError> {
-        let rows = sqlx::query_as::<_, TransitionRow>(
+        let rows = on_reader!(self, |r| sqlx::query_as::<_, TransitionRow>(
             "SELECT provider, session, at, from_state, to_state, reason \
              FROM transitions WHERE provider = $1 AND session = $2 AND at >= $3 \
              ORDER BY at DESC, id DESC LIMIT $4",
@@ -260,8 +263,8 @@ impl Store {
         .bind(session)
         .bind(since_or_min(since))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("recent_transitions"))?;
         Ok(rows.into_iter().map(TransitionRow::into_record).collect())
     }
@@ -275,7 +278,7 @@ impl Store {
         since: Option<Timestamp>,
         limit: u32,
     ) -> Result<Vec<RemediationRecord>, StoreError> {
-        sqlx::query_as::<_, RemediationRow>(concat!(
+        on_reader!(self, |r| sqlx::query_as::<_, RemediationRow>(concat!(
             "SELECT ",
             remediation_columns!(),
             " FROM remediations WHERE provider = $1 AND session = $2 AND started_at >= $3 \
@@ -285,8 +288,8 @@ impl Store {
         .bind(session)
         .bind(since_or_min(since))
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("recent_remediations"))?
         .into_iter()
         .map(RemediationRow::into_record)

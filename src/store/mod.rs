@@ -1,7 +1,10 @@
-//! The SQLite store: the only module that knows SQL.
+//! The store: the only module that knows SQL.
 //!
-//! It owns the database file (opening it in WAL mode, running the embedded
-//! migrations in `migrations/`), every query, and retention (old probes,
+//! Two backends behind one [`Store`]: SQLite (the zero-setup default, one
+//! daemon) and PostgreSQL (several replicas sharing one database). It owns
+//! opening the database (SQLite's file in WAL mode; a PostgreSQL pool),
+//! running the embedded migrations of the backend (`migrations/` for SQLite,
+//! `migrations/postgres/` for PostgreSQL), every query, and retention (old probes,
 //! transitions and closed remediations; long-retired sessions). It
 //! persists what the daemon needs to resume after a restart (session state,
 //! backoff deadlines, restart history, in-flight remediations) and the history
@@ -21,13 +24,41 @@
 //! run beside the writer. `busy_timeout` covers other processes (the operator
 //! CLI, a `sqlite3` shell).
 //!
-//! Portability: queries use `$N` placeholders, `ON CONFLICT .. DO UPDATE`,
-//! `RETURNING` and no SQLite-only functions, so a PostgreSQL backend can reuse
-//! them; only [`Store::open`]/[`Store::open_read_only`] and the migrations are
-//! SQLite-specific.
+//! Backends: every query is written once, in SQL both dialects accept (`$N`
+//! placeholders, which sqlx-sqlite binds by number; `ON CONFLICT .. DO
+//! UPDATE`; `RETURNING`; no dialect-only functions; subqueries named), and
+//! compiled for each backend by [`on_writer!`]/[`on_reader!`], which run the
+//! same expression against whichever pool the store holds. Integers are
+//! `i64` on both (PostgreSQL columns are `BIGINT`, booleans stored as 0/1
+//! like SQLite's), so rows decode into the same structs. Only opening
+//! (`open*`) and the migrations differ per backend. PostgreSQL: one pool
+//! for reads and writes (MVCC lets them run side by side);
+//! [`WRITE_TIMEOUT`] bounds writes the same way.
+
+/// Runs `$body` with `$pool` bound to the store's write pool, whichever
+/// backend it is: the same source compiled once per backend.
+macro_rules! on_writer {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pools {
+            $crate::store::Pools::Sqlite { writer: $pool, .. } => $body,
+            $crate::store::Pools::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// [`on_writer!`] for reads: SQLite's read-only pool, PostgreSQL's pool.
+macro_rules! on_reader {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pools {
+            $crate::store::Pools::Sqlite { reader: $pool, .. } => $body,
+            $crate::store::Pools::Postgres($pool) => $body,
+        }
+    };
+}
 
 mod history;
 mod overview;
+mod postgres;
 mod records;
 mod sessions;
 
@@ -36,6 +67,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -48,7 +80,8 @@ pub use records::{
 
 use crate::clock::Timestamp;
 
-/// Migrations embedded at build time from `migrations/`.
+/// SQLite's migrations, embedded at build time from `migrations/` (its
+/// subdirectories are not read: `postgres/` holds the other backend's).
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// How long a connection waits for another process's write lock before the
@@ -194,6 +227,23 @@ pub enum StoreError {
     /// A stored value cannot be turned back into a record.
     #[error("corrupt row {row}: {detail}")]
     Corrupt { row: String, detail: String },
+    /// The PostgreSQL database could not be reached or opened; `target` is
+    /// the URL without user and password.
+    #[error("cannot open database {target}: {error}")]
+    Connect { target: String, error: sqlx::Error },
+    /// The PostgreSQL URL does not parse (its text is not repeated: it may
+    /// hold a password).
+    #[error(
+        "the PostgreSQL database URL is not valid (expected postgres://[user[:password]@]host[:port]/database[?options])"
+    )]
+    BadUrl,
+    /// The PostgreSQL database has no schema, or an older one, and this
+    /// read-only open cannot migrate it.
+    #[error("database {target} {problem}")]
+    Schema { target: String, problem: String },
+    /// Running PostgreSQL migrations failed.
+    #[error("cannot migrate database {target}: {error}")]
+    MigrateRemote { target: String, error: MigrateError },
     /// [`Store::update_remediation`] was given an id that is not in the table.
     #[error("store update_remediation failed: no remediation with id {id}")]
     UnknownRemediation { id: i64 },
@@ -204,18 +254,65 @@ fn query_error(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |error| StoreError::Query { op, error }
 }
 
+/// The connections of one backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Pools {
+    Sqlite {
+        /// One connection: every write of this process goes through it.
+        writer: SqlitePool,
+        /// Read-only connections; the same pool as `writer` when read-only.
+        reader: SqlitePool,
+    },
+    /// Reads and writes share the pool.
+    Postgres(PgPool),
+}
+
+/// Which backend a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 /// Handle to the database. Cheap to clone (the pools are shared).
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// One connection: every write of this process goes through it.
-    writer: SqlitePool,
-    /// Read-only connections; the same pool as `writer` when `read_only`.
-    reader: SqlitePool,
+    pools: Pools,
     read_only: bool,
     health: std::sync::Arc<WriteHealth>,
 }
 
 impl Store {
+    /// Opens the database a config names (`daemon.database`): SQLite at a
+    /// path or PostgreSQL at a URL, migrating it.
+    pub async fn open_database(db: &crate::config::Database) -> Result<Store, StoreError> {
+        match db {
+            crate::config::Database::Sqlite(path) => Store::open(path).await,
+            crate::config::Database::Postgres(url) => Store::open_postgres(url.expose()).await,
+        }
+    }
+
+    /// [`Store::open_database`] read-only, for the operator CLI: no
+    /// migrations, writes refused.
+    pub async fn open_database_read_only(
+        db: &crate::config::Database,
+    ) -> Result<Store, StoreError> {
+        match db {
+            crate::config::Database::Sqlite(path) => Store::open_read_only(path).await,
+            crate::config::Database::Postgres(url) => {
+                Store::open_postgres_read_only(url.expose()).await
+            }
+        }
+    }
+
+    /// Which backend this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.pools {
+            Pools::Sqlite { .. } => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
     /// How writes are going: the last one failed, one is waiting, failures
     /// so far (for `/readyz` and `wa_watchdog_store_write_failures_total`).
     pub fn write_status(&self) -> WriteStatus {
@@ -283,8 +380,7 @@ impl Store {
             }
         };
         Ok(Store {
-            writer,
-            reader,
+            pools: Pools::Sqlite { writer, reader },
             read_only: false,
             health: Default::default(),
         })
@@ -315,8 +411,10 @@ impl Store {
             return Err(e);
         }
         Ok(Store {
-            writer: reader.clone(),
-            reader,
+            pools: Pools::Sqlite {
+                writer: reader.clone(),
+                reader,
+            },
             read_only: true,
             health: Default::default(),
         })
@@ -324,19 +422,21 @@ impl Store {
 
     /// Closes every connection, waiting for queries in flight. Later calls fail.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        match &self.pools {
+            Pools::Sqlite { writer, reader } => {
+                reader.close().await;
+                writer.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
     }
 
     /// Checks that the database answers (for `/readyz`). Uses the write
     /// connection, since that is the one the daemon cannot work without.
     pub async fn ping(&self) -> Result<(), StoreError> {
         // Not through `timed`: a ping is no write, and /readyz bounds it.
-        sqlx::query("SELECT 1")
-            .execute(&self.writer)
-            .await
-            .map_err(query_error("ping"))?;
-        Ok(())
+        on_writer!(self, |w| sqlx::query("SELECT 1").execute(w).await.map(drop))
+            .map_err(query_error("ping"))
     }
 
     /// Deletes probes older than `before` (`at < before`) and returns how many
@@ -399,7 +499,7 @@ impl Store {
         const OP: &str = "prune_retired_sessions";
         // A session that came back meanwhile has retired_at NULL again; one
         // that got new rows since is kept until the next sweep.
-        total += timed(
+        total += on_writer!(self, |w| timed(
             &self.health,
             OP,
             sqlx::query(
@@ -412,10 +512,10 @@ impl Store {
                      WHERE m.provider = sessions.provider AND m.session = sessions.session)",
             )
             .bind(before.as_millis())
-            .execute(&self.writer),
+            .execute(w),
         )
-        .await?
-        .rows_affected();
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(total)
     }
 
@@ -430,16 +530,16 @@ impl Store {
         self.check_writable(op)?;
         let mut total = 0;
         loop {
-            let deleted = timed(
+            let deleted = on_writer!(self, |w| timed(
                 &self.health,
                 op,
                 sqlx::query(sql)
                     .bind(before.as_millis())
                     .bind(records::u64_to_i64(PRUNE_BATCH))
-                    .execute(&self.writer),
+                    .execute(w),
             )
-            .await?
-            .rows_affected();
+            .await
+            .map(|r| r.rows_affected()))?;
             total += deleted;
             if deleted < PRUNE_BATCH {
                 return Ok(total);

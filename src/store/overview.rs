@@ -24,14 +24,14 @@ impl Store {
         &self,
         since: Timestamp,
     ) -> Result<Vec<RemediationCount>, StoreError> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, String, String, i64)> = on_reader!(self, |r| sqlx::query_as(
             "SELECT provider, session, result, COUNT(*) FROM remediations \
              WHERE started_at >= $1 GROUP BY provider, session, result \
              ORDER BY provider, session, result",
         )
         .bind(since.as_millis())
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("remediation_counts_since"))?;
         Ok(rows
             .into_iter()

@@ -21,64 +21,72 @@ macro_rules! session_columns {
 /// Records per transaction in [`Store::save_sessions`].
 pub const SAVE_BATCH: usize = 500;
 
-type Upsert<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-
-/// The upsert of one session record (see [`Store::save_session`]).
-fn upsert(rec: &SessionRecord) -> Result<Upsert<'static>, StoreError> {
-    let history = serde_json::to_string(&rec.restart_history).map_err(|e| {
+/// `rec`'s restart history as stored (a JSON array of unix ms).
+fn history_json(rec: &SessionRecord) -> Result<String, StoreError> {
+    serde_json::to_string(&rec.restart_history).map_err(|e| {
         // Serialising a Vec of integers cannot fail; keep the path total anyway.
         StoreError::Corrupt {
             row: format!("sessions ({}, {})", rec.provider, rec.session),
             detail: format!("restart_history does not serialise: {e}"),
         }
-    })?;
-    Ok(sqlx::query(concat!(
-        "INSERT INTO sessions (",
-        session_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-             $16, $17, $18, $19, $20, NULL, $21) \
-             ON CONFLICT (provider, session) DO UPDATE SET \
-             state = excluded.state, since = excluded.since, \
-             state_reason = excluded.state_reason, \
-             consecutive_failures = excluded.consecutive_failures, \
-             streak_has_desync = excluded.streak_has_desync, \
-             first_failure_at = excluded.first_failure_at, \
-             last_success_at = excluded.last_success_at, \
-             last_outcome = excluded.last_outcome, \
-             last_probe_at = excluded.last_probe_at, \
-             next_probe_at = excluded.next_probe_at, \
-             not_ready_since = excluded.not_ready_since, \
-             backoff_step = excluded.backoff_step, \
-             next_restart_at = excluded.next_restart_at, \
-             restart_history = excluded.restart_history, \
-             restart_started_at = excluded.restart_started_at, \
-             healthy_since = excluded.healthy_since, \
-             paused_until = excluded.paused_until, \
-             chat_id = excluded.chat_id, \
-             retired_at = NULL, \
-             updated_at = excluded.updated_at"
-    ))
-    .bind(rec.provider.clone())
-    .bind(rec.session.clone())
-    .bind(rec.state.clone())
-    .bind(rec.since.as_millis())
-    .bind(cap_text(&rec.state_reason).to_string())
-    .bind(i64::from(rec.consecutive_failures))
-    .bind(rec.streak_has_desync)
-    .bind(rec.first_failure_at.map(Timestamp::as_millis))
-    .bind(rec.last_success_at.map(Timestamp::as_millis))
-    .bind(rec.last_outcome.clone())
-    .bind(rec.last_probe_at.map(Timestamp::as_millis))
-    .bind(rec.next_probe_at.map(Timestamp::as_millis))
-    .bind(rec.not_ready_since.map(Timestamp::as_millis))
-    .bind(i64::from(rec.backoff_step))
-    .bind(rec.next_restart_at.map(Timestamp::as_millis))
-    .bind(history)
-    .bind(rec.restart_started_at.map(Timestamp::as_millis))
-    .bind(rec.healthy_since.map(Timestamp::as_millis))
-    .bind(rec.paused_until.map(Timestamp::as_millis))
-    .bind(rec.chat_id.clone())
-    .bind(rec.updated_at.as_millis()))
+    })
+}
+
+/// The upsert of one session record (see [`Store::save_session`]), with its
+/// restart history already serialised. A macro so that one text builds the
+/// query for either backend (the executor decides which).
+macro_rules! upsert {
+    ($rec:expr, $history:expr) => {{
+        let rec: &SessionRecord = $rec;
+        sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18, $19, $20, NULL, $21) \
+                 ON CONFLICT (provider, session) DO UPDATE SET \
+                 state = excluded.state, since = excluded.since, \
+                 state_reason = excluded.state_reason, \
+                 consecutive_failures = excluded.consecutive_failures, \
+                 streak_has_desync = excluded.streak_has_desync, \
+                 first_failure_at = excluded.first_failure_at, \
+                 last_success_at = excluded.last_success_at, \
+                 last_outcome = excluded.last_outcome, \
+                 last_probe_at = excluded.last_probe_at, \
+                 next_probe_at = excluded.next_probe_at, \
+                 not_ready_since = excluded.not_ready_since, \
+                 backoff_step = excluded.backoff_step, \
+                 next_restart_at = excluded.next_restart_at, \
+                 restart_history = excluded.restart_history, \
+                 restart_started_at = excluded.restart_started_at, \
+                 healthy_since = excluded.healthy_since, \
+                 paused_until = excluded.paused_until, \
+                 chat_id = excluded.chat_id, \
+                 retired_at = NULL, \
+                 updated_at = excluded.updated_at"
+        ))
+        .bind(rec.provider.clone())
+        .bind(rec.session.clone())
+        .bind(rec.state.clone())
+        .bind(rec.since.as_millis())
+        .bind(cap_text(&rec.state_reason).to_string())
+        .bind(i64::from(rec.consecutive_failures))
+        // 0/1 on both backends (the column is an integer on both).
+        .bind(i64::from(rec.streak_has_desync))
+        .bind(rec.first_failure_at.map(Timestamp::as_millis))
+        .bind(rec.last_success_at.map(Timestamp::as_millis))
+        .bind(rec.last_outcome.clone())
+        .bind(rec.last_probe_at.map(Timestamp::as_millis))
+        .bind(rec.next_probe_at.map(Timestamp::as_millis))
+        .bind(rec.not_ready_since.map(Timestamp::as_millis))
+        .bind(i64::from(rec.backoff_step))
+        .bind(rec.next_restart_at.map(Timestamp::as_millis))
+        .bind($history)
+        .bind(rec.restart_started_at.map(Timestamp::as_millis))
+        .bind(rec.healthy_since.map(Timestamp::as_millis))
+        .bind(rec.paused_until.map(Timestamp::as_millis))
+        .bind(rec.chat_id.clone())
+        .bind(rec.updated_at.as_millis())
+    }};
 }
 
 impl Store {
@@ -89,9 +97,14 @@ impl Store {
     pub async fn save_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
         const OP: &str = "save_session";
         self.check_writable(OP)?;
-        let query = upsert(rec)?;
-        super::timed(&self.health, OP, query.execute(&self.writer)).await?;
-        Ok(())
+        let history = history_json(rec)?;
+        on_writer!(self, |w| super::timed(
+            &self.health,
+            OP,
+            upsert!(rec, history.clone()).execute(w)
+        )
+        .await
+        .map(drop))
     }
 
     /// [`Store::save_session`] for many records: one transaction per
@@ -102,15 +115,18 @@ impl Store {
         const OP: &str = "save_sessions";
         self.check_writable(OP)?;
         for chunk in recs.chunks(SAVE_BATCH) {
-            let queries = chunk.iter().map(upsert).collect::<Result<Vec<_>, _>>()?;
-            super::timed(&self.health, OP, async {
-                let mut tx = self.writer.begin().await?;
-                for q in queries {
-                    q.execute(&mut *tx).await?;
+            let histories = chunk
+                .iter()
+                .map(history_json)
+                .collect::<Result<Vec<_>, _>>()?;
+            on_writer!(self, |w| super::timed(&self.health, OP, async {
+                let mut tx = w.begin().await?;
+                for (rec, history) in chunk.iter().zip(&histories) {
+                    upsert!(rec, history.clone()).execute(&mut *tx).await?;
                 }
                 tx.commit().await
             })
-            .await?;
+            .await)?;
         }
         Ok(())
     }
@@ -127,14 +143,14 @@ impl Store {
         &self,
         include_retired: bool,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        sqlx::query_as::<_, SessionRow>(concat!(
+        on_reader!(self, |r| sqlx::query_as::<_, SessionRow>(concat!(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE ($1 OR retired_at IS NULL) ORDER BY provider, session"
         ))
         .bind(include_retired)
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("list_sessions"))?
         .into_iter()
         .map(SessionRow::into_record)
@@ -153,7 +169,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let (after_provider, after_session) = after.unzip();
-        sqlx::query_as::<_, SessionRow>(concat!(
+        on_reader!(self, |r| sqlx::query_as::<_, SessionRow>(concat!(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE retired_at IS NULL \
@@ -166,8 +182,8 @@ impl Store {
         .bind(after_provider)
         .bind(after_session)
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
+        .fetch_all(r)
+        .await)
         .map_err(query_error("sessions_page"))?
         .into_iter()
         .map(SessionRow::into_record)
@@ -180,15 +196,15 @@ impl Store {
         provider: &str,
         session: &str,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        sqlx::query_as::<_, SessionRow>(concat!(
+        on_reader!(self, |r| sqlx::query_as::<_, SessionRow>(concat!(
             "SELECT ",
             session_columns!(),
             " FROM sessions WHERE provider = $1 AND session = $2"
         ))
         .bind(provider)
         .bind(session)
-        .fetch_optional(&self.reader)
-        .await
+        .fetch_optional(r)
+        .await)
         .map_err(query_error("session"))?
         .map(SessionRow::into_record)
         .transpose()
@@ -207,7 +223,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         const OP: &str = "retire_session";
         self.check_writable(OP)?;
-        super::timed(
+        on_writer!(self, |w| super::timed(
             &self.health,
             OP,
             sqlx::query(
@@ -217,9 +233,9 @@ impl Store {
             .bind(provider)
             .bind(session)
             .bind(at.as_millis())
-            .execute(&self.writer),
+            .execute(w),
         )
-        .await?;
-        Ok(())
+        .await
+        .map(drop))
     }
 }

@@ -307,7 +307,13 @@ async fn the_token_never_reaches_the_database_the_metrics_or_the_events() {
         "token in config Debug"
     );
 
-    let db = h.config.daemon.database.clone();
+    let db = h
+        .config
+        .daemon
+        .database
+        .sqlite_path()
+        .expect("the harness runs on SQLite")
+        .to_path_buf();
     h.store.close().await;
     let hay = database_text(&db);
     assert!(hay.contains(GREEN_ID), "sanity: the database has content");

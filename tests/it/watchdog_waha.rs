@@ -1,10 +1,11 @@
 //! The watchdog core against the WAHA simulator, over loopback, with a real
-//! SQLite file and a manual clock (see `clock.rs` for why not tokio's paused
+//! SQLite file (and PostgreSQL for the tests in `matrix!`) and a manual clock (see `clock.rs` for why not tokio's paused
 //! clock here). One test per behaviour the core issue names.
 
 use crate::common;
 use std::time::Duration;
 
+use crate::common::backends::{Backend, matrix};
 use crate::common::{API_KEY, Harness, PROVIDER, Settings, database_text, healthy_fleet};
 use wa_watchdog::events::Event;
 use wa_watchdog::machine::State;
@@ -12,14 +13,23 @@ use wa_watchdog::sim::waha::{Fault, Status};
 
 const S: Duration = Duration::from_secs(1);
 
+// The whole watchdog on both store backends: detection and restart, and a
+// daemon restart that resumes backoff and an in-flight restart.
+matrix!(
+    a_desync_is_caught_restarted_and_healed_and_only_that_session_is_touched,
+    a_daemon_restarted_mid_backoff_does_not_restart_early,
+    a_restart_in_flight_when_the_daemon_stops_is_followed_up_not_repeated,
+);
+
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-#[tokio::test]
-async fn a_desync_is_caught_restarted_and_healed_and_only_that_session_is_touched() {
+async fn a_desync_is_caught_restarted_and_healed_and_only_that_session_is_touched(
+    backend: Backend,
+) {
     let names = ["alpha", "bravo", "charlie"];
-    let mut h = healthy_fleet(&names, &Settings::default()).await;
+    let mut h = healthy_fleet(&names, &backend.settings(&Settings::default()).await).await;
 
     let onset = h.now();
     h.ctl.inject("bravo", Fault::Desync).expect("inject");
@@ -470,9 +480,8 @@ async fn a_rejected_api_key_is_auth_rejected_and_never_restarts() {
     assert_eq!(h.state("s1"), State::Unknown);
 }
 
-#[tokio::test]
-async fn a_daemon_restarted_mid_backoff_does_not_restart_early() {
-    let settings = Settings::default();
+async fn a_daemon_restarted_mid_backoff_does_not_restart_early(backend: Backend) {
+    let settings = backend.settings(&Settings::default()).await;
     let mut h = healthy_fleet(&["s1"], &settings).await;
     h.fail_first_restart("s1").await;
     let m = h
@@ -503,9 +512,8 @@ async fn a_daemon_restarted_mid_backoff_does_not_restart_early() {
     );
 }
 
-#[tokio::test]
-async fn a_restart_in_flight_when_the_daemon_stops_is_followed_up_not_repeated() {
-    let settings = Settings::default();
+async fn a_restart_in_flight_when_the_daemon_stops_is_followed_up_not_repeated(backend: Backend) {
+    let settings = backend.settings(&Settings::default()).await;
     let mut h = healthy_fleet(&["s1"], &settings).await;
     h.ctl.inject("s1", Fault::Desync).expect("desync");
     h.run_until(secs(30), |h| h.state("s1") == State::Restarting)

@@ -4,10 +4,12 @@
 
 #![allow(dead_code)] // `it` and `hostile_corpus` use different parts of the harness
 
+pub mod backends;
 pub mod binary;
 pub mod daemon;
 pub mod grafana;
 pub mod page;
+pub mod postgres;
 pub mod tools;
 
 use std::collections::BTreeMap;
@@ -100,8 +102,15 @@ impl Settings {
                 .map(|(k, v)| format!("{k} = {v}\n"))
                 .collect::<String>()
         };
+        // A `database` among the daemon keys (a PostgreSQL URL,
+        // `backends::Backend::settings`) replaces the harness's SQLite file.
+        let database = if self.daemon.contains_key("database") {
+            String::new()
+        } else {
+            format!("database = {db:?}\n")
+        };
         format!(
-            "[daemon]\ndatabase = {db:?}\n{}\n[canary]\n{}\n[policy]\n{}\n{provider_block}{}\n{}",
+            "[daemon]\n{database}{}\n[canary]\n{}\n[policy]\n{}\n{provider_block}{}\n{}",
             table(&self.daemon),
             table(&self.canary),
             table(&self.policy),
@@ -149,7 +158,7 @@ impl Driver {
     ) -> Driver {
         let config = Config::from_toml_str(config_text, dir.path().join("config.toml"), env)
             .unwrap_or_else(|e| panic!("test config: {e}\n{config_text}"));
-        let store = Store::open(&config.daemon.database)
+        let store = Store::open_database(&config.daemon.database)
             .await
             .expect("open store");
         let metrics = std::sync::Arc::new(Metrics::new());
