@@ -53,7 +53,7 @@ impl App {
         let store = Store::open_database(&config.daemon.database)
             .await
             .with_context(|| format!("cannot open the database {}", config.daemon.database))?;
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_session_series(config.daemon.session_metrics));
         let scheduler = Scheduler::build(
             &config,
             Parts {

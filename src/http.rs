@@ -327,11 +327,34 @@ async fn not_found() -> Response {
 /// does): at a large fleet the text is tens of megabytes and compresses
 /// about tenfold.
 async fn metrics_text(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    let text = match s.metrics.encode() {
-        Ok(text) => text,
-        Err(e) => {
+    // Encoding (and compressing) a large fleet's registry takes a while of
+    // pure CPU: on the blocking pool, not on a worker the scheduler and the
+    // probes run on.
+    let metrics = s.metrics.clone();
+    let want_gzip = accepts_gzip(&headers);
+    let encoded = tokio::task::spawn_blocking(move || {
+        metrics.encode().map(|text| {
+            let zipped = if want_gzip {
+                gzip(text.as_bytes())
+            } else {
+                None
+            };
+            (text, zipped)
+        })
+    })
+    .await;
+    let (text, zipped) = match encoded {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "http: cannot encode /metrics");
             return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "http: encoding /metrics failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode metrics".to_string(),
+            );
         }
     };
     let content_type = (
@@ -339,11 +362,9 @@ async fn metrics_text(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Re
         HeaderValue::from_static(metrics::CONTENT_TYPE),
     );
     let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
-    if accepts_gzip(&headers) {
-        if let Some(body) = gzip(text.as_bytes()) {
-            let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            return ([content_type, vary, encoding], body).into_response();
-        }
+    if let Some(body) = zipped {
+        let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        return ([content_type, vary, encoding], body).into_response();
     }
     ([content_type, vary], text).into_response()
 }

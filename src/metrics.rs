@@ -64,6 +64,14 @@ pub const RECOVERY_BUCKETS: [f64; 10] = [
     5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
 ];
 
+/// Histogram bounds for probe lateness in seconds (a periodic probe started
+/// after its due time): a loop that keeps up starts probes within a few
+/// milliseconds; the fleet target is p99 ≤ 1 s; minutes mean the daemon (or
+/// `max_concurrent_probes`) cannot keep up with the fleet.
+pub const LATENESS_BUCKETS: [f64; 12] = [
+    0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
 /// Longest webhook event name kept as a label value; longer ones are counted as
 /// [`OTHER_EVENT`].
 const MAX_EVENT_LEN: usize = 64;
@@ -215,6 +223,7 @@ pub struct Metrics {
     restarts_total: IntCounterVec,
     desyncs_total: IntCounterVec,
     recovery_duration: HistogramVec,
+    probe_lateness: HistogramVec,
     provider_up: IntGaugeVec,
     provider_outage: IntGaugeVec,
     sessions: IntGaugeVec,
@@ -235,6 +244,10 @@ pub struct Metrics {
     store_failures_reported: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     alertmanager_push_failures: IntCounter,
     scheduler_last_tick: Gauge,
+    /// Whether the per-session families are exported
+    /// (`daemon.session_metrics`); without them a session still moves the
+    /// per-provider `sessions` counts.
+    session_series: bool,
     /// Held across each multi-series update, so that concurrent callers never
     /// leave a session with two state series or a `sessions` count off by one.
     tracked: Mutex<Tracked>,
@@ -292,6 +305,15 @@ impl Metrics {
     /// Creates a registry with every family registered, `build_info` set to 1
     /// for this crate's version, and (on Linux) the `process_*` collector.
     pub fn new() -> Metrics {
+        Metrics::with_session_series(true)
+    }
+
+    /// [`Metrics::new`], with the per-session families
+    /// (`session_state`, `session_last_success_timestamp_seconds`,
+    /// `session_consecutive_failures`) exported or not
+    /// (`daemon.session_metrics`): a fleet of 100,000 sessions has 300,000
+    /// such series, most of a scrape; the per-provider families stay.
+    pub fn with_session_series(session_series: bool) -> Metrics {
         let r = Registry::new();
         let m = Metrics {
             canary_total: counter_vec(
@@ -355,6 +377,13 @@ impl Metrics {
                 "wa_watchdog_recovery_duration_seconds",
                 "Time from a session's first failure to healthy again after a restart, in seconds.",
                 &RECOVERY_BUCKETS,
+                &["provider"],
+            ),
+            probe_lateness: histogram_vec(
+                &r,
+                "wa_watchdog_probe_lateness_seconds",
+                "How long after its due time a periodic probe started, in seconds.",
+                &LATENESS_BUCKETS,
                 &["provider"],
             ),
             provider_up: gauge_vec(
@@ -487,6 +516,7 @@ impl Metrics {
                 )
                 .expect("valid gauge definition"),
             ),
+            session_series,
             tracked: Mutex::new(Tracked::default()),
             registry: r,
         };
@@ -531,6 +561,13 @@ impl Metrics {
         self.confirmation_duration
             .with_label_values(&[provider])
             .observe(latency.as_secs_f64());
+    }
+
+    /// Records how late a periodic probe started (start − due).
+    pub fn observe_lateness(&self, provider: &str, late: Duration) {
+        self.probe_lateness
+            .with_label_values(&[provider])
+            .observe(late.as_secs_f64());
     }
 
     /// Counts a ring canary's fate.

@@ -143,7 +143,8 @@ impl Reloader {
 /// Keys that differ between `old` and `new` and that a running daemon
 /// cannot take over: the database and the listening socket are opened once;
 /// the log format is fixed when logging starts; the shutdown grace is handed
-/// to the loop at start. `daemon.admin_token` and `[alertmanager]` belong to
+/// to the loop at start; the metrics registry is built with or without
+/// per-session series (`daemon.session_metrics`). `daemon.admin_token` and `[alertmanager]` belong to
 /// the HTTP API and the Alertmanager push, which read them at start; the
 /// webhook receiver is built at start as well, and so are the `[[ring]]`
 /// rings.
@@ -173,6 +174,9 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if o.webhook_listen != n.webhook_listen {
         keys.push("daemon.webhook_listen");
+    }
+    if o.session_metrics != n.session_metrics {
+        keys.push("daemon.session_metrics");
     }
     // The webhook receiver is built at start from every provider's
     // `webhook_*` keys (and the set of providers it answers for).

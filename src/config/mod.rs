@@ -168,6 +168,11 @@ pub struct DaemonConfig {
     /// A second address that serves `POST /webhooks/{provider}` only (and
     /// `/healthz`), to expose to the providers instead of `listen`.
     pub webhook_listen: Option<SocketAddr>,
+    /// Extension: export the per-session families (`session_state`,
+    /// `session_last_success_timestamp_seconds`,
+    /// `session_consecutive_failures`); off on very large fleets, where the
+    /// fleet-level families (per provider) remain.
+    pub session_metrics: bool,
 }
 
 impl Default for DaemonConfig {
@@ -185,6 +190,7 @@ impl Default for DaemonConfig {
             admin_token: None,
             shutdown_grace: Duration::from_secs(10),
             webhook_listen: None,
+            session_metrics: true,
         }
     }
 }

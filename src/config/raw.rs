@@ -54,6 +54,7 @@ pub(super) struct RawDaemon {
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Option<Duration>,
     pub webhook_listen: Option<SocketAddr>,
+    pub session_metrics: Option<bool>,
 }
 
 /// `[canary]` and `[provider.canary]` share this shape.

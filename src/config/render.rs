@@ -50,6 +50,7 @@ pub fn render_redacted(cfg: &Config) -> String {
         Some(addr) => out.kv("webhook_listen", quote(&addr.to_string())),
         None => out.line("# webhook_listen: none, POST /webhooks/... is served on listen"),
     }
+    out.kv("session_metrics", d.session_metrics);
 
     for p in &cfg.providers {
         provider(&mut out, p);

@@ -191,6 +191,7 @@ impl Resolver<'_> {
             admin_token,
             shutdown_grace,
             webhook_listen: raw.webhook_listen,
+            session_metrics: raw.session_metrics.unwrap_or(d.session_metrics),
         })
     }
 

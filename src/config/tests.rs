@@ -82,6 +82,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(cfg.daemon.discovery_interval, secs(60));
     assert_eq!(cfg.daemon.retention, secs(30 * 86400));
     assert_eq!(cfg.daemon.shutdown_grace, secs(10));
+    assert!(cfg.daemon.session_metrics);
     assert!(cfg.daemon.admin_token.is_none());
     assert!(cfg.alertmanager.is_none());
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
@@ -197,6 +198,7 @@ fn example_file_documents_every_key() {
         "admin_token_file",
         "admin_token",
         "shutdown_grace",
+        "session_metrics",
         "interval",
         "jitter",
         "timeout",
@@ -1090,6 +1092,7 @@ fn render_redacted_shows_every_resolved_key() {
         "listen = \"127.0.0.1:9797\"",
         "retention = \"30days\"",
         "shutdown_grace = \"10s\"",
+        "session_metrics = true",
         "[[provider]]",
         "name = \"waha-main\"",
         "sessions = [\"*\"]",
@@ -1427,4 +1430,12 @@ fn confirm_mode_and_the_green_api_ack_timeout() {
     ));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.providers[1].canary.ack_timeout, secs(240));
+}
+
+#[test]
+fn session_metrics_can_be_turned_off_and_must_be_a_boolean() {
+    let cfg = parse_ok(&format!("[daemon]\nsession_metrics = false\n{WAHA}"));
+    assert!(!cfg.daemon.session_metrics);
+    let err = parse_err(&format!("[daemon]\nsession_metrics = \"no\"\n{WAHA}"));
+    assert!(err.contains("session_metrics"), "{err}");
 }

@@ -85,7 +85,27 @@ impl Metrics {
         let mut t = self.lock();
         self.ensure_provider(&mut t, provider);
         let known = t.sessions.entry(provider.to_owned()).or_default();
-        let previous = known.insert(session.to_owned(), state);
+        // Replaced in place: a probe of a known session allocates nothing.
+        let previous = match known.get_mut(session) {
+            Some(current) => Some(std::mem::replace(current, state)),
+            None => {
+                known.insert(session.to_owned(), state);
+                None
+            }
+        };
+        if !self.session_series {
+            if previous != Some(state) {
+                self.sessions
+                    .with_label_values(&[provider, state.as_str()])
+                    .inc();
+                if let Some(old) = previous {
+                    self.sessions
+                        .with_label_values(&[provider, old.as_str()])
+                        .dec();
+                }
+            }
+            return;
+        }
         // The new series first, then the old one goes: a scrape racing this
         // update may see both for an instant, never neither, so alert rules
         // that aggregate over `state` (`max without (state)`) never see the

@@ -378,3 +378,32 @@ fn restart_results_fold_the_machine_results() {
         ["ok", "failed", "skipped"]
     );
 }
+
+/// `daemon.session_metrics = false`: no per-session series at all, while the
+/// per-provider counts still follow every session's state, its changes and
+/// its retirement.
+#[test]
+fn without_session_series_only_the_fleet_counts_move() {
+    let m = Metrics::with_session_series(false);
+    let ts = Some(Timestamp(1_764_000_000_000));
+    m.set_session("waha", "a", State::Healthy, 0, ts);
+    m.set_session("waha", "b", State::Healthy, 0, ts);
+    m.set_session("waha", "b", State::Desynced, 3, ts);
+    m.set_session("waha", "c", State::Unknown, 0, None);
+    m.retire_session("waha", "c");
+    let text = encode(&m);
+    let all = samples(&text);
+    assert!(
+        all.iter().all(|s| s.label("session").is_none()),
+        "per-session series exported:\n{text}"
+    );
+    let count = |state: &str| -> String {
+        all.iter()
+            .find(|s| s.name == "wa_watchdog_sessions" && s.label("state") == Some(state))
+            .map(|s| s.value.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(count("healthy"), "1");
+    assert_eq!(count("desynced"), "1");
+    assert_eq!(count("unknown"), "0");
+}

@@ -8,14 +8,14 @@
 //! session's history from the store, or retire a configured session because
 //! a session list could not be read.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::{Scheduler, SessionRt};
 use crate::clock::Timestamp;
 use crate::events::Event;
 use crate::machine::{Action, Machine, RemediationResult, State};
 use crate::provider::ProbeReport;
-use crate::store::{RemediationUpdate, Write};
+use crate::store::{RemediationUpdate, SessionRecord, Write};
 
 impl Scheduler {
     /// Reconciles a provider's session list with what is watched.
@@ -106,17 +106,13 @@ impl Scheduler {
                     .await;
             }
         }
+        // Another replica's shard: it adds the session itself.
         let new: Vec<String> = new.into_iter().filter(|n| self.owns(p, n)).collect();
         if !new.is_empty() {
             // One line per discovery, not one per session (a first start on
             // a large server adds them all at once); each is at debug.
             tracing::info!(provider = %self.providers[p].cfg.name, added = new.len(), "watching newly listed sessions");
-        }
-        for name in new {
-            // Another replica's shard: it adds the session itself.
-            if self.owns(p, &name) {
-                self.add(p, &name, true).await;
-            }
+            self.add_many(p, &new, true).await;
         }
     }
 
@@ -124,82 +120,111 @@ impl Scheduler {
     /// back) keeps its restart history, backoff and escalation from the
     /// store: coming and going never resets the restart limits.
     pub(super) async fn add(&mut self, p: usize, name: &str, discovered: bool) {
-        let now = self.clock.now();
-        let interval = self.providers[p].cfg.interval_for(name);
-        let first = self.first_probe_at(now, interval);
-        let machine = self.returning_machine(p, name, now).await;
-        let pr = &mut self.providers[p];
-        pr.sessions.insert(
-            name.to_string(),
-            SessionRt {
-                machine,
-                next: None,
-                seq: 0,
-                in_flight: false,
-                probe_slot: false,
-                deferred: false,
-                discovered,
-                missing: None,
-                pending_intent: None,
-                remediation_id: None,
-                pending_ack: None,
-                unconfirmed_logged: false,
-                ring_send: None,
-                canary_chat: None,
-            },
-        );
-        let provider = pr.cfg.name.clone();
-        tracing::debug!(%provider, session = name, "watching session");
-        self.schedule(
-            p,
-            name,
-            Some(crate::machine::Step {
-                at: first,
-                action: Action::Probe,
-            }),
-        );
-        self.save(p, name).await;
-        let _ = self.events.send(Event::SessionAdded {
-            at: now,
-            provider,
-            session: name.to_string(),
-        });
+        self.add_many(p, &[name.to_string()], discovered).await;
     }
 
-    /// A fresh machine for a session, with what must survive its absence
-    /// taken from its stored record, if any: restart history, backoff,
-    /// escalation (cleared only by a verified delivery or an operator).
-    async fn returning_machine(&self, p: usize, name: &str, now: Timestamp) -> Machine {
-        let mut m = Machine::new(now);
+    /// [`Scheduler::add`] for many sessions at once (a first discovery on a
+    /// large server, configured names a fresh database does not know): the
+    /// stored records of returning sessions read in one query when there
+    /// are many, one batched save, first probes spread for the batch's size
+    /// (`first_probe_at`). The caller logs one line; each session is at debug.
+    pub(super) async fn add_many(&mut self, p: usize, names: &[String], discovered: bool) {
+        let now = self.clock.now();
+        let stored = self.stored_records(p, names).await;
+        let provider = self.providers[p].cfg.name.clone();
+        let mut records = Vec::with_capacity(names.len());
+        for name in names {
+            let interval = self.providers[p].cfg.interval_for(name);
+            let first = self.first_probe_at(now, interval, names.len());
+            let machine = returning_machine(&provider, name, stored.get(name.as_str()), now);
+            self.providers[p].sessions.insert(
+                name.clone(),
+                SessionRt {
+                    machine,
+                    next: None,
+                    seq: 0,
+                    in_flight: false,
+                    probe_slot: false,
+                    deferred: false,
+                    discovered,
+                    missing: None,
+                    pending_intent: None,
+                    remediation_id: None,
+                    pending_ack: None,
+                    unconfirmed_logged: false,
+                    ring_send: None,
+                    canary_chat: None,
+                },
+            );
+            tracing::debug!(%provider, session = %name, "watching session");
+            self.schedule(
+                p,
+                name,
+                Some(crate::machine::Step {
+                    at: first,
+                    action: Action::Probe,
+                }),
+            );
+            let Some(s) = self.providers[p].sessions.get(name) else {
+                continue;
+            };
+            self.metrics.set_session(
+                &provider,
+                name,
+                s.machine.state,
+                s.machine.consecutive_failures,
+                s.machine.last_success_at,
+            );
+            records.push(super::persist::record(&provider, name, s, now));
+        }
+        if let Err(e) = self.store.save_sessions(&records).await {
+            tracing::error!(%provider, sessions = records.len(), error = %e, "cannot save sessions");
+        }
+        for name in names {
+            let _ = self.events.send(Event::SessionAdded {
+                at: now,
+                provider: provider.clone(),
+                session: name.clone(),
+            });
+        }
+    }
+
+    /// The stored records (retired or not) of `names`, by name: one query
+    /// per name for a few, one read of every stored session for many.
+    async fn stored_records(&self, p: usize, names: &[String]) -> HashMap<String, SessionRecord> {
+        /// Above this many names, one read of the whole table is cheaper.
+        const ONE_BY_ONE_MAX: usize = 16;
         let provider = &self.providers[p].cfg.name;
-        // It may have been retired (or saved) a moment ago: read what the
+        // One may have been retired (or saved) a moment ago: read what the
         // writer has committed, not what it still holds.
         self.writer.flush().await;
-        let rec = match self.store.session(provider, name).await {
-            Ok(Some(rec)) => rec,
-            Ok(None) => return m,
-            Err(e) => {
-                tracing::error!(%provider, session = name, error = %e, "cannot read the stored session; starting it afresh");
-                return m;
+        let mut found = HashMap::new();
+        if names.len() <= ONE_BY_ONE_MAX {
+            for name in names {
+                match self.store.session(provider, name).await {
+                    Ok(Some(rec)) => {
+                        found.insert(name.clone(), rec);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(%provider, session = %name, error = %e, "cannot read the stored session; starting it afresh");
+                    }
+                }
             }
-        };
-        let Ok(old) = super::persist::machine(&rec) else {
-            return m;
-        };
-        m.restart_history = old.restart_history;
-        m.backoff_step = old.backoff_step;
-        m.next_restart_at = old.next_restart_at;
-        if old.state == State::Escalated {
-            m.state = State::Escalated;
-            m.since = old.since;
-            m.reason = old.reason;
+            return found;
         }
-        tracing::info!(
-            %provider, session = name, restarts = m.restart_history.len(),
-            escalated = m.state == State::Escalated,
-            "session is back; its restart history is kept"
-        );
-        m
+        let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+        match self.store.list_sessions(true).await {
+            Ok(recs) => found.extend(
+                recs.into_iter()
+                    .filter(|r| r.provider == *provider && wanted.contains(r.session.as_str()))
+                    .map(|r| (r.session.clone(), r)),
+            ),
+            Err(e) => {
+                tracing::error!(%provider, sessions = names.len(), error = %e, "cannot read the stored sessions; starting them afresh");
+            }
+        }
+        found
     }
 
     /// Stops watching a session; its history stays in the store.
@@ -244,6 +269,38 @@ impl Scheduler {
             reason: reason.to_string(),
         });
     }
+}
+
+/// A fresh machine for a session, with what must survive its absence
+/// taken from its stored record, if any: restart history, backoff,
+/// escalation (cleared only by a verified delivery or an operator).
+fn returning_machine(
+    provider: &str,
+    name: &str,
+    rec: Option<&SessionRecord>,
+    now: Timestamp,
+) -> Machine {
+    let mut m = Machine::new(now);
+    let Some(rec) = rec else {
+        return m;
+    };
+    let Ok(old) = super::persist::machine(rec) else {
+        return m;
+    };
+    m.restart_history = old.restart_history;
+    m.backoff_step = old.backoff_step;
+    m.next_restart_at = old.next_restart_at;
+    if old.state == State::Escalated {
+        m.state = State::Escalated;
+        m.since = old.since;
+        m.reason = old.reason;
+    }
+    tracing::info!(
+        %provider, session = name, restarts = m.restart_history.len(),
+        escalated = m.state == State::Escalated,
+        "session is back; its restart history is kept"
+    );
+    m
 }
 
 /// Whether a session list that leaves out `absent` of the `watched`

@@ -66,6 +66,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How often a queued canary's queue is re-read (Green-API allows 1/s).
 /// First probes of many sessions are spread over at most this long.
 const INITIAL_SPREAD_MAX: Duration = Duration::from_secs(30);
+/// The highest rate of first probes when many sessions start together (up
+/// to their interval): 100k sessions at 5 m start at ~333/s, their steady
+/// rate, not at 3,333/s within 30 s.
+const FIRST_PROBES_PER_SEC: f64 = 50.0;
 /// How long a restart waits before its intent row is tried again after a
 /// failed write (intent before action).
 const INTENT_RETRY: Duration = Duration::from_secs(5);
@@ -448,8 +452,13 @@ impl Scheduler {
 
     /// When a newly watched session gets its first probe: spread over the
     /// first part of its interval so many sessions do not all start at once.
-    fn first_probe_at(&mut self, now: Timestamp, interval: Duration) -> Timestamp {
-        let spread = interval.min(INITIAL_SPREAD_MAX);
+    /// `batch` sessions start together (a discovery, a restore): the spread
+    /// is at least long enough to keep their first probes at no more than
+    /// [`FIRST_PROBES_PER_SEC`], and never longer than the interval, so a
+    /// large fleet starts at its steady rate instead of a burst.
+    fn first_probe_at(&mut self, now: Timestamp, interval: Duration, batch: usize) -> Timestamp {
+        let paced = Duration::from_secs_f64(batch as f64 / FIRST_PROBES_PER_SEC);
+        let spread = interval.min(INITIAL_SPREAD_MAX.max(paced));
         now.plus(spread.mul_f64(self.rng.random_range(0.0..1.0)))
     }
 }

@@ -25,6 +25,9 @@ struct RestoreStats {
     overdue: usize,
     added: usize,
     retired: usize,
+    /// The provider's stored sessions: the batch overdue ones are spread
+    /// for (`Scheduler::first_probe_at`).
+    stored: usize,
 }
 
 /// The store record of a session.
@@ -168,7 +171,10 @@ impl Scheduler {
                 tracing::error!(provider = %name, error = %e, "cannot read restart records");
             }
         }
-        let mut stats = RestoreStats::default();
+        let mut stats = RestoreStats {
+            stored: records.iter().filter(|r| r.provider == name).count(),
+            ..RestoreStats::default()
+        };
         let mut saves = Vec::new();
         let mut seen = HashSet::new();
         for rec in records.iter().filter(|r| r.provider == name) {
@@ -192,16 +198,17 @@ impl Scheduler {
         }
         // Sessions named in the config that the store does not know yet.
         if let SessionSelector::Named(names) = self.providers[p].cfg.sessions.clone() {
-            for n in names {
-                if !seen.contains(&n)
-                    && self.providers[p].cfg.is_enabled(&n)
-                    && self.owns(p, &n)
-                    && !self.providers[p].sessions.contains_key(&n)
-                {
-                    self.add(p, &n, false).await;
-                    stats.added += 1;
-                }
-            }
+            let unknown: Vec<String> = names
+                .into_iter()
+                .filter(|n| {
+                    !seen.contains(n)
+                        && self.providers[p].cfg.is_enabled(n)
+                        && self.owns(p, n)
+                        && !self.providers[p].sessions.contains_key(n)
+                })
+                .collect();
+            stats.added = unknown.len();
+            self.add_many(p, &unknown, false).await;
         }
         // Restart budget and concurrency as they were.
         let cfg = self.providers[p].cfg.policy.clone();
@@ -326,7 +333,7 @@ impl Scheduler {
                     }
                     _ => {
                         stats.overdue += 1;
-                        self.first_probe_at(now, interval)
+                        self.first_probe_at(now, interval, stats.stored)
                     }
                 },
                 action: Action::Probe,

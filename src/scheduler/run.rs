@@ -342,6 +342,12 @@ impl Scheduler {
             return;
         };
         let Some(step) = s.next else { return };
+        if step.action == Action::Probe {
+            // Read by the fleet benchmark (p50/p99 lateness) and by anyone
+            // asking whether the daemon keeps up with its fleet.
+            let late = self.clock.now().since(due);
+            self.metrics.observe_lateness(&pr.cfg.name, late);
+        }
         let timeout = pr.cfg.canary.timeout;
         let work = match step.action {
             Action::Probe | Action::Verify => {

@@ -13,6 +13,7 @@ mod delivery_proof;
 mod demo;
 mod demo_webhooks;
 mod discovery_grace;
+mod fleet_discovery;
 mod fleet_restart;
 mod grafana_dashboard;
 mod http_api;
