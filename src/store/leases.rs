@@ -251,23 +251,7 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(None);
             }
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO remediations \
-                 (provider, session, started_at, action, reason, result, detail, intent_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, '', $7) \
-                 ON CONFLICT (intent_key) WHERE intent_key IS NOT NULL \
-                 DO UPDATE SET intent_key = excluded.intent_key \
-                 RETURNING id",
-            )
-            .bind(&r.provider)
-            .bind(&r.session)
-            .bind(r.started_at.as_millis())
-            .bind(&r.action)
-            .bind(cap_text(&r.reason))
-            .bind(&r.result)
-            .bind(&r.intent_key)
-            .fetch_one(&mut *tx)
-            .await?;
+            let id: i64 = insert_intent!(r).fetch_one(&mut *tx).await?;
             tx.commit().await?;
             Ok(Some(id))
         })

@@ -63,6 +63,31 @@ macro_rules! on_reader {
     };
 }
 
+/// The restart intent's INSERT, bound to a [`NewRemediation`]: one query for
+/// the three places an intent is written (alone, in a writer batch, fenced by
+/// a lease). Idempotent per `intent_key`: a retry of an intent whose earlier
+/// write timed out (and may have committed meanwhile) returns the existing
+/// row's id instead of adding a second row.
+macro_rules! insert_intent {
+    ($r:expr) => {
+        sqlx::query_scalar(
+            "INSERT INTO remediations \
+             (provider, session, started_at, action, reason, result, detail, intent_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, '', $7) \
+             ON CONFLICT (intent_key) WHERE intent_key IS NOT NULL \
+             DO UPDATE SET intent_key = excluded.intent_key \
+             RETURNING id",
+        )
+        .bind(&$r.provider)
+        .bind(&$r.session)
+        .bind($r.started_at.as_millis())
+        .bind(&$r.action)
+        .bind(cap_text(&$r.reason))
+        .bind(&$r.result)
+        .bind(&$r.intent_key)
+    };
+}
+
 mod history;
 mod leases;
 mod overview;
