@@ -13,9 +13,11 @@
 //! `file:line:column`; everything else is checked after parsing, and the
 //! error names the key path (`provider "waha-main": policy.max_restarts`).
 
+mod database;
 #[cfg(test)]
 mod example_support;
 mod maintenance;
+mod merge;
 mod name;
 mod operator;
 mod raw;

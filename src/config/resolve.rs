@@ -11,18 +11,17 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::merge::{merge_canary, merge_policy};
 use super::name::{NAME_RULE, valid_name};
-use super::raw::{
-    RawAlertmanager, RawCanary, RawConfig, RawDaemon, RawPolicy, RawProvider, RawSession,
-};
+use super::raw::{RawAlertmanager, RawConfig, RawDaemon, RawProvider, RawSession};
 use super::secret::{self, SecretContext, SecretKeys};
 use super::webhook::RawWebhookKeys;
 use super::{
     AlertmanagerConfig, CanaryConfig, ChatTarget, Config, ConfirmMode, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_PROBES, DEFAULT_MIN_REQUEST_INTERVAL, DEFAULT_RESEND_INTERVAL,
-    DaemonConfig, Database, GREEN_API_DEFAULT_ACK_TIMEOUT, GREEN_API_JOURNAL_LAG,
+    DaemonConfig, GREEN_API_DEFAULT_ACK_TIMEOUT, GREEN_API_JOURNAL_LAG,
     MAX_CONCURRENT_PROBES_LIMIT, MAX_DURATION, MIN_LEASE_TTL, NONCE_PLACEHOLDER, ProviderConfig,
-    ProviderKind, Secret, SecretSource, SessionOverride, SessionSelector,
+    ProviderKind, Secret, SessionOverride, SessionSelector,
 };
 use crate::policy::PolicyConfig;
 
@@ -193,73 +192,6 @@ impl Resolver<'_> {
             webhook_listen: raw.webhook_listen,
             session_metrics: raw.session_metrics.unwrap_or(d.session_metrics),
         })
-    }
-
-    /// `daemon.database` (a path, `sqlite:PATH` or `postgres://…`) or the
-    /// PostgreSQL URL from `daemon.database_url_env` / `_file`; `None` when
-    /// nothing is given (the default).
-    fn database(
-        &mut self,
-        database: Option<&str>,
-        url_env: Option<&str>,
-        url_file: Option<&Path>,
-    ) -> Result<Option<Database>, String> {
-        let from_secret = self.secret(
-            &SecretKeys {
-                name: "daemon.database_url",
-                env: url_env,
-                file: url_file,
-                inline: None,
-            },
-            "",
-        )?;
-        if let Some(url) = from_secret {
-            if database.is_some() {
-                return Err(
-                    "daemon.database and daemon.database_url_env/_file are both set; \
-                     give the database one way only"
-                        .to_string(),
-                );
-            }
-            if !is_postgres_url(url.expose()) {
-                return Err(format!(
-                    "daemon.database_url ({}) must be a postgres:// or postgresql:// URL",
-                    url.source()
-                ));
-            }
-            register_password(url.expose());
-            return Ok(Some(Database::Postgres(url)));
-        }
-        let Some(text) = database else {
-            return Ok(None);
-        };
-        if is_postgres_url(text) {
-            register_password(text);
-            let url = Secret::new(text, SecretSource::Inline);
-            if url_password(text).is_some() {
-                self.warn(
-                    "daemon.database carries a password inline in the config file; prefer \
-                     daemon.database_url_env or daemon.database_url_file"
-                        .to_string(),
-                );
-            }
-            return Ok(Some(Database::Postgres(url)));
-        }
-        let path = text
-            .strip_prefix("sqlite://")
-            .or_else(|| text.strip_prefix("sqlite:"))
-            .unwrap_or(text);
-        if path.is_empty() {
-            return Err("daemon.database must not be empty".to_string());
-        }
-        if let Some((scheme, _)) = path.split_once("://") {
-            // Only the scheme: the rest of an unknown URL may hold a password.
-            return Err(format!(
-                "daemon.database: unknown scheme {scheme:?}; give a file path, sqlite:PATH \
-                 or a postgres:// URL"
-            ));
-        }
-        Ok(Some(Database::Sqlite(self.config_dir.join(path))))
     }
 
     /// Resolves one secret; `scope` prefixes the inline warning
@@ -608,129 +540,8 @@ fn session_overrides(
     Ok(out)
 }
 
-fn chat_error(key: &str, got: &str) -> String {
+pub(super) fn chat_error(key: &str, got: &str) -> String {
     format!("{key} must be \"self\" or a chat id such as \"5511999990001@c.us\", got {got:?}")
-}
-
-/// `base` with the keys `raw` gives replaced, then checked as a whole.
-fn merge_canary(base: &CanaryConfig, raw: RawCanary) -> Result<CanaryConfig, String> {
-    let chat = match raw.chat {
-        None => base.chat.clone(),
-        Some(text) => ChatTarget::parse(&text).ok_or_else(|| chat_error("canary.chat", &text))?,
-    };
-    let c = CanaryConfig {
-        interval: raw.interval.unwrap_or(base.interval),
-        jitter: raw.jitter.unwrap_or(base.jitter),
-        timeout: raw.timeout.unwrap_or(base.timeout),
-        ack_timeout: raw.ack_timeout.unwrap_or(base.ack_timeout),
-        confirm: match raw.confirm {
-            None => base.confirm,
-            Some(text) => ConfirmMode::parse(&text).ok_or_else(|| {
-                format!("canary.confirm must be \"ack\" or \"accepted\", got {text:?}")
-            })?,
-        },
-        text: raw.text.unwrap_or_else(|| base.text.clone()),
-        chat,
-    };
-    positive("canary.interval", c.interval)?;
-    // `contains` is false for NaN, so NaN is rejected too.
-    if !(0.0..=0.5).contains(&c.jitter) {
-        return Err(format!(
-            "canary.jitter must be between 0 and 0.5, got {}",
-            c.jitter
-        ));
-    }
-    positive("canary.timeout", c.timeout)?;
-    positive("canary.ack_timeout", c.ack_timeout)?;
-    if c.text.trim().is_empty() {
-        return Err("canary.text must not be empty".to_string());
-    }
-    Ok(c)
-}
-
-/// `base` with the keys `raw` gives replaced, then checked as a whole.
-fn merge_policy(base: &PolicyConfig, raw: RawPolicy) -> Result<PolicyConfig, String> {
-    let p = PolicyConfig {
-        desync_signatures: raw
-            .desync_signatures
-            .unwrap_or_else(|| base.desync_signatures.clone()),
-        desync_confirmations: raw
-            .desync_confirmations
-            .unwrap_or(base.desync_confirmations),
-        send_failure_confirmations: raw
-            .send_failure_confirmations
-            .unwrap_or(base.send_failure_confirmations),
-        confirm_interval: raw.confirm_interval.unwrap_or(base.confirm_interval),
-        restart_timeout: raw.restart_timeout.unwrap_or(base.restart_timeout),
-        restart_poll_interval: raw
-            .restart_poll_interval
-            .unwrap_or(base.restart_poll_interval),
-        restart_call_timeout: raw
-            .restart_call_timeout
-            .unwrap_or(base.restart_call_timeout),
-        starting_grace: raw.starting_grace.unwrap_or(base.starting_grace),
-        restart_stopped: raw.restart_stopped.unwrap_or(base.restart_stopped),
-        max_restarts: raw.max_restarts.unwrap_or(base.max_restarts),
-        restart_window: raw.restart_window.unwrap_or(base.restart_window),
-        backoff_initial: raw.backoff_initial.unwrap_or(base.backoff_initial),
-        backoff_max: raw.backoff_max.unwrap_or(base.backoff_max),
-        healthy_reset: raw.healthy_reset.unwrap_or(base.healthy_reset),
-        max_concurrent_restarts: raw
-            .max_concurrent_restarts
-            .unwrap_or(base.max_concurrent_restarts),
-        restart_budget: raw.restart_budget.unwrap_or(base.restart_budget),
-        restart_budget_window: raw
-            .restart_budget_window
-            .unwrap_or(base.restart_budget_window),
-        outage_fraction: raw.outage_fraction.unwrap_or(base.outage_fraction),
-        outage_min_sessions: raw.outage_min_sessions.unwrap_or(base.outage_min_sessions),
-        dry_run: raw.dry_run.unwrap_or(base.dry_run),
-    };
-    if p.desync_signatures.iter().any(|s| s.trim().is_empty()) {
-        return Err(
-            "policy.desync_signatures must not contain an empty string (it would match every error)"
-                .to_string(),
-        );
-    }
-    at_least_one("policy.desync_confirmations", p.desync_confirmations)?;
-    at_least_one(
-        "policy.send_failure_confirmations",
-        p.send_failure_confirmations,
-    )?;
-    positive("policy.confirm_interval", p.confirm_interval)?;
-    positive("policy.restart_timeout", p.restart_timeout)?;
-    positive("policy.restart_poll_interval", p.restart_poll_interval)?;
-    not_above(
-        ("policy.restart_poll_interval", p.restart_poll_interval),
-        ("policy.restart_timeout", p.restart_timeout),
-    )?;
-    positive("policy.restart_call_timeout", p.restart_call_timeout)?;
-    not_above(
-        ("policy.restart_call_timeout", p.restart_call_timeout),
-        ("policy.restart_timeout", p.restart_timeout),
-    )?;
-    positive("policy.starting_grace", p.starting_grace)?;
-    at_least_one("policy.max_restarts", p.max_restarts)?;
-    positive("policy.restart_window", p.restart_window)?;
-    positive("policy.backoff_initial", p.backoff_initial)?;
-    positive("policy.backoff_max", p.backoff_max)?;
-    not_above(
-        ("policy.backoff_initial", p.backoff_initial),
-        ("policy.backoff_max", p.backoff_max),
-    )?;
-    positive("policy.healthy_reset", p.healthy_reset)?;
-    at_least_one("policy.max_concurrent_restarts", p.max_concurrent_restarts)?;
-    at_least_one("policy.restart_budget", p.restart_budget)?;
-    positive("policy.restart_budget_window", p.restart_budget_window)?;
-    // Written so that NaN fails: comparisons with NaN are false.
-    if !(p.outage_fraction > 0.0 && p.outage_fraction <= 1.0) {
-        return Err(format!(
-            "policy.outage_fraction must be greater than 0 and at most 1, got {}",
-            p.outage_fraction
-        ));
-    }
-    at_least_one("policy.outage_min_sessions", p.outage_min_sessions)?;
-    Ok(p)
 }
 
 fn alertmanager(raw: RawAlertmanager) -> Result<AlertmanagerConfig, String> {
@@ -795,19 +606,19 @@ fn base_url(key: &str, text: &str) -> Result<BaseUrl, String> {
     })
 }
 
-fn human(d: Duration) -> humantime::FormattedDuration {
+pub(super) fn human(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(d)
 }
 
 /// Durations where zero makes no sense (an interval, a timeout, a window).
-fn positive(key: &str, d: Duration) -> Result<(), String> {
+pub(super) fn positive(key: &str, d: Duration) -> Result<(), String> {
     if d.is_zero() {
         return Err(format!("{key} must be greater than 0"));
     }
     not_too_long(key, d)
 }
 
-fn not_too_long(key: &str, d: Duration) -> Result<(), String> {
+pub(super) fn not_too_long(key: &str, d: Duration) -> Result<(), String> {
     if d > MAX_DURATION {
         return Err(format!(
             "{key} must be at most {}, got {}",
@@ -818,7 +629,7 @@ fn not_too_long(key: &str, d: Duration) -> Result<(), String> {
     Ok(())
 }
 
-fn not_above(small: (&str, Duration), large: (&str, Duration)) -> Result<(), String> {
+pub(super) fn not_above(small: (&str, Duration), large: (&str, Duration)) -> Result<(), String> {
     if small.1 > large.1 {
         return Err(format!(
             "{} ({}) must not be greater than {} ({})",
@@ -831,40 +642,9 @@ fn not_above(small: (&str, Duration), large: (&str, Duration)) -> Result<(), Str
     Ok(())
 }
 
-fn at_least_one(key: &str, n: u32) -> Result<(), String> {
+pub(super) fn at_least_one(key: &str, n: u32) -> Result<(), String> {
     if n < 1 {
         return Err(format!("{key} must be at least 1, got {n}"));
     }
     Ok(())
-}
-
-/// `postgres://` or `postgresql://` (the two schemes libpq accepts).
-fn is_postgres_url(text: &str) -> bool {
-    text.starts_with("postgres://") || text.starts_with("postgresql://")
-}
-
-/// The password in a URL's user info (`scheme://user:password@host/...`)
-/// or its `password=` parameter, if it has one.
-fn url_password(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    if let Some((userinfo, _host)) = authority.rsplit_once('@')
-        && let Some((_user, password)) = userinfo.split_once(':')
-        && !password.is_empty()
-    {
-        return Some(password);
-    }
-    let query = rest.split_once('?')?.1;
-    query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("password="))
-        .filter(|p| !p.is_empty())
-}
-
-/// Registers a URL's password with the redaction registry on its own (the
-/// whole URL already is, as a [`Secret`]): a driver message could quote it.
-fn register_password(url: &str) {
-    if let Some(password) = url_password(url) {
-        crate::redact::register(password);
-    }
 }
