@@ -6,7 +6,8 @@
 
 use crate::clock::Timestamp;
 
-use super::records::{ProbeRow, RemediationRow, TransitionRow, cap_text, u64_to_i64};
+use super::records::{ProbeRow, RemediationRow, TransitionRow};
+use super::write::{Applied, Write};
 use super::{
     NewRemediation, ProbeRecord, RemediationRecord, RemediationUpdate, Store, StoreError,
     TransitionRecord, query_error,
@@ -28,50 +29,15 @@ impl Store {
     /// Records one probe. `detail` is capped to
     /// [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
     pub async fn insert_probe(&self, p: &ProbeRecord) -> Result<(), StoreError> {
-        const OP: &str = "insert_probe";
-        self.check_writable(OP)?;
-        on_writer!(self, |w| {
-            super::timed(&self.health, OP, sqlx::query(
-            "INSERT INTO probes (provider, session, at, kind, outcome, http_status, latency_ms, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&p.provider)
-        .bind(&p.session)
-        .bind(p.at.as_millis())
-        .bind(&p.kind)
-        .bind(&p.outcome)
-        .bind(p.http_status.map(i64::from))
-        .bind(u64_to_i64(p.latency_ms))
-        .bind(cap_text(&p.detail))
-        .execute(w))
-        .await.map(|r| r.rows_affected())
-        })?;
-        Ok(())
+        self.apply_batch(&[Write::Probe(p.clone())]).await.map(drop)
     }
 
     /// Records one state change. `reason` is capped to
     /// [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
     pub async fn insert_transition(&self, t: &TransitionRecord) -> Result<(), StoreError> {
-        const OP: &str = "insert_transition";
-        self.check_writable(OP)?;
-        on_writer!(self, |w| super::timed(
-            &self.health,
-            OP,
-            sqlx::query(
-                "INSERT INTO transitions (provider, session, at, from_state, to_state, reason) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&t.provider)
-            .bind(&t.session)
-            .bind(t.at.as_millis())
-            .bind(&t.from_state)
-            .bind(&t.to_state)
-            .bind(cap_text(&t.reason))
-            .execute(w),
-        )
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(())
+        self.apply_batch(&[Write::Transition(t.clone())])
+            .await
+            .map(drop)
     }
 
     /// Writes the intent to remediate before the provider is called, and
@@ -83,14 +49,16 @@ impl Store {
     /// whose earlier write timed out (and may have committed meanwhile)
     /// returns the existing row instead of adding a second one.
     pub async fn begin_remediation(&self, r: &NewRemediation) -> Result<i64, StoreError> {
-        const OP: &str = "begin_remediation";
-        self.check_writable(OP)?;
-        on_writer!(self, |w| super::timed(
-            &self.health,
-            OP,
-            insert_intent!(r).fetch_one(w),
-        )
-        .await)
+        match self
+            .apply_batch(&[Write::BeginRemediation(r.clone())])
+            .await?[..]
+        {
+            [Applied::Id(id)] => Ok(id),
+            ref other => Err(StoreError::Corrupt {
+                row: "remediations".into(),
+                detail: format!("an intent write returned {other:?}, not its row id"),
+            }),
+        }
     }
 
     /// Moves a remediation on (`pending` → `called` → `healed`, ...). A
@@ -101,35 +69,14 @@ impl Store {
         id: i64,
         update: &RemediationUpdate,
     ) -> Result<(), StoreError> {
-        const OP: &str = "update_remediation";
-        self.check_writable(OP)?;
-        let finished_at = update.finished_at.map(Timestamp::as_millis);
-        let updated = on_writer!(self, |w| super::timed(
-            &self.health,
-            OP,
-            sqlx::query(
-                "UPDATE remediations SET result = $2, detail = $3, \
-             finished_at = COALESCE($4, finished_at), \
-             duration_ms = CASE \
-                 WHEN $4 IS NULL THEN duration_ms \
-                 WHEN $4 >= started_at THEN $4 - started_at \
-                 ELSE 0 END, \
-             recovery_ms = COALESCE($5, recovery_ms) \
-             WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&update.result)
-            .bind(cap_text(&update.detail))
-            .bind(finished_at)
-            .bind(update.recovery_ms.map(u64_to_i64))
-            .execute(w),
-        )
-        .await
-        .map(|r| r.rows_affected()))?;
-        if updated == 0 {
-            return Err(StoreError::UnknownRemediation { id });
+        let write = Write::UpdateRemediation {
+            id,
+            update: update.clone(),
+        };
+        match self.apply_batch(&[write]).await?[..] {
+            [Applied::Missing] => Err(StoreError::UnknownRemediation { id }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Remediations of `provider` started at or after `since`, oldest first,

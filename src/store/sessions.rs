@@ -4,6 +4,7 @@
 use crate::clock::Timestamp;
 
 use super::records::{SessionRow, cap_text};
+use super::write::Write;
 use super::{SessionRecord, Store, StoreError, query_error};
 
 /// The columns of `sessions`, in [`SessionRow`]'s order. A macro so it can be
@@ -95,16 +96,8 @@ impl Store {
     /// `rec.retired_at` says (use [`Store::retire_session`] to retire).
     /// `state_reason` is capped to [`MAX_TEXT_CHARS`](super::MAX_TEXT_CHARS).
     pub async fn save_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
-        const OP: &str = "save_session";
-        self.check_writable(OP)?;
-        let history = history_json(rec)?;
-        on_writer!(self, |w| super::timed(
-            &self.health,
-            OP,
-            upsert!(rec, history.clone()).execute(w)
-        )
-        .await
-        .map(drop))
+        let write = Write::Session(Box::new(rec.clone()));
+        self.apply_batch(&[write]).await.map(drop)
     }
 
     /// [`Store::save_session`] for many records: one transaction per
@@ -221,21 +214,11 @@ impl Store {
         session: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        const OP: &str = "retire_session";
-        self.check_writable(OP)?;
-        on_writer!(self, |w| super::timed(
-            &self.health,
-            OP,
-            sqlx::query(
-                "UPDATE sessions SET retired_at = $3, updated_at = $3 \
-             WHERE provider = $1 AND session = $2 AND retired_at IS NULL",
-            )
-            .bind(provider)
-            .bind(session)
-            .bind(at.as_millis())
-            .execute(w),
-        )
-        .await
-        .map(drop))
+        let write = Write::Retire {
+            provider: provider.to_string(),
+            session: session.to_string(),
+            at,
+        };
+        self.apply_batch(&[write]).await.map(drop)
     }
 }
