@@ -137,25 +137,9 @@ impl Scheduler {
             let interval = self.providers[p].cfg.interval_for(name);
             let first = self.first_probe_at(now, interval, names.len());
             let machine = returning_machine(&provider, name, stored.get(name.as_str()), now);
-            self.providers[p].sessions.insert(
-                name.clone(),
-                SessionRt {
-                    machine,
-                    next: None,
-                    seq: 0,
-                    in_flight: false,
-                    probe_slot: false,
-                    deferred: false,
-                    discovered,
-                    missing: None,
-                    pending_intent: None,
-                    remediation_id: None,
-                    pending_ack: None,
-                    unconfirmed_logged: false,
-                    ring_send: None,
-                    canary_chat: None,
-                },
-            );
+            self.providers[p]
+                .sessions
+                .insert(name.clone(), SessionRt::new(machine, discovered, None));
             tracing::debug!(%provider, session = %name, "watching session");
             self.schedule(
                 p,

@@ -160,6 +160,28 @@ struct SessionRt {
     canary_chat: Option<String>,
 }
 
+impl SessionRt {
+    /// A session just added or restored: nothing in flight, nothing pending.
+    fn new(machine: Machine, discovered: bool, remediation_id: Option<i64>) -> SessionRt {
+        SessionRt {
+            machine,
+            next: None,
+            seq: 0,
+            in_flight: false,
+            probe_slot: false,
+            deferred: false,
+            discovered,
+            missing: None,
+            pending_intent: None,
+            remediation_id,
+            pending_ack: None,
+            unconfirmed_logged: false,
+            ring_send: None,
+            canary_chat: None,
+        }
+    }
+}
+
 /// A discovered session absent from the provider's recent session lists.
 #[derive(Debug, Clone, Copy)]
 struct Missing {

@@ -347,22 +347,7 @@ impl Scheduler {
         );
         self.providers[p].sessions.insert(
             rec.session.clone(),
-            SessionRt {
-                machine,
-                next: None,
-                seq: 0,
-                in_flight: false,
-                probe_slot: false,
-                deferred: false,
-                discovered,
-                missing: None,
-                pending_intent: None,
-                remediation_id,
-                pending_ack: None,
-                unconfirmed_logged: false,
-                ring_send: None,
-                canary_chat: None,
-            },
+            SessionRt::new(machine, discovered, remediation_id),
         );
         self.schedule(p, &rec.session, step);
         let pr = &self.providers[p];
