@@ -153,6 +153,11 @@ pub const FAMILIES: &[(&str, &str, &[&str])] = &[
         &["provider"],
     ),
     (
+        "wa_watchdog_probe_lateness_seconds",
+        "histogram",
+        &["provider"],
+    ),
+    (
         "wa_watchdog_session_state",
         "gauge",
         &["provider", "session", "state"],

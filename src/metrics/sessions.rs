@@ -215,6 +215,7 @@ impl Metrics {
             .remove_label_values(&[provider, OTHER_EVENT]);
         let _ = self.canary_duration.remove_label_values(&[provider]);
         let _ = self.confirmation_duration.remove_label_values(&[provider]);
+        let _ = self.probe_lateness.remove_label_values(&[provider]);
         let _ = self.recovery_duration.remove_label_values(&[provider]);
         let _ = self.desyncs_total.remove_label_values(&[provider]);
         let _ = self.provider_up.remove_label_values(&[provider]);

@@ -34,6 +34,7 @@ fn populated() -> Metrics {
     let m = Metrics::new();
     m.observe_probe("waha-main", &Outcome::Delivered, Duration::from_millis(420));
     m.observe_confirmation("waha-main", Duration::from_secs(3));
+    m.observe_lateness("waha-main", Duration::from_millis(7));
     m.set_session(
         "waha-main",
         "sales",
