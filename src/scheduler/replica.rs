@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::Scheduler;
 use crate::lease::{self, shard_of};
-use crate::store::{Fence, Held, NewRemediation, StoreError};
+use crate::store::{Fence, Held, LeaseSnapshot, NewRemediation, StoreError};
 
 /// One replica's leases.
 #[derive(Debug)]
@@ -69,6 +69,35 @@ impl ReplicaRt {
     pub(super) fn shards_owned(&self) -> usize {
         self.held.len()
     }
+
+    /// When the next round is due (the loop wakes for it).
+    pub(super) fn next_round(&self) -> Instant {
+        self.next_round
+    }
+}
+
+/// Slack after another replica's lease runs out before the round that
+/// claims it: the snapshot's `now` was read a little after the round
+/// started, so the expiry falls a little later on this replica's clock. A
+/// round that comes too early claims nothing and waits again (the next
+/// snapshot gives the rest).
+const TAKEOVER_SLACK: Duration = Duration::from_millis(20);
+
+/// How long after this round started another replica's lease runs out
+/// (the soonest one; `None` if none is held by another): when that is
+/// sooner than a round period, the round after is due then, not up to a
+/// period later, so a dead replica's sessions
+/// move within the lease time. Live replicas renew a third into the lease,
+/// so their leases never come due this way.
+fn takeover_wait(me: &str, snapshot: &LeaseSnapshot) -> Option<Duration> {
+    snapshot
+        .leases
+        .iter()
+        .filter(|l| l.owner.as_deref().is_some_and(|o| o != me))
+        .filter(|l| l.expires_at > snapshot.now)
+        .map(|l| l.expires_at - snapshot.now)
+        .min()
+        .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)) + TAKEOVER_SLACK)
 }
 
 impl Scheduler {
@@ -181,6 +210,9 @@ impl Scheduler {
                 return;
             }
         };
+        if let (Some(r), Some(wait)) = (&mut self.replica, takeover_wait(&name, &snapshot)) {
+            r.next_round = r.next_round.min(started + wait);
+        }
         let plan = lease::plan(&name, &snapshot.leases, snapshot.live.len(), snapshot.now);
         let now_held = match self
             .store
@@ -290,6 +322,12 @@ impl Scheduler {
                 tracing::error!(provider = %self.providers[p].cfg.name, error = %e, "cannot restore the sessions of shards taken over");
             }
         }
+    }
+
+    /// When the next lease round is due (`None`: not one of several
+    /// replicas). The daemon's loop wakes for it.
+    pub(super) fn lease_wake(&self) -> Option<Instant> {
+        self.replica.as_ref().map(ReplicaRt::next_round)
     }
 
     /// Runs a lease round now, whatever its schedule (tests drive rounds

@@ -94,6 +94,8 @@ impl Scheduler {
         loop {
             self.start_due().await;
             let wake = self.next_due();
+            // A lease round is due on the monotonic clock (`replica.rs`).
+            let lease_wake = self.lease_wake().map(tokio::time::Instant::from_std);
             let clock = self.clock.clone();
             tokio::select! {
                 biased;
@@ -117,6 +119,12 @@ impl Scheduler {
                 _ = async {
                     match wake {
                         Some(at) => clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+                _ = async {
+                    match lease_wake {
+                        Some(at) => tokio::time::sleep_until(at).await,
                         None => std::future::pending().await,
                     }
                 } => {}

@@ -39,6 +39,24 @@ pub struct Fence {
     pub token: i64,
 }
 
+/// A row of `leases` as read by [`LEASE_ROWS`]: shard, owner, expires_at,
+/// token.
+type LeaseRow = (i64, Option<String>, i64, i64);
+
+/// Every lease row, in shard order (the snapshot and `status` read the same).
+const LEASE_ROWS: &str = "SELECT shard, owner, expires_at, token FROM leases ORDER BY shard";
+
+/// One lease row as a [`Lease`]; a shard number out of range (not written by
+/// this program) is skipped.
+fn lease_of_row((shard, owner, expires_at, token): LeaseRow) -> Option<Lease> {
+    Some(Lease {
+        shard: u32::try_from(shard).ok()?,
+        owner,
+        expires_at,
+        token,
+    })
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -84,25 +102,12 @@ impl Store {
                     .bind(now)
                     .fetch_all(&mut *tx)
                     .await?;
-            let rows: Vec<(i64, Option<String>, i64, i64)> =
-                sqlx::query_as("SELECT shard, owner, expires_at, token FROM leases ORDER BY shard")
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let rows: Vec<LeaseRow> = sqlx::query_as(LEASE_ROWS).fetch_all(&mut *tx).await?;
             tx.commit().await?;
             Ok(LeaseSnapshot {
                 now,
                 live,
-                leases: rows
-                    .into_iter()
-                    .filter_map(|(shard, owner, expires_at, token)| {
-                        Some(Lease {
-                            shard: u32::try_from(shard).ok()?,
-                            owner,
-                            expires_at,
-                            token,
-                        })
-                    })
-                    .collect(),
+                leases: rows.into_iter().filter_map(lease_of_row).collect(),
             })
         })
         .await
@@ -206,22 +211,11 @@ impl Store {
         let Pools::Postgres(pool) = &self.pools else {
             return Ok(Vec::new());
         };
-        let rows: Vec<(i64, Option<String>, i64, i64)> =
-            sqlx::query_as("SELECT shard, owner, expires_at, token FROM leases ORDER BY shard")
-                .fetch_all(pool)
-                .await
-                .map_err(query_error("leases"))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(shard, owner, expires_at, token)| {
-                Some(Lease {
-                    shard: u32::try_from(shard).ok()?,
-                    owner,
-                    expires_at,
-                    token,
-                })
-            })
-            .collect())
+        let rows: Vec<LeaseRow> = sqlx::query_as(LEASE_ROWS)
+            .fetch_all(pool)
+            .await
+            .map_err(query_error("leases"))?;
+        Ok(rows.into_iter().filter_map(lease_of_row).collect())
     }
 
     /// [`Store::begin_remediation`] guarded by `fence`: in one transaction,

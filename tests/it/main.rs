@@ -23,6 +23,7 @@ mod monitoring_e2e;
 mod operator_cli;
 mod reload;
 mod replicas;
+mod replicas_binary;
 mod ring;
 mod sim_green_api;
 mod sim_waha;
