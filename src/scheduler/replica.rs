@@ -347,3 +347,47 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::Lease;
+
+    fn snapshot(leases: &[(Option<&str>, i64)]) -> LeaseSnapshot {
+        LeaseSnapshot {
+            now: 1_000,
+            live: Vec::new(),
+            leases: leases
+                .iter()
+                .enumerate()
+                .map(|(i, &(owner, expires_at))| Lease {
+                    shard: u32::try_from(i).unwrap_or(0),
+                    owner: owner.map(str::to_string),
+                    expires_at,
+                    token: 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_next_round_is_due_when_another_replica_s_lease_runs_out() {
+        let s = snapshot(&[
+            (Some("me"), 1_100),
+            (Some("b"), 5_000),
+            (Some("c"), 1_700),
+            (None, 0),
+            (Some("d"), 900), // already expired: claimed this round
+        ]);
+        assert_eq!(
+            takeover_wait("me", &s),
+            Some(Duration::from_millis(700) + TAKEOVER_SLACK)
+        );
+    }
+
+    #[test]
+    fn own_free_and_expired_leases_set_no_wait() {
+        let s = snapshot(&[(Some("me"), 1_100), (None, 0), (Some("d"), 1_000)]);
+        assert_eq!(takeover_wait("me", &s), None);
+    }
+}
