@@ -22,17 +22,20 @@
 //!
 //! Code map: this file (the families, their registration and the counters),
 //! `sessions` (the per-session bookkeeping: setting and retiring sessions
-//! and providers), `tests`.
+//! and providers), `session_series` (the three per-session families,
+//! rendered from that bookkeeping at scrape time: no per-series objects
+//! kept per session), `tests`.
 
 pub mod exposition;
+mod session_series;
 mod sessions;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::clock::Timestamp;
@@ -222,9 +225,6 @@ pub struct Metrics {
     canary_total: IntCounterVec,
     canary_duration: HistogramVec,
     confirmation_duration: HistogramVec,
-    session_state: IntGaugeVec,
-    session_last_success: GaugeVec,
-    session_failures: IntGaugeVec,
     restarts_total: IntCounterVec,
     desyncs_total: IntCounterVec,
     recovery_duration: HistogramVec,
@@ -249,13 +249,11 @@ pub struct Metrics {
     store_failures_reported: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     alertmanager_push_failures: IntCounter,
     scheduler_last_tick: Gauge,
-    /// Whether the per-session families are exported
-    /// (`daemon.session_metrics`); without them a session still moves the
-    /// per-provider `sessions` counts.
-    session_series: bool,
     /// Held across each multi-series update, so that concurrent callers never
     /// leave a session with two state series or a `sessions` count off by one.
-    tracked: Mutex<Tracked>,
+    /// Also the per-session families' values (`session_series.rs` renders
+    /// them at scrape time; exported or not by `daemon.session_metrics`).
+    tracked: Arc<Mutex<Tracked>>,
 }
 
 impl Default for Metrics {
@@ -320,6 +318,12 @@ impl Metrics {
     /// such series, most of a scrape; the per-provider families stay.
     pub fn with_session_series(session_series: bool) -> Metrics {
         let r = Registry::new();
+        let tracked = Arc::new(Mutex::new(Tracked::default()));
+        r.register(Box::new(session_series::SessionFamilies::new(
+            tracked.clone(),
+            session_series,
+        )))
+        .expect("metric families are unique on a fresh registry");
         let m = Metrics {
             canary_total: counter_vec(
                 &r,
@@ -341,29 +345,6 @@ impl Metrics {
                  Green-API message status), in seconds.",
                 &CONFIRMATION_BUCKETS,
                 &["provider"],
-            ),
-            session_state: gauge_vec(
-                &r,
-                "wa_watchdog_session_state",
-                "1 for the current state of each session; other states have no series.",
-                &["provider", "session", "state"],
-            ),
-            session_last_success: register(
-                &r,
-                GaugeVec::new(
-                    Opts::new(
-                        "wa_watchdog_session_last_success_timestamp_seconds",
-                        "Unix time of the session's last delivered canary; absent if it never succeeded.",
-                    ),
-                    &["provider", "session"],
-                )
-                .expect("valid gauge definition"),
-            ),
-            session_failures: gauge_vec(
-                &r,
-                "wa_watchdog_session_consecutive_failures",
-                "Counting failures (desync, send_failed, stuck) since the last delivered canary.",
-                &["provider", "session"],
             ),
             restarts_total: counter_vec(
                 &r,
@@ -521,8 +502,7 @@ impl Metrics {
                 )
                 .expect("valid gauge definition"),
             ),
-            session_series,
-            tracked: Mutex::new(Tracked::default()),
+            tracked: tracked.clone(),
             registry: r,
         };
         let build_info = gauge_vec(

@@ -4,7 +4,9 @@
 //! each multi-series update whole.
 //!
 //! What it owns: `Tracked`, creating a provider's zeroed closed label sets,
-//! setting a session's three series and retiring sessions and providers.
+//! setting a session's three series (their values live in `Tracked`;
+//! `session_series.rs` renders them at scrape time) and retiring sessions
+//! and providers.
 //! What it must not do: define or register families (the parent module
 //! does), read a clock, or leave a session with more than its three series
 //! (the cardinality invariant in the parent's docs).
@@ -12,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
 
+use super::session_series::SessionSeries;
 use super::{Metrics, OTHER_EVENT, RestartResult};
 use crate::clock::Timestamp;
 use crate::machine::State;
@@ -22,8 +25,9 @@ use crate::provider::Outcome;
 /// exactly the series that exist.
 #[derive(Default)]
 pub(super) struct Tracked {
-    /// provider → session → current state.
-    pub(super) sessions: HashMap<String, HashMap<String, State>>,
+    /// provider → session → its current state, streak and last success
+    /// (the per-session families are rendered from these).
+    pub(super) sessions: HashMap<String, HashMap<String, SessionSeries>>,
     /// provider → webhook event label values in use.
     pub(super) events: HashMap<String, HashSet<String>>,
 }
@@ -85,61 +89,30 @@ impl Metrics {
         let mut t = self.lock();
         self.ensure_provider(&mut t, provider);
         let known = t.sessions.entry(provider.to_owned()).or_default();
+        let now = SessionSeries {
+            state,
+            consecutive_failures,
+            // Absent is the only honest value for "never".
+            last_success: last_success.map(Timestamp::as_secs_f64),
+        };
         // Replaced in place: a probe of a known session allocates nothing.
+        // The per-session series change with it, under this lock, so a
+        // scrape sees the session in exactly one state.
         let previous = match known.get_mut(session) {
-            Some(current) => Some(std::mem::replace(current, state)),
+            Some(current) => Some(std::mem::replace(current, now).state),
             None => {
-                known.insert(session.to_owned(), state);
+                known.insert(session.to_owned(), now);
                 None
             }
         };
-        if !self.session_series {
-            if previous != Some(state) {
-                self.sessions
-                    .with_label_values(&[provider, state.as_str()])
-                    .inc();
-                if let Some(old) = previous {
-                    self.sessions
-                        .with_label_values(&[provider, old.as_str()])
-                        .dec();
-                }
-            }
-            return;
-        }
-        // The new series first, then the old one goes: a scrape racing this
-        // update may see both for an instant, never neither, so alert rules
-        // that aggregate over `state` (`max without (state)`) never see the
-        // session vanish and restart their `for` clocks.
-        self.session_state
-            .with_label_values(&[provider, session, state.as_str()])
-            .set(1);
         if previous != Some(state) {
             self.sessions
                 .with_label_values(&[provider, state.as_str()])
                 .inc();
             if let Some(old) = previous {
-                // The series exists because we created it; ignore the impossible miss.
-                let _ = self
-                    .session_state
-                    .remove_label_values(&[provider, session, old.as_str()]);
                 self.sessions
                     .with_label_values(&[provider, old.as_str()])
                     .dec();
-            }
-        }
-        self.session_failures
-            .with_label_values(&[provider, session])
-            .set(i64::from(consecutive_failures));
-        match last_success {
-            Some(ts) => self
-                .session_last_success
-                .with_label_values(&[provider, session])
-                .set(ts.as_secs_f64()),
-            None => {
-                // Absent is the only honest value for "never"; nothing to remove otherwise.
-                let _ = self
-                    .session_last_success
-                    .remove_label_values(&[provider, session]);
             }
         }
     }
@@ -153,24 +126,15 @@ impl Metrics {
     }
 
     fn retire_locked(&self, t: &mut Tracked, provider: &str, session: &str) {
-        let Some(state) = t
+        let Some(SessionSeries { state, .. }) = t
             .sessions
             .get_mut(provider)
             .and_then(|known| known.remove(session))
         else {
             return;
         };
-        // Each removal may miss only for a series that was never set (e.g. no
-        // last success yet), which is the outcome we want anyway.
-        let _ = self
-            .session_state
-            .remove_label_values(&[provider, session, state.as_str()]);
-        let _ = self
-            .session_last_success
-            .remove_label_values(&[provider, session]);
-        let _ = self
-            .session_failures
-            .remove_label_values(&[provider, session]);
+        // Its three per-session series went with its entry; the ring
+        // series may miss (not a ring member), which is fine.
         let _ = self
             .ring_inbound_failures
             .remove_label_values(&[provider, session]);

@@ -183,7 +183,7 @@ impl Scheduler {
         };
         let canary = confirm::Pending::new(message_id, sent_at, ack_timeout, report.http_status);
         let at = canary.first_look();
-        s.pending_ack = Some(PendingAck {
+        s.pending_ack = Some(Box::new(PendingAck {
             canary,
             action: if action == Action::Verify {
                 Action::Verify
@@ -192,7 +192,7 @@ impl Scheduler {
             },
             due,
             latency,
-        });
+        }));
         self.schedule(
             p,
             name,
@@ -413,7 +413,7 @@ impl Scheduler {
                     Err(e) if !dry => {
                         self.intent_failed(p, name, &e);
                         if let Some(s) = self.providers[p].sessions.get_mut(name) {
-                            s.pending_intent = Some(rec.clone());
+                            s.pending_intent = Some(Box::new(rec.clone()));
                         }
                         written = false;
                     }

@@ -52,16 +52,16 @@ impl Scheduler {
         let absent: Vec<String> = pr
             .sessions
             .iter()
-            .filter(|(n, s)| s.discovered && !listed.contains(*n))
-            .map(|(n, _)| n.clone())
+            .filter(|(n, s)| s.discovered && !listed.contains(n.as_ref()))
+            .map(|(n, _)| n.to_string())
             .collect();
         let new: Vec<String> = listed
             .iter()
-            .filter(|n| !pr.sessions.contains_key(*n))
+            .filter(|n| !pr.sessions.contains_key(n))
             .cloned()
             .collect();
         for (name, s) in pr.sessions.iter_mut() {
-            if listed.contains(name) {
+            if listed.contains(name.as_ref()) {
                 s.missing = None;
             }
         }

@@ -3,15 +3,19 @@
 //! input, the per-state summary). Adding, retiring and stepping a session
 //! update the counts in O(1); nothing walks the fleet per probe.
 //!
-//! Owns: the session map and its [`StateCounts`].
+//! Owns: the session map and its [`StateCounts`]. A session's name is
+//! allocated once, as the map's `Arc<str>` key: the scheduler's heap
+//! entries and ready queue hold clones of that key (a reference count),
+//! never copies of the string.
 //! Must not: change a session's state behind the counts' back: a state
 //! changes only in [`Sessions::insert`], [`Sessions::remove`] and through
 //! [`Sessions::note_state`] right after the machine stepped. Debug builds
 //! check the counts against a full recount after every step.
 
-use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::collections::btree_map;
+use std::ops::Bound;
+use std::sync::Arc;
 
 use super::SessionRt;
 use crate::health::StateCounts;
@@ -19,23 +23,19 @@ use crate::machine::State;
 
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
-    map: BTreeMap<String, SessionRt>,
+    map: BTreeMap<Arc<str>, SessionRt>,
     counts: StateCounts,
 }
 
 impl Sessions {
-    pub(super) fn insert(&mut self, name: String, session: SessionRt) {
+    pub(super) fn insert(&mut self, name: impl Into<Arc<str>>, session: SessionRt) {
         self.counts.add(session.machine.state);
-        if let Some(old) = self.map.insert(name, session) {
+        if let Some(old) = self.map.insert(name.into(), session) {
             self.counts.remove(old.machine.state);
         }
     }
 
-    pub(super) fn remove<Q>(&mut self, name: &Q) -> Option<SessionRt>
-    where
-        String: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
+    pub(super) fn remove(&mut self, name: &str) -> Option<SessionRt> {
         let s = self.map.remove(name)?;
         self.counts.remove(s.machine.state);
         Some(s)
@@ -64,57 +64,54 @@ impl Sessions {
         }
     }
 
-    pub(super) fn get<Q>(&self, name: &Q) -> Option<&SessionRt>
-    where
-        String: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
+    pub(super) fn get(&self, name: &str) -> Option<&SessionRt> {
         self.map.get(name)
     }
 
     /// For everything but the machine's state (see the module's docs).
-    pub(super) fn get_mut<Q>(&mut self, name: &Q) -> Option<&mut SessionRt>
-    where
-        String: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut SessionRt> {
         self.map.get_mut(name)
     }
 
-    pub(super) fn contains_key<Q>(&self, name: &Q) -> bool
-    where
-        String: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
+    /// The session with its shared name (for a heap or queue entry).
+    pub(super) fn get_mut_with_name(&mut self, name: &str) -> Option<(Arc<str>, &mut SessionRt)> {
+        let range = (Bound::Included(name), Bound::Included(name));
+        self.map
+            .range_mut::<str, _>(range)
+            .next()
+            .map(|(k, s)| (k.clone(), s))
+    }
+
+    pub(super) fn contains_key(&self, name: &str) -> bool {
         self.map.contains_key(name)
     }
 
-    pub(super) fn keys(&self) -> btree_map::Keys<'_, String, SessionRt> {
+    pub(super) fn keys(&self) -> btree_map::Keys<'_, Arc<str>, SessionRt> {
         self.map.keys()
     }
 
-    pub(super) fn values(&self) -> btree_map::Values<'_, String, SessionRt> {
+    pub(super) fn values(&self) -> btree_map::Values<'_, Arc<str>, SessionRt> {
         self.map.values()
     }
 
     /// For everything but the machine's state (see the module's docs).
-    pub(super) fn values_mut(&mut self) -> btree_map::ValuesMut<'_, String, SessionRt> {
+    pub(super) fn values_mut(&mut self) -> btree_map::ValuesMut<'_, Arc<str>, SessionRt> {
         self.map.values_mut()
     }
 
     /// For everything but the machine's state (see the module's docs).
-    pub(super) fn iter_mut(&mut self) -> btree_map::IterMut<'_, String, SessionRt> {
+    pub(super) fn iter_mut(&mut self) -> btree_map::IterMut<'_, Arc<str>, SessionRt> {
         self.map.iter_mut()
     }
 
-    pub(super) fn iter(&self) -> btree_map::Iter<'_, String, SessionRt> {
+    pub(super) fn iter(&self) -> btree_map::Iter<'_, Arc<str>, SessionRt> {
         self.map.iter()
     }
 }
 
 impl<'a> IntoIterator for &'a Sessions {
-    type Item = (&'a String, &'a SessionRt);
-    type IntoIter = btree_map::Iter<'a, String, SessionRt>;
+    type Item = (&'a Arc<str>, &'a SessionRt);
+    type IntoIter = btree_map::Iter<'a, Arc<str>, SessionRt>;
     fn into_iter(self) -> Self::IntoIter {
         self.map.iter()
     }

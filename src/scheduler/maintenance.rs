@@ -104,7 +104,7 @@ impl Scheduler {
                 let Some(last) = maintenance::last_ending(&active) else {
                     if by_window.is_some() {
                         // Its window is gone or no longer covers it.
-                        inputs.push((p, name.clone(), Input::Resume));
+                        inputs.push((p, name.to_string(), Input::Resume));
                     }
                     continue;
                 };
@@ -112,7 +112,7 @@ impl Scheduler {
                 for a in &active {
                     let key = Applied {
                         provider: pr.cfg.name.clone(),
-                        session: name.clone(),
+                        session: name.to_string(),
                         window: a.window.to_string(),
                         occurrence: a.occurrence,
                     };
@@ -136,7 +136,7 @@ impl Scheduler {
                 if !leave {
                     inputs.push((
                         p,
-                        name.clone(),
+                        name.to_string(),
                         Input::Pause {
                             until: Some(end),
                             reason,

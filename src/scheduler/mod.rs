@@ -147,15 +147,17 @@ struct SessionRt {
     /// The open remediation row, while a restart is in progress.
     remediation_id: Option<i64>,
     /// A restart whose intent row could not be written yet: the call waits
-    /// until it is (intent before action).
-    pending_intent: Option<crate::store::NewRemediation>,
+    /// until it is (intent before action). Boxed, like the other rarely set
+    /// fields: a session carries one pointer for it, not the whole record
+    /// (this struct is kept for every session of a fleet).
+    pending_intent: Option<Box<crate::store::NewRemediation>>,
     /// A sent canary waiting for its confirmation (`crate::confirm`).
-    pending_ack: Option<PendingAck>,
+    pending_ack: Option<Box<PendingAck>>,
     /// "Cannot be confirmed" was logged for this session (once, until a
     /// canary is confirmed again).
     unconfirmed_logged: bool,
     /// The ring canary of the probe in flight (None: a self-canary).
-    ring_send: Option<ring::RingSend>,
+    ring_send: Option<Box<ring::RingSend>>,
     /// The chat of the last canary sent (None: its own), for its look.
     canary_chat: Option<String>,
 }
@@ -207,8 +209,9 @@ struct ProviderRt {
     client: Provider,
     guard: ProviderGuard,
     sessions: fleet::Sessions,
-    /// Due probes waiting for a concurrency slot, oldest first.
-    ready: VecDeque<(String, u64)>,
+    /// Due probes waiting for a concurrency slot, oldest first (the name
+    /// shared with the session map's key).
+    ready: VecDeque<(Arc<str>, u64)>,
     probes_in_flight: usize,
     next_discovery: Option<Timestamp>,
     discovery_in_flight: bool,
@@ -243,11 +246,13 @@ impl ProviderRt {
 }
 
 /// A heap entry: session `session` of provider `provider` is due at `at`.
+/// The name is the session map's key, shared (a heap holds an entry per
+/// session and more: replaced entries stay until they are popped).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Due {
     at: Timestamp,
     provider: usize,
-    session: String,
+    session: Arc<str>,
     seq: u64,
 }
 
@@ -396,7 +401,7 @@ impl Scheduler {
             .flat_map(|p| {
                 p.sessions
                     .iter()
-                    .map(|(name, s)| (p.cfg.name.clone(), name.clone(), s.machine.state))
+                    .map(|(name, s)| (p.cfg.name.clone(), name.to_string(), s.machine.state))
             })
             .collect()
     }
@@ -448,7 +453,7 @@ impl Scheduler {
 
     /// Replaces a session's schedule.
     fn schedule(&mut self, p: usize, name: &str, step: Option<Step>) {
-        let Some(s) = self.providers[p].sessions.get_mut(name) else {
+        let Some((session, s)) = self.providers[p].sessions.get_mut_with_name(name) else {
             return;
         };
         s.seq += 1;
@@ -457,7 +462,7 @@ impl Scheduler {
             self.heap.push(Reverse(Due {
                 at: step.at,
                 provider: p,
-                session: name.to_string(),
+                session,
                 seq: s.seq,
             }));
         }

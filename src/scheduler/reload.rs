@@ -168,7 +168,11 @@ impl Scheduler {
     }
 
     fn session_names(&self, p: usize) -> Vec<String> {
-        self.providers[p].sessions.keys().cloned().collect()
+        self.providers[p]
+            .sessions
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
     }
 
     fn maintenance_windows(&self) -> &[crate::maintenance::Window] {

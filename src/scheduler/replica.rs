@@ -280,7 +280,7 @@ impl Scheduler {
                 .sessions
                 .keys()
                 .filter(|n| shards.contains(&shard_of(&provider, n)))
-                .cloned()
+                .map(|n| n.to_string())
                 .collect();
             let pr = &mut self.providers[p];
             for name in names {

@@ -370,7 +370,7 @@ impl Scheduler {
                     ),
                 };
                 s.canary_chat = chat.clone();
-                s.ring_send = ring;
+                s.ring_send = ring.map(Box::new);
                 Work::Probe {
                     chat,
                     text,

@@ -572,12 +572,17 @@ impl Store {
                 before,
             )
             .await?;
+        // Driven from the (few) retired sessions through each table's
+        // (provider, session, ..) index: a join the planner may start from
+        // the history side scans every probe (SQLite did: over a second
+        // per sweep at 10k sessions, so the sweep timed out and nothing was
+        // pruned).
         macro_rules! of_retired {
             ($table:literal) => {
                 concat!(
                     "DELETE FROM ", $table, " WHERE id IN (SELECT t.id FROM ", $table, " t \
-                     JOIN sessions r ON r.provider = t.provider AND r.session = t.session \
-                     WHERE r.retired_at IS NOT NULL AND r.retired_at < $1 LIMIT $2)"
+                     WHERE (t.provider, t.session) IN (SELECT provider, session FROM sessions \
+                     WHERE retired_at IS NOT NULL AND retired_at < $1) LIMIT $2)"
                 )
             };
         }
@@ -587,9 +592,9 @@ impl Store {
                 "prune_retired_sessions",
                 "DELETE FROM probe_rollups WHERE (provider, session, bucket_start, span_ms, outcome) \
                  IN (SELECT t.provider, t.session, t.bucket_start, t.span_ms, t.outcome \
-                 FROM probe_rollups t JOIN sessions r \
-                 ON r.provider = t.provider AND r.session = t.session \
-                 WHERE r.retired_at IS NOT NULL AND r.retired_at < $1 LIMIT $2)",
+                 FROM probe_rollups t WHERE (t.provider, t.session) IN \
+                 (SELECT provider, session FROM sessions \
+                 WHERE retired_at IS NOT NULL AND retired_at < $1) LIMIT $2)",
                 before,
             )
             .await?;
