@@ -112,6 +112,27 @@ pub fn outage(counts: &StateCounts, cfg: &PolicyConfig) -> OutageCount {
     }
 }
 
+/// What the other replicas of a shared store count of the same provider
+/// (published with their leases): watched sessions and unreachable ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Remote {
+    pub total: usize,
+    pub failing: usize,
+}
+
+/// The outage rule over the whole provider when its sessions are split
+/// between replicas: this replica's counts plus the others'.
+pub fn outage_across(counts: &StateCounts, others: Remote, cfg: &PolicyConfig) -> OutageCount {
+    let own = outage(counts, cfg);
+    let total = own.total + others.total;
+    let failing = own.failing + others.failing;
+    OutageCount {
+        total,
+        failing,
+        outage: policy::outage(failing, total, cfg),
+    }
+}
+
 /// `new` when it differs from `old` (the scheduler reports only changes).
 pub fn changed(old: Health, new: Health) -> Option<Health> {
     (old != new).then_some(new)
@@ -121,6 +142,34 @@ pub fn changed(old: Health, new: Health) -> Option<Health> {
 mod tests {
     use super::*;
     use crate::outcome::NotReadyKind;
+
+    #[test]
+    fn an_outage_split_between_replicas_is_seen_from_the_sum() {
+        let cfg = PolicyConfig {
+            outage_fraction: 0.5,
+            outage_min_sessions: 3,
+            ..PolicyConfig::default()
+        };
+        let mine = StateCounts::of([State::Unreachable, State::Unreachable]);
+        assert!(
+            !outage(&mine, &cfg).outage,
+            "two alone are below the minimum"
+        );
+        let none = Remote::default();
+        assert_eq!(outage_across(&mine, none, &cfg), outage(&mine, &cfg));
+        let others = Remote {
+            total: 2,
+            failing: 2,
+        };
+        let all = outage_across(&mine, others, &cfg);
+        assert_eq!((all.total, all.failing, all.outage), (4, 4, true));
+        // The others healthy: 2 of 6 failing is under the fraction.
+        let healthy = Remote {
+            total: 4,
+            failing: 0,
+        };
+        assert!(!outage_across(&mine, healthy, &cfg).outage);
+    }
 
     #[test]
     fn probes_decide_up_only_without_a_session_list() {

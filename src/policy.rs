@@ -92,6 +92,20 @@ pub struct ProviderGuard {
     pub recent_restarts: VecDeque<Timestamp>,
     /// Set by the scheduler from the outage rule ([`outage`]).
     pub in_outage: bool,
+    /// Replicas on a shared store: what the store showed of the whole
+    /// provider (every replica's restarts, this one's included) when last
+    /// read. The limits count whichever is higher, this process's own
+    /// bookkeeping or the shared view; `None` for a single process.
+    pub shared: Option<SharedUse>,
+}
+
+/// A provider's restarts as recorded in the shared store, over every
+/// replica: the restarts in flight and the start times of those in the
+/// budget window (oldest first).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SharedUse {
+    pub in_flight: u32,
+    pub restarts: Vec<Timestamp>,
 }
 
 impl ProviderGuard {
@@ -102,14 +116,27 @@ impl ProviderGuard {
         }
     }
 
+    /// Restarts within the budget window (the higher of the own and the
+    /// shared count) and the oldest of them, from the list counted.
+    fn budget_used(&self, cfg: &PolicyConfig, now: Timestamp) -> (usize, Option<Timestamp>) {
+        let horizon = now.minus(cfg.restart_budget_window);
+        let count = |list: &mut dyn Iterator<Item = &Timestamp>| {
+            let inside: Vec<Timestamp> = list.filter(|t| **t > horizon).copied().collect();
+            (inside.len(), inside.iter().min().copied())
+        };
+        let own = count(&mut self.recent_restarts.iter());
+        match &self.shared {
+            Some(shared) => {
+                let all = count(&mut shared.restarts.iter());
+                if all.0 > own.0 { all } else { own }
+            }
+            None => own,
+        }
+    }
+
     /// Restarts still allowed in the current budget window.
     pub fn budget_remaining(&self, cfg: &PolicyConfig, now: Timestamp) -> u32 {
-        let horizon = now.minus(cfg.restart_budget_window);
-        let used = self
-            .recent_restarts
-            .iter()
-            .filter(|t| **t > horizon)
-            .count();
+        let used = self.budget_used(cfg, now).0;
         cfg.restart_budget
             .saturating_sub(u32::try_from(used).unwrap_or(u32::MAX))
     }
@@ -131,8 +158,15 @@ impl ProviderGuard {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
+    /// Restarts in flight: this process's own, or the shared view's when
+    /// that is higher (other replicas' restarts of the same provider).
+    pub fn in_flight_all(&self) -> u32 {
+        let shared = self.shared.as_ref().map_or(0, |s| s.in_flight);
+        self.in_flight.max(shared)
+    }
+
     pub fn slot_free(&self, cfg: &PolicyConfig) -> bool {
-        self.in_flight < cfg.max_concurrent_restarts
+        self.in_flight_all() < cfg.max_concurrent_restarts
     }
 }
 
@@ -227,12 +261,7 @@ pub fn decide(
         };
     }
     if guard.budget_remaining(cfg, now) == 0 {
-        let horizon = now.minus(cfg.restart_budget_window);
-        let oldest = guard
-            .recent_restarts
-            .iter()
-            .find(|t| **t > horizon)
-            .copied();
+        let oldest = guard.budget_used(cfg, now).1;
         return Decision::Wait {
             reason: WaitReason::BudgetSpent,
             until: oldest.map(|t| t.plus(cfg.restart_budget_window)),
@@ -336,6 +365,49 @@ mod tests {
         assert_eq!(guard.budget_remaining(&cfg, t(700)), 1);
         assert_eq!(decide(&[], None, &guard, &cfg, t(700)), Decision::Allow);
         assert_eq!(guard.budget_remaining(&cfg, t(800)), 2);
+    }
+
+    #[test]
+    fn the_shared_view_of_other_replicas_counts_when_it_is_higher() {
+        let cfg = PolicyConfig {
+            restart_budget: 2,
+            max_concurrent_restarts: 1,
+            ..PolicyConfig::default()
+        };
+        let mut guard = ProviderGuard::default();
+        assert_eq!(decide(&[], None, &guard, &cfg, t(300)), Decision::Allow);
+        // Another replica has a restart in flight and two in the window.
+        guard.shared = Some(SharedUse {
+            in_flight: 1,
+            restarts: vec![t(100), t(250)],
+        });
+        assert!(!guard.slot_free(&cfg));
+        assert_eq!(
+            decide(&[], None, &guard, &cfg, t(300)),
+            Decision::Wait {
+                reason: WaitReason::SlotBusy,
+                until: None
+            }
+        );
+        guard.shared.as_mut().expect("shared").in_flight = 0;
+        assert_eq!(guard.budget_remaining(&cfg, t(300)), 0);
+        assert_eq!(
+            decide(&[], None, &guard, &cfg, t(300)),
+            Decision::Wait {
+                reason: WaitReason::BudgetSpent,
+                until: Some(t(700))
+            }
+        );
+        // Own bookkeeping higher than a stale shared view: the own counts.
+        guard.shared = Some(SharedUse::default());
+        guard.in_flight = 1;
+        assert!(!guard.slot_free(&cfg));
+        guard.in_flight = 0;
+        guard.acquire(&cfg, t(290));
+        guard.release();
+        guard.acquire(&cfg, t(295));
+        guard.release();
+        assert_eq!(guard.budget_remaining(&cfg, t(300)), 0);
     }
 
     #[test]

@@ -263,6 +263,7 @@ impl Scheduler {
         due: Timestamp,
     ) -> Effects {
         let now = self.clock.now();
+        self.refresh_shared(p, name, &input, now).await;
         self.update_outage(p, now);
         let interval = {
             let pr = &self.providers[p];
@@ -477,6 +478,11 @@ impl Scheduler {
     /// A restart intent could not be written: logged once per episode of the
     /// provider (counted by `wa_watchdog_store_write_failures_total`).
     pub(super) fn intent_failed(&mut self, p: usize, name: &str, e: &crate::store::StoreError) {
+        if matches!(e, crate::store::StoreError::Limit { .. }) {
+            // Not a store failure: another replica took the last slot or
+            // token (logged by `write_intent`); the call waits all the same.
+            return;
+        }
         let pr = &mut self.providers[p];
         if !pr.intent_failing {
             tracing::error!(
@@ -568,8 +574,9 @@ impl Scheduler {
     /// count), from the counts kept per state: O(1), not a walk; or several
     /// of its ring members missing their ring canaries together.
     fn update_outage(&mut self, p: usize, now: Timestamp) {
+        let others = self.others(p);
         let pr = &mut self.providers[p];
-        let mut count = health::outage(pr.sessions.counts(), &pr.cfg.policy);
+        let mut count = health::outage_across(pr.sessions.counts(), others, &pr.cfg.policy);
         count.outage |= pr.inbound_outage;
         pr.guard.in_outage = count.outage;
         if count.outage != pr.health.outage {

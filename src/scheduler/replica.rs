@@ -16,12 +16,27 @@
 //! before it starts anything else; and in the database, every restart
 //! intent is written in the transaction that checks the shard's lease
 //! token (`Store::begin_remediation_fenced`).
+//!
+//! Provider-wide rules hold over the whole provider, not one replica's
+//! share of it: before an input that may start a restart, the provider's
+//! restarts over every replica are read from the store into the guard
+//! (`ProviderGuard::shared`), so the machine waits for a slot or a token
+//! another replica holds; the intent's transaction then counts them again
+//! under a per-provider lock (`Store::begin_remediation_limited`), so two
+//! replicas racing for the last slot cannot both win (the loser's call
+//! waits, its intent written again every `INTENT_RETRY`). The outage rule
+//! adds the other replicas' session counts, published with every lease
+//! round (`Store::publish_counts`).
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::Scheduler;
+use crate::health::{self, Remote};
 use crate::lease::{self, shard_of};
-use crate::store::{Fence, Held, LeaseSnapshot, NewRemediation, StoreError};
+use crate::machine::Input;
+use crate::outcome::Outcome;
+use crate::store::{Fence, Held, LeaseSnapshot, Limits, NewRemediation, StoreError};
 
 /// One replica's leases.
 #[derive(Debug)]
@@ -36,6 +51,12 @@ pub(super) struct ReplicaRt {
     /// round's start plus the lease time, less a safety margin.
     valid_until: Instant,
     next_round: Instant,
+    /// The other live replicas' session counts per provider (the outage
+    /// rule's input), as of the last round.
+    others: HashMap<String, Remote>,
+    /// Intent keys refused by a provider-wide limit: nothing was written,
+    /// so the retry is a new intent, started when it is written.
+    refused: HashSet<String>,
 }
 
 impl ReplicaRt {
@@ -47,6 +68,8 @@ impl ReplicaRt {
             held: Vec::new(),
             valid_until: now,
             next_round: now,
+            others: HashMap::new(),
+            refused: HashSet::new(),
         }
     }
 
@@ -136,10 +159,50 @@ impl Scheduler {
         let Some(fence) = self.fence(p, session) else {
             return self.begin_intent(rec).await;
         };
+        let now = self.clock.now();
+        // The caller keeps this key for its retries (`pending_intent`).
+        let key = rec.intent_key.clone();
+        let refused_before = self
+            .replica
+            .as_mut()
+            .is_some_and(|r| r.refused.remove(&rec.intent_key));
+        let fresh;
+        let rec = if refused_before {
+            fresh = NewRemediation {
+                started_at: now,
+                intent_key: NewRemediation::new_key(&rec.provider, &rec.session, now),
+                ..rec.clone()
+            };
+            &fresh
+        } else {
+            rec
+        };
+        let policy = &self.providers[p].cfg.policy;
+        let limits = Limits {
+            now,
+            max_concurrent: policy.max_concurrent_restarts,
+            in_flight_for: policy.restart_timeout,
+            budget: (rec.reason != "operator").then_some(policy.restart_budget),
+            budget_window: policy.restart_budget_window,
+        };
         // The fenced intent is its own transaction (it locks the lease row):
         // what was queued before it is committed first, in order.
         self.writer.flush().await;
-        let result = self.store.begin_remediation_fenced(rec, &fence).await;
+        let result = self
+            .store
+            .begin_remediation_limited(rec, &fence, &limits)
+            .await;
+        if let Err(StoreError::Limit { what, .. }) = &result {
+            tracing::warn!(
+                provider = %self.providers[p].cfg.name,
+                session,
+                limit = what,
+                "restart call waits: another replica took the provider's last restart slot or budget token"
+            );
+            if let Some(r) = &mut self.replica {
+                r.refused.insert(key);
+            }
+        }
         if let Err(StoreError::Fenced { shard }) = &result {
             tracing::warn!(
                 provider = %self.providers[p].cfg.name,
@@ -153,6 +216,98 @@ impl Scheduler {
             self.fenced.push(*shard);
         }
         result
+    }
+
+    /// The other replicas' counts of provider `p` (nothing without replicas).
+    pub(super) fn others(&self, p: usize) -> Remote {
+        self.replica
+            .as_ref()
+            .and_then(|r| r.others.get(&self.providers[p].cfg.name).copied())
+            .unwrap_or_default()
+    }
+
+    /// Before an input that may start a restart: reads the provider's
+    /// restarts over every replica into its guard. Nothing without replicas,
+    /// nor for an input that cannot lead to a restart (a delivered canary,
+    /// a pause). A failed read keeps the last view (the intent's
+    /// transaction counts again anyway).
+    pub(super) async fn refresh_shared(
+        &mut self,
+        p: usize,
+        name: &str,
+        input: &Input,
+        now: crate::clock::Timestamp,
+    ) {
+        if self.replica.is_none() || !self.providers[p].sessions.contains_key(name) {
+            return;
+        }
+        if matches!(
+            input,
+            Input::Probe(Outcome::Delivered)
+                | Input::Pause { .. }
+                | Input::Resume
+                | Input::NeedsPairing { .. }
+                | Input::Received
+        ) {
+            return;
+        }
+        let (provider, policy) = {
+            let pr = &self.providers[p];
+            (pr.cfg.name.clone(), pr.cfg.policy.clone())
+        };
+        match self
+            .store
+            .shared_use(
+                &provider,
+                now,
+                policy.restart_timeout,
+                policy.restart_budget_window,
+            )
+            .await
+        {
+            Ok(shared) => self.providers[p].guard.shared = shared,
+            Err(e) => {
+                tracing::warn!(%provider, error = %e, "cannot read the restarts of the other replicas")
+            }
+        }
+    }
+
+    /// Publishes this replica's session counts per provider and reads the
+    /// others' (the outage rule's input), then re-evaluates the rule.
+    async fn exchange_counts(&mut self) {
+        let Some(r) = &self.replica else { return };
+        let (name, ttl) = (r.name.clone(), r.ttl);
+        let mine: Vec<(String, Remote)> = self
+            .providers
+            .ids()
+            .into_iter()
+            .map(|p| {
+                let pr = &self.providers[p];
+                let c = health::outage(pr.sessions.counts(), &pr.cfg.policy);
+                (
+                    pr.cfg.name.clone(),
+                    Remote {
+                        total: c.total,
+                        failing: c.failing,
+                    },
+                )
+            })
+            .collect();
+        match self.store.publish_counts(&name, ttl, &mine).await {
+            Ok(others) => {
+                if let Some(r) = &mut self.replica {
+                    r.others = others.into_iter().collect();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(replica = %name, error = %e, "cannot exchange session counts");
+                return;
+            }
+        }
+        let now = self.clock.now();
+        for p in self.providers.ids() {
+            self.update_outage_now(p, now);
+        }
     }
 
     /// Starts the replica at build: gives up leases an earlier process of
@@ -265,6 +420,7 @@ impl Scheduler {
         }
         self.metrics
             .set_shards_owned(self.replica.as_ref().map_or(0, ReplicaRt::shards_owned));
+        self.exchange_counts().await;
     }
 
     /// Drops the sessions of `shards` from memory (their new owner writes

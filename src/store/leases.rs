@@ -13,7 +13,7 @@ use crate::lease::{Lease, SHARDS};
 
 /// The database's clock in unix ms (never a replica's: their clocks may
 /// disagree, the database's is one).
-const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+pub(super) const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// The leases and live replicas as of `now` (database time).
 #[derive(Clone, Debug)]
@@ -62,7 +62,7 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Store {
-    fn postgres(&self, op: &'static str) -> Result<&sqlx::PgPool, StoreError> {
+    pub(super) fn postgres(&self, op: &'static str) -> Result<&sqlx::PgPool, StoreError> {
         self.check_writable(op)?;
         match &self.pools {
             Pools::Postgres(pool) => Ok(pool),
@@ -197,6 +197,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM replicas WHERE name = $1")
+                .bind(me)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM provider_counts WHERE replica = $1")
                 .bind(me)
                 .execute(&mut *tx)
                 .await?;

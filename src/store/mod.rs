@@ -94,6 +94,7 @@ mod overview;
 mod postgres;
 mod records;
 mod rollup;
+mod shared;
 #[macro_use]
 mod sessions;
 mod write;
@@ -116,6 +117,7 @@ pub use records::{
     SessionRecord, TransitionRecord,
 };
 pub use rollup::{HOURLY_FOR, KEEP_LAST_PROBES, ROLL_SESSIONS, RollupStats};
+pub use shared::Limits;
 
 pub use write::{Applied, Write};
 pub use writer::Writer;
@@ -326,6 +328,14 @@ pub enum StoreError {
     /// (its lease expired, another replica took it over): nothing was written.
     #[error("shard {shard} is no longer held by this replica (lease lost): not written")]
     Fenced { shard: u32 },
+    /// A restart intent of a provider shared by replicas would exceed its
+    /// `max_concurrent_restarts` or `restart_budget`, counted over every
+    /// replica: nothing was written, the restart waits.
+    #[error("restart of {provider} not recorded: {what} across replicas")]
+    Limit {
+        provider: String,
+        what: &'static str,
+    },
     /// [`Store::update_remediation`] was given an id that is not in the table.
     #[error("store update_remediation failed: no remediation with id {id}")]
     UnknownRemediation { id: i64 },

@@ -24,6 +24,7 @@ mod operator_cli;
 mod reload;
 mod replicas;
 mod replicas_binary;
+mod replicas_shared;
 mod ring;
 mod sim_green_api;
 mod sim_waha;
