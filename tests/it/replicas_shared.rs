@@ -259,14 +259,14 @@ async fn two_replicas_racing_for_the_last_token_cannot_both_win() {
             },
         ));
     }
-    let limits = Limits {
+    let limits = |now: Timestamp| Limits {
         now,
         max_concurrent: 5,
         in_flight_for: Duration::from_secs(120),
         budget: Some(1),
         budget_window: Duration::from_secs(600),
     };
-    let intent = |session: &str| NewRemediation {
+    let intent = |session: &str, now: Timestamp| NewRemediation {
         provider: PROVIDER.into(),
         session: session.into(),
         started_at: now,
@@ -275,34 +275,44 @@ async fn two_replicas_racing_for_the_last_token_cannot_both_win() {
         result: "pending".into(),
         intent_key: NewRemediation::new_key(PROVIDER, session, now),
     };
+    // Eight windows an hour apart (each with a fresh budget of one), three
+    // races in each: the first has one winner, the later ones none.
+    const WINDOWS: u64 = 8;
     let mut winner = None;
-    for round in 0..5 {
-        let (ra, rb) = (intent(&fences[0].0), intent(&fences[1].0));
-        let (a, b) = tokio::join!(
-            stores[0].begin_remediation_limited(&ra, &fences[0].1, &limits),
-            stores[1].begin_remediation_limited(&rb, &fences[1].1, &limits),
-        );
-        let won = [&a, &b].iter().filter(|r| r.is_ok()).count();
-        let limit = [&a, &b]
-            .iter()
-            .filter(|r| matches!(r, Err(StoreError::Limit { .. })))
-            .count();
-        // Round 0: exactly one of the two; later rounds: the token is gone.
-        let want = usize::from(round == 0);
-        assert_eq!((won, limit), (want, 2 - want), "round {round}: {a:?} {b:?}");
-        if round == 0 {
-            winner = Some(match (a, b) {
-                (Ok(id), _) => (0, ra, id),
-                (_, Ok(id)) => (1, rb, id),
-                _ => unreachable!("one won"),
-            });
+    for window in 0..WINDOWS {
+        let at = now.plus(Duration::from_secs(3600 * window));
+        for round in 0..3 {
+            let (ra, rb) = (intent(&fences[0].0, at), intent(&fences[1].0, at));
+            let l = limits(at);
+            let (a, b) = tokio::join!(
+                stores[0].begin_remediation_limited(&ra, &fences[0].1, &l),
+                stores[1].begin_remediation_limited(&rb, &fences[1].1, &l),
+            );
+            let won = [&a, &b].iter().filter(|r| r.is_ok()).count();
+            let limit = [&a, &b]
+                .iter()
+                .filter(|r| matches!(r, Err(StoreError::Limit { .. })))
+                .count();
+            let want = usize::from(round == 0);
+            assert_eq!(
+                (won, limit),
+                (want, 2 - want),
+                "window {window} round {round}: {a:?} {b:?}"
+            );
+            if round == 0 {
+                winner = Some(match (a, b) {
+                    (Ok(id), _) => (0, ra, id, at),
+                    (_, Ok(id)) => (1, rb, id, at),
+                    _ => unreachable!("one won"),
+                });
+            }
         }
     }
     // A retry of the intent already written (after a timeout) is returned,
     // not refused by the token it took itself.
-    let (i, rec, id) = winner.expect("a winner");
+    let (i, rec, id, at) = winner.expect("a winner");
     let again = stores[i]
-        .begin_remediation_limited(&rec, &fences[i].1, &limits)
+        .begin_remediation_limited(&rec, &fences[i].1, &limits(at))
         .await
         .expect("the same intent again");
     assert_eq!(again, id);
@@ -310,5 +320,5 @@ async fn two_replicas_racing_for_the_last_token_cannot_both_win() {
         .remediations_since(PROVIDER, Timestamp(0))
         .await
         .expect("rows");
-    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows.len() as u64, WINDOWS, "{rows:?}");
 }
