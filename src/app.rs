@@ -188,6 +188,8 @@ impl App {
             admin_token: config.daemon.admin_token.clone(),
             config_path: config.path.clone(),
             webhooks: Some(webhooks),
+            replica: (store.backend() == crate::store::Backend::Postgres)
+                .then(|| config.daemon.replica.clone()),
         };
         if let Some((listener, _)) = webhook_listener {
             let router = http::webhook_router(http_state.clone());

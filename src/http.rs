@@ -138,6 +138,11 @@ pub struct HttpState {
     pub config_path: PathBuf,
     /// The receiver of `POST /webhooks/{provider}`; `None` answers 404.
     pub webhooks: Option<crate::webhooks::Receiver>,
+    /// `daemon.replica` when this daemon is one of several on a shared
+    /// PostgreSQL store: the API names each session's owner, `/readyz` the
+    /// shards held, and an admin command for another replica's session is
+    /// answered 421 naming it. `None` on SQLite (one daemon owns all).
+    pub replica: Option<String>,
 }
 
 /// The routes, with the per-request bounds (body limit, request timeout).
@@ -467,11 +472,20 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
         })
     });
     match ping {
-        Ok(()) => (
-            StatusCode::OK,
-            axum::Json(json!({ "status": "ready", "store": "ok", "config": config })),
-        )
-            .into_response(),
+        Ok(()) => {
+            let mut body = json!({ "status": "ready", "store": "ok", "config": config });
+            if let Some(me) = &s.replica {
+                // The leases held as the database sees them now.
+                let held = match s.store.lease_owners().await {
+                    Ok(owners) => json!(owners.iter().filter(|o| o.as_deref() == Some(me)).count()),
+                    Err(_) => serde_json::Value::Null,
+                };
+                body["replica"] = json!(me);
+                body["shards_owned"] = held;
+                body["shards"] = json!(crate::lease::SHARDS);
+            }
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({

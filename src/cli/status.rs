@@ -14,18 +14,36 @@ pub(super) async fn run(args: StatusArgs) -> Result<(), CliError> {
     let path = database_path(&args.db)?;
     let store = open_store(&path).await?;
     let rows = store.list_sessions(false).await;
+    // Several replicas on a shared store: who watches each session.
+    let owners = store.lease_owners().await;
     store.close().await;
     let rows = rows.map_err(|e| CliError::Failed(format!("{}: {e}", path)))?;
+    let owners = owners.map_err(|e| CliError::Failed(format!("{}: {e}", path)))?;
     let now = Clock::system().now();
     if args.json {
-        let list: Vec<serde_json::Value> = rows.iter().map(session_json).collect();
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut v = session_json(r);
+                if !owners.is_empty() {
+                    v["owner"] = json!(owner_of(&owners, r));
+                }
+                v
+            })
+            .collect();
         let text = serde_json::to_string_pretty(&list)
             .map_err(|e| CliError::Failed(format!("cannot render JSON: {e}")))?;
         println!("{text}");
     } else {
-        print!("{}", table(&rows, now, &path.to_string()));
+        print!("{}", table_owned(&rows, &owners, now, &path.to_string()));
     }
     Ok(())
+}
+
+/// The replica holding `r`'s shard (`None`: nobody right now).
+fn owner_of(owners: &[Option<String>], r: &SessionRecord) -> Option<String> {
+    let shard = crate::lease::shard_of(&r.provider, &r.session) as usize;
+    owners.get(shard).cloned().flatten()
 }
 
 /// One session as JSON: the shape of the HTTP API's `GET /api/v1/sessions`
@@ -48,13 +66,33 @@ pub(super) fn session_json(r: &SessionRecord) -> serde_json::Value {
 }
 
 /// The table, at most [`WIDTH`] columns, and a summary line.
+#[cfg(test)]
 pub(super) fn table(rows: &[SessionRecord], now: Timestamp, database: &str) -> String {
+    table_owned(rows, &[], now, database)
+}
+
+/// [`table`]; with `owners` (several replicas on a shared store), an OWNER
+/// column naming the replica that watches each session (`-`: none right
+/// now), the SESSION column 4 narrower so the line still fits.
+pub(super) fn table_owned(
+    rows: &[SessionRecord],
+    owners: &[Option<String>],
+    now: Timestamp,
+    database: &str,
+) -> String {
     let mut out = String::new();
-    let line = |out: &mut String, cols: [&str; 7]| {
+    let owned = !owners.is_empty();
+    let session_width = if owned { 16 } else { 20 };
+    let line = |out: &mut String, cols: [&str; 7], owner: &str| {
+        let owner = if owned {
+            format!("{:<10}  ", format::cut(owner, 10))
+        } else {
+            String::new()
+        };
         let text = format!(
-            "{:<14}  {:<20}  {:<13}  {:>8}  {:>9}  {:>5}  {:>10}",
+            "{:<14}  {:<session_width$}  {owner}{:<13}  {:>8}  {:>9}  {:>5}  {:>10}",
             format::cut(cols[0], 14),
-            format::cut(cols[1], 20),
+            format::cut(cols[1], session_width),
             cols[2],
             cols[3],
             cols[4],
@@ -75,6 +113,7 @@ pub(super) fn table(rows: &[SessionRecord], now: Timestamp, database: &str) -> S
             "FAILS",
             "NEXT PROBE",
         ],
+        "OWNER",
     );
     let mut counts: BTreeMap<State, usize> = BTreeMap::new();
     for r in rows {
@@ -91,6 +130,7 @@ pub(super) fn table(rows: &[SessionRecord], now: Timestamp, database: &str) -> S
             None => "-".to_string(),
         };
         let fails = r.consecutive_failures.to_string();
+        let owner = owner_of(owners, r).unwrap_or_else(|| "-".to_string());
         line(
             &mut out,
             [
@@ -102,6 +142,7 @@ pub(super) fn table(rows: &[SessionRecord], now: Timestamp, database: &str) -> S
                 &fails,
                 &next,
             ],
+            &owner,
         );
     }
     out.push('\n');
@@ -165,6 +206,21 @@ mod tests {
             ),
             "{text}"
         );
+        // On a shared store: an OWNER column, the lines still within WIDTH.
+        let mut owners = vec![None; crate::lease::SHARDS as usize];
+        let shard = crate::lease::shard_of("waha-main", "sales") as usize;
+        owners[shard] = Some("replica-a-long-host-name".to_string());
+        let owned = table_owned(&rows, &owners, now, "postgres://db:5432/wa");
+        for line in owned.lines() {
+            assert!(line.chars().count() <= WIDTH, "{line:?}");
+        }
+        assert!(
+            owned.lines().next().is_some_and(|h| h.contains("OWNER")),
+            "{owned}"
+        );
+        let sales = owned.lines().find(|l| l.contains("sales")).expect("row");
+        assert!(sales.contains("replica-a"), "{sales}");
+        assert!(!text.contains("OWNER"), "no column on one daemon");
         let json = session_json(&rows[0]);
         assert_eq!(json["state"], "healthy");
         assert_eq!(json["since"], "2027-01-15T08:00:00.000Z");

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::reads::{active_session, rfc3339};
+use super::reads::{owned_session, rfc3339};
 use super::{HttpState, error, too_large};
 use crate::config::MAX_DURATION;
 use crate::scheduler::Command;
@@ -116,7 +116,7 @@ pub(super) async fn pause(
         .map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "paused by an operator through the HTTP API".to_string());
-    if let Err(r) = active_session(&s, &provider, &session).await {
+    if let Err(r) = owned_session(&s, &provider, &session).await {
         return r;
     }
     let until = duration.map(|d| s.clock.now().plus(d));
@@ -138,7 +138,7 @@ pub(super) async fn resume(
     State(s): State<Arc<HttpState>>,
     Path((provider, session)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = active_session(&s, &provider, &session).await {
+    if let Err(r) = owned_session(&s, &provider, &session).await {
         return r;
     }
     tracing::info!(%provider, %session, "admin API: resume");
@@ -153,7 +153,7 @@ pub(super) async fn restart(
     State(s): State<Arc<HttpState>>,
     Path((provider, session)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = active_session(&s, &provider, &session).await {
+    if let Err(r) = owned_session(&s, &provider, &session).await {
         return r;
     }
     tracing::info!(%provider, %session, "admin API: restart");

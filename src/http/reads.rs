@@ -33,6 +33,10 @@ struct SessionJson {
     last_success: Option<String>,
     last_outcome: Option<String>,
     next_probe: Option<String>,
+    /// On a shared store only: the replica holding the session's shard
+    /// (`null`: none right now, a lease ran out and is not yet taken over).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<Option<String>>,
 }
 
 impl From<&SessionRecord> for SessionJson {
@@ -46,6 +50,7 @@ impl From<&SessionRecord> for SessionJson {
             last_success: r.last_success_at.map(rfc3339),
             last_outcome: r.last_outcome.clone(),
             next_probe: r.next_probe_at.map(rfc3339),
+            owner: None,
         }
     }
 }
@@ -57,6 +62,10 @@ struct SessionDetailJson {
     #[serde(flatten)]
     session: SessionJson,
     reason: String,
+    /// On a shared store only: the replica answering. When it is not the
+    /// `owner`, this is the shared store's copy, written by the owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answered_by: Option<String>,
     transitions: Vec<TransitionJson>,
     probes: Vec<ProbeJson>,
     /// Delivered probes older than the last few, counted per bucket.
@@ -164,6 +173,53 @@ fn store_error(what: &str, e: impl std::fmt::Display) -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         format!("cannot read {what} from the store: {e}"),
     )
+}
+
+/// Who holds each shard (empty without replicas), or the response to send.
+async fn owners(s: &HttpState) -> Result<Vec<Option<String>>, Response> {
+    if s.replica.is_none() {
+        return Ok(Vec::new());
+    }
+    s.store
+        .lease_owners()
+        .await
+        .map_err(|e| store_error("the leases", e))
+}
+
+/// The owner entry of a session from `owners` (`None` without replicas).
+fn owner_in(owners: &[Option<String>], provider: &str, session: &str) -> Option<Option<String>> {
+    let shard = crate::lease::shard_of(provider, session) as usize;
+    owners.get(shard).cloned()
+}
+
+/// For an admin command: the session's active record when this replica
+/// watches it (always without replicas); else 421 naming the replica that
+/// does, or 503 when no replica holds its shard right now (a lease ran out
+/// and the takeover is due within a lease round).
+pub(super) async fn owned_session(
+    s: &HttpState,
+    provider: &str,
+    session: &str,
+) -> Result<SessionRecord, Response> {
+    let rec = active_session(s, provider, session).await?;
+    let Some(me) = &s.replica else {
+        return Ok(rec);
+    };
+    match owner_in(&owners(s).await?, provider, session) {
+        Some(Some(owner)) if &owner == me => Ok(rec),
+        Some(Some(owner)) => Err(error(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "session \"{session}\" at provider \"{provider}\" is watched by replica \"{owner}\", not \"{me}\": send the command to it"
+            ),
+        )),
+        _ => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "no replica holds the shard of session \"{session}\" at provider \"{provider}\" right now; try again after the next lease round"
+            ),
+        )),
+    }
 }
 
 fn unknown_session(provider: &str, session: &str) -> Response {
@@ -286,8 +342,18 @@ pub(super) async fn list_sessions(
     };
     let more = rows.len() > q.limit as usize;
     let page = &rows[..rows.len().min(q.limit as usize)];
-    let mut response =
-        axum::Json(page.iter().map(SessionJson::from).collect::<Vec<_>>()).into_response();
+    let owners = match owners(&s).await {
+        Ok(o) => o,
+        Err(response) => return response,
+    };
+    let body: Vec<SessionJson> = page
+        .iter()
+        .map(|r| SessionJson {
+            owner: owner_in(&owners, &r.provider, &r.session),
+            ..SessionJson::from(r)
+        })
+        .collect();
+    let mut response = axum::Json(body).into_response();
     if let (true, Some(last)) = (more, page.last()) {
         let cursor = encode_cursor(&last.provider, &last.session);
         let mut next = format!("/api/v1/sessions?limit={}&cursor={cursor}", q.limit);
@@ -342,6 +408,10 @@ pub(super) async fn one_session(
         Ok(r) => r,
         Err(response) => return response,
     };
+    let owners = match owners(&s).await {
+        Ok(o) => o,
+        Err(response) => return response,
+    };
     let (transitions, probes, rollups, remediations) = tokio::join!(
         s.store
             .recent_transitions(&provider, &session, None, HISTORY_LIMIT),
@@ -360,7 +430,11 @@ pub(super) async fn one_session(
             }
         };
     axum::Json(SessionDetailJson {
-        session: SessionJson::from(&rec),
+        session: SessionJson {
+            owner: owner_in(&owners, &provider, &session),
+            ..SessionJson::from(&rec)
+        },
+        answered_by: s.replica.clone(),
         reason: rec.state_reason,
         transitions: transitions.into_iter().map(Into::into).collect(),
         probes: probes.into_iter().map(Into::into).collect(),

@@ -222,6 +222,28 @@ impl Store {
         Ok(rows.into_iter().filter_map(lease_of_row).collect())
     }
 
+    /// Who holds each shard now by the database's clock (index = shard;
+    /// `None`: free or expired), for `status`, the HTTP API and `/readyz`.
+    /// Empty on SQLite (one daemon owns everything).
+    pub async fn lease_owners(&self) -> Result<Vec<Option<String>>, StoreError> {
+        let Pools::Postgres(pool) = &self.pools else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT shard, CASE WHEN expires_at > {DB_NOW} THEN owner END FROM leases ORDER BY shard"
+        )))
+        .fetch_all(pool)
+        .await
+        .map_err(query_error("lease_owners"))?;
+        let mut owners = vec![None; SHARDS as usize];
+        for (shard, owner) in rows {
+            if let Some(slot) = usize::try_from(shard).ok().and_then(|i| owners.get_mut(i)) {
+                *slot = owner;
+            }
+        }
+        Ok(owners)
+    }
+
     /// [`Store::begin_remediation`] guarded by `fence`: in one transaction,
     /// the shard's lease row is locked and checked (owner, token, not
     /// expired by the database's clock) and only then the intent written.

@@ -601,6 +601,7 @@ impl Probe {
             admin_token: None,
             config_path: dir.path().join("c.toml"),
             webhooks: None,
+            replica: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

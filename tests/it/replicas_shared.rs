@@ -322,3 +322,103 @@ async fn two_replicas_racing_for_the_last_token_cannot_both_win() {
         .expect("rows");
     assert_eq!(rows.len() as u64, WINDOWS, "{rows:?}");
 }
+
+/// The HTTP API of a replica on one of several: every session names the
+/// replica that watches it, the detail says who answered, `/readyz` the
+/// shards held, and an admin command for another replica's session is
+/// refused with 421 naming the owner (never carried out as its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_names_each_sessions_owner_and_sends_commands_to_it() {
+    use wa_watchdog::config::{Secret, SecretSource};
+    use wa_watchdog::http::{self, HttpState};
+
+    let names = fleet("h", 12);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (_clock, _sim, rs) = pair(&refs, &Settings::default()).await;
+    let owner = owners(&rs);
+    let token = "admin-token-for-the-test";
+    let mut servers = Vec::new();
+    for (i, r) in rs.iter().enumerate() {
+        let (handle, _rx) = wa_watchdog::scheduler::command::channel(1);
+        let state = HttpState {
+            store: r.store.clone(),
+            metrics: r.metrics.clone(),
+            heartbeat: Default::default(),
+            heartbeat_max_age: Duration::from_secs(60),
+            handle,
+            clock: r.clock.clone(),
+            admin_token: Some(Secret::new(token, SecretSource::Inline)),
+            config_path: r.dir.path().join("config.toml"),
+            webhooks: None,
+            replica: Some(format!("replica-{i}")),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(http::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        servers.push((addr, stop, task, _rx));
+    }
+    let client = reqwest::Client::new();
+    let get = |addr: std::net::SocketAddr, path: &str| {
+        let req = client.get(format!("http://{addr}{path}"));
+        async move {
+            let r = req.send().await.expect("get");
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.expect("json"))
+        }
+    };
+    // Both list all 12 (the store is shared), each with its owner.
+    for (addr, ..) in &servers {
+        let (status, list) = get(*addr, "/api/v1/sessions").await;
+        assert_eq!(status, 200);
+        let list = list.as_array().expect("array").clone();
+        assert_eq!(list.len(), 12);
+        for s in &list {
+            let name = s["session"].as_str().expect("name");
+            assert_eq!(
+                s["owner"],
+                serde_json::json!(format!("replica-{}", owner[name])),
+                "{s}"
+            );
+        }
+    }
+    let (status, ready) = get(servers[0].0, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["replica"], "replica-0");
+    assert_eq!(
+        ready["shards_owned"],
+        serde_json::json!(rs[0].scheduler.shards_owned().expect("replica"))
+    );
+    // A session of replica-1, asked of replica-0.
+    let theirs = owner
+        .iter()
+        .find(|(_, o)| **o == 1)
+        .map(|(s, _)| s.clone())
+        .expect("replica-1 watches one");
+    let (status, detail) = get(servers[0].0, &format!("/api/v1/sessions/waha/{theirs}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["owner"], "replica-1");
+    assert_eq!(detail["answered_by"], "replica-0");
+    let post = client
+        .post(format!(
+            "http://{}/api/v1/sessions/waha/{theirs}/pause",
+            servers[0].0
+        ))
+        .bearer_auth(token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(post.status().as_u16(), 421);
+    let body: serde_json::Value = post.json().await.expect("json");
+    let error = body["error"].as_str().expect("error");
+    assert!(error.contains("replica \"replica-1\""), "{error}");
+    for (_, stop, task, _rx) in servers {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
+}

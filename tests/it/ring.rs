@@ -296,6 +296,7 @@ async fn attach(d: &mut Driver) -> Hooks {
         admin_token: None,
         config_path: d.dir.path().join("config.toml"),
         webhooks: Some(receiver),
+        replica: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -123,6 +123,7 @@ async fn the_page_answers_while_the_scheduler_never_runs() {
         admin_token: None,
         config_path: dir.path().join("c.toml"),
         webhooks: None,
+        replica: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -47,6 +47,7 @@ impl Hooks {
             admin_token: None,
             config_path: d.dir.path().join("config.toml"),
             webhooks: Some(receiver),
+            replica: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
