@@ -121,7 +121,7 @@ impl Store {
                      FROM (SELECT provider, session, at, outcome, latency_ms, \
                          CASE WHEN at < $6 THEN $8 ELSE $9 END AS span FROM (",
                     ranked_probes!(),
-                    ") WHERE rn > $5 AND outcome = 'delivered' AND at >= $7) \
+                    ") AS ranked WHERE rn > $5 AND outcome = 'delivered' AND at >= $7) AS spans \
                      GROUP BY provider, session, at - at % span, span, outcome",
                     add_to_bucket!()
                 ))
@@ -141,7 +141,7 @@ impl Store {
                 let deleted = sqlx::query(concat!(
                     "DELETE FROM probes WHERE id IN (SELECT id FROM (",
                     ranked_probes!(),
-                    ") WHERE rn > $5 AND outcome = 'delivered')"
+                    ") AS ranked WHERE rn > $5 AND outcome = 'delivered')"
                 ))
                 .bind(&after.0)
                 .bind(&after.1)

@@ -422,3 +422,20 @@ async fn the_api_names_each_sessions_owner_and_sends_commands_to_it() {
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
     }
 }
+
+/// The probe rollups on PostgreSQL 15 (Debian 12's): every subquery in FROM
+/// needs an alias there (SQLite and PostgreSQL 16 do without).
+#[tokio::test]
+async fn probe_rollups_run_on_postgresql() {
+    let url = common::postgres::fresh_database().await;
+    let store = Store::open_postgres(&url).await.expect("open");
+    let now = Timestamp(1_800_000_000_000);
+    store
+        .save_session(&SessionRecord::new(PROVIDER, "s1", "healthy", now))
+        .await
+        .expect("save");
+    store
+        .roll_up_probes(now, now.minus(Duration::from_secs(3600)))
+        .await
+        .expect("roll up");
+}
