@@ -24,7 +24,9 @@
 //! buckets, delete what was counted, merge hours older than [`HOURLY_FOR`]
 //! into days, drop buckets past the retention), pausing between batches, so
 //! it never holds the write lock for long and an interrupted sweep has
-//! still done its part. Additive upserts keep a repeated or interrupted
+//! still done its part. A batch that runs past the write timeout (a slow
+//! disk, another process holding the lock) is rolled back and retried at
+//! half the size, down to one session ([`batch_size_after`]). Additive upserts keep a repeated or interrupted
 //! pass correct: a probe is counted in the same transaction that deletes it.
 
 use std::time::Duration;
@@ -44,6 +46,18 @@ pub const HOURLY_FOR: Duration = Duration::from_secs(48 * 3600);
 /// Sessions per rollup transaction. At 100k sessions × ~70 probe rows each,
 /// one batch touches ~14k rows: a few milliseconds of write lock.
 pub const ROLL_SESSIONS: u32 = 200;
+
+/// The next batch's size in sessions: half after a batch that timed out
+/// (its transaction rolled back whole, so it is retried smaller: a busy or
+/// slow disk shortens the write lock instead of failing the pass), doubled
+/// back toward [`ROLL_SESSIONS`] after one that committed. Never below one.
+fn batch_size_after(size: u32, committed: bool) -> u32 {
+    if committed {
+        size.saturating_mul(2).clamp(1, ROLL_SESSIONS)
+    } else {
+        (size / 2).max(1)
+    }
+}
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -97,6 +111,7 @@ impl Store {
         let mut stats = RollupStats::default();
         // '' sorts before every provider name (names are non-empty).
         let mut after = (String::new(), String::new());
+        let mut size = ROLL_SESSIONS;
         loop {
             let keys: Vec<(String, String)> = on_reader!(self, |r| sqlx::query_as(
                 "SELECT provider, session FROM sessions \
@@ -104,7 +119,7 @@ impl Store {
             )
             .bind(&after.0)
             .bind(&after.1)
-            .bind(i64::from(ROLL_SESSIONS))
+            .bind(i64::from(size))
             .fetch_all(r)
             .await)
             .map_err(query_error(OP))?;
@@ -204,13 +219,27 @@ impl Store {
                     expired,
                 })
             })
-            .await)?;
+            .await);
+            let batch = match batch {
+                Ok(batch) => batch,
+                // Rolled back whole (nothing counted, nothing deleted): the
+                // same sessions again in a smaller batch, after a pause that
+                // lets the probe writes queued behind it through.
+                Err(StoreError::WriteTimeout { .. }) if size > 1 => {
+                    size = batch_size_after(size, false);
+                    tracing::debug!(size, "probe rollup batch timed out; retrying smaller");
+                    tokio::time::sleep(PRUNE_PAUSE).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             stats.rolled += batch.rolled;
             stats.merged += batch.merged;
             stats.expired += batch.expired;
-            if keys.len() < ROLL_SESSIONS as usize {
+            if keys.len() < size as usize {
                 return Ok(stats);
             }
+            size = batch_size_after(size, true);
             after = last;
             tokio::time::sleep(PRUNE_PAUSE).await;
         }
@@ -242,5 +271,31 @@ impl Store {
         .into_iter()
         .map(ProbeRollupRow::into_record)
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timed_out_batch_is_retried_at_half_size_down_to_one_session() {
+        let mut size = ROLL_SESSIONS;
+        let mut seen = vec![size];
+        while size > 1 {
+            size = batch_size_after(size, false);
+            seen.push(size);
+        }
+        assert_eq!(seen, [200, 100, 50, 25, 12, 6, 3, 1]);
+        assert_eq!(batch_size_after(1, false), 1);
+    }
+
+    #[test]
+    fn a_committed_batch_grows_back_to_the_full_size_and_no_further() {
+        assert_eq!(batch_size_after(1, true), 2);
+        assert_eq!(batch_size_after(3, true), 6);
+        assert_eq!(batch_size_after(ROLL_SESSIONS / 2 + 1, true), ROLL_SESSIONS);
+        assert_eq!(batch_size_after(ROLL_SESSIONS, true), ROLL_SESSIONS);
+        assert_eq!(batch_size_after(u32::MAX, true), ROLL_SESSIONS);
     }
 }

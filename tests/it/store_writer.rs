@@ -415,3 +415,57 @@ async fn rollups_are_per_session_and_in_small_batches() {
         assert_eq!(kept.len(), KEEP_LAST_PROBES as usize, "{name}");
     }
 }
+
+/// Another process holds the write lock past the store's write timeout
+/// while the hourly rollup runs: the batch that timed out was rolled back
+/// whole and is retried smaller, so the pass still counts every probe
+/// exactly once instead of failing (it used to fail the whole pass on a
+/// slow or busy disk). The lock is real, so the wait is real time.
+#[tokio::test]
+async fn a_rollup_batch_that_times_out_is_retried_smaller_and_counts_each_probe_once() {
+    let (dir, store) = open_temp().await;
+    let now = T0 + DAY;
+    let sessions = 12usize;
+    let mut writes = Vec::new();
+    for s in 0..sessions {
+        let name = format!("s{s:04}");
+        writes.push(Write::Session(Box::new(SessionRecord::new(
+            "waha",
+            &name,
+            "healthy",
+            Timestamp(T0),
+        ))));
+        for i in 0..(i64::from(KEEP_LAST_PROBES) + 4) {
+            writes.push(Write::Probe(probe(&name, now - i * 60_000, "delivered", 7)));
+        }
+    }
+    store.apply_batch(&writes).await.expect("writes");
+
+    let mut other = raw(&dir.path().join("wa-watchdog.db")).await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("take the write lock");
+    let hold = wa_watchdog::store::WRITE_TIMEOUT + Duration::from_millis(400);
+    let release = async {
+        tokio::time::sleep(hold).await;
+        sqlx::query("COMMIT")
+            .execute(&mut other)
+            .await
+            .expect("release the write lock");
+    };
+    let (stats, ()) = tokio::join!(
+        store.roll_up_probes(Timestamp(now), Timestamp(now - 30 * DAY)),
+        release
+    );
+    let stats = stats.expect("the pass survives a batch that timed out");
+    assert_eq!(stats.rolled, 4 * sessions as u64);
+    for s in 0..sessions {
+        let name = format!("s{s:04}");
+        let b = store
+            .probe_rollups("waha", &name, None, 10)
+            .await
+            .expect("rollups");
+        assert_eq!(b.iter().map(|b| b.probes).sum::<u64>(), 4, "{name}: {b:?}");
+    }
+}
