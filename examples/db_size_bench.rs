@@ -79,11 +79,12 @@ async fn main() -> anyhow::Result<()> {
     let start = Timestamp::from_millis(1_800_000_000_000 - 1_800_000_000_000 % DAY_MS);
     let records: Vec<SessionRecord> = names
         .iter()
-        .map(|n| SessionRecord {
-            chat_id: Some("15550000001@c.us".into()),
-            state_reason: "canary delivered".into(),
-            last_outcome: Some("delivered".into()),
-            ..SessionRecord::new("waha", n, "healthy", start)
+        .map(|n| {
+            let mut rec = SessionRecord::new("waha", n, "healthy", start);
+            rec.chat_id = Some("15550000001@c.us".into());
+            rec.machine.reason = "canary delivered".into();
+            rec.machine.last_outcome = Some("delivered".into());
+            rec
         })
         .collect();
     store.save_sessions(&records).await?;

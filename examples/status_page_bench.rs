@@ -30,17 +30,16 @@ const STATES: [&str; 8] = [
 ];
 
 fn session(provider: &str, name: &str, state: &str, now: Timestamp) -> SessionRecord {
-    SessionRecord {
-        state_reason: format!("{state}: the reason a person reads"),
-        consecutive_failures: u32::from(state != "healthy"),
-        last_success_at: Some(now.minus(Duration::from_secs(30))),
-        last_outcome: Some("delivered".into()),
-        last_probe_at: Some(now.minus(Duration::from_secs(30))),
-        next_probe_at: Some(now.plus(Duration::from_secs(30))),
-        paused_until: (state == "paused").then(|| now.plus(Duration::from_secs(3600))),
-        updated_at: now,
-        ..SessionRecord::new(provider, name, state, now.minus(Duration::from_secs(600)))
-    }
+    let mut rec = SessionRecord::new(provider, name, state, now.minus(Duration::from_secs(600)));
+    rec.machine.reason = format!("{state}: the reason a person reads");
+    rec.machine.consecutive_failures = u32::from(state != "healthy");
+    rec.machine.last_success_at = Some(now.minus(Duration::from_secs(30)));
+    rec.machine.last_outcome = Some("delivered".into());
+    rec.machine.last_probe_at = Some(now.minus(Duration::from_secs(30)));
+    rec.machine.paused_until = (state == "paused").then(|| now.plus(Duration::from_secs(3600)));
+    rec.next_probe_at = Some(now.plus(Duration::from_secs(30)));
+    rec.updated_at = now;
+    rec
 }
 
 fn stats(mut v: Vec<Duration>) -> String {
@@ -81,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
             name,
             state.parse().map_err(anyhow::Error::msg)?,
             0,
-            rec.last_success_at,
+            rec.machine.last_success_at,
         );
         if i % 10 == 0 {
             let id = store

@@ -138,19 +138,19 @@ impl Model {
     pub fn seed(&mut self, records: &[crate::store::SessionRecord]) {
         let mut next = BTreeMap::new();
         for r in records {
-            let Ok(state) = r.state.parse::<State>() else {
+            let Ok(state) = r.machine.state.parse::<State>() else {
                 continue;
             };
             let key = (r.provider.clone(), r.session.clone());
-            let mut v = self.view(state, r.since, &r.provider, &r.session);
+            let mut v = self.view(state, r.machine.since, &r.provider, &r.session);
             if let Some(old) = self.sessions.get(&key) {
                 for (rule, at) in &old.in_group_since {
                     if v.in_group_since.contains_key(rule) {
-                        v.in_group_since.insert(rule, (*at).min(r.since));
+                        v.in_group_since.insert(rule, (*at).min(r.machine.since));
                     }
                 }
             }
-            v.last_success = r.last_success_at;
+            v.last_success = r.machine.last_success_at;
             self.providers.entry(r.provider.clone()).or_default();
             next.insert(key, v);
         }

@@ -569,9 +569,10 @@ fn escalated_keeps_firing_for_fifteen_minutes_after_it_clears() {
 
 #[test]
 fn seeding_from_the_store_restores_states_and_last_success() {
-    let rec = |session: &str, state: &str, since: u64| crate::store::SessionRecord {
-        last_success_at: Some(at(0)),
-        ..crate::store::SessionRecord::new("waha", session, state, at(since))
+    let rec = |session: &str, state: &str, since: u64| {
+        let mut r = crate::store::SessionRecord::new("waha", session, state, at(since));
+        r.machine.last_success_at = Some(at(0));
+        r
     };
     let mut m = Model::default();
     m.seed(&[

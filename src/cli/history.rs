@@ -151,23 +151,24 @@ fn render(
         out.push_str(&format::wrap(
             &format!(
                 "{target}: {} since {} ({} ago): {}{retired}",
-                s.state,
-                format::time(s.since),
-                format::short(now.since(s.since)),
-                s.state_reason
+                s.machine.state,
+                format::time(s.machine.since),
+                format::short(now.since(s.machine.since)),
+                s.machine.reason
             ),
             4,
             WIDTH,
         ));
         out.push('\n');
         let last_ok = s
+            .machine
             .last_success_at
             .map(format::time)
             .unwrap_or_else(|| "never".to_string());
         out.push_str(&format!(
             "    failures in a row {}, last success {last_ok}, restarts counting toward escalation {}\n",
-            s.consecutive_failures,
-            s.restart_history.len()
+            s.machine.consecutive_failures,
+            s.machine.restart_history.len()
         ));
     }
     // (time, order within the same instant, kind, text). The store answers

@@ -53,15 +53,15 @@ pub(super) fn session_json(r: &SessionRecord) -> serde_json::Value {
     json!({
         "provider": r.provider,
         "session": r.session,
-        "state": r.state,
-        "since": r.since.to_rfc3339(),
-        "reason": r.state_reason,
-        "consecutive_failures": r.consecutive_failures,
-        "last_success": t(r.last_success_at),
-        "last_outcome": r.last_outcome,
-        "last_probe": t(r.last_probe_at),
+        "state": r.machine.state,
+        "since": r.machine.since.to_rfc3339(),
+        "reason": r.machine.reason,
+        "consecutive_failures": r.machine.consecutive_failures,
+        "last_success": t(r.machine.last_success_at),
+        "last_outcome": r.machine.last_outcome,
+        "last_probe": t(r.machine.last_probe_at),
         "next_probe": t(r.next_probe_at),
-        "paused_until": t(r.paused_until),
+        "paused_until": t(r.machine.paused_until),
     })
 }
 
@@ -117,11 +117,12 @@ pub(super) fn table_owned(
     );
     let mut counts: BTreeMap<State, usize> = BTreeMap::new();
     for r in rows {
-        if let Ok(state) = r.state.parse::<State>() {
+        if let Ok(state) = r.machine.state.parse::<State>() {
             *counts.entry(state).or_insert(0) += 1;
         }
-        let since = format::short(now.since(r.since));
+        let since = format::short(now.since(r.machine.since));
         let last_ok = r
+            .machine
             .last_success_at
             .map(|t| format::short(now.since(t)))
             .unwrap_or_else(|| "never".to_string());
@@ -129,14 +130,14 @@ pub(super) fn table_owned(
             Some(t) => format::until(now, t),
             None => "-".to_string(),
         };
-        let fails = r.consecutive_failures.to_string();
+        let fails = r.machine.consecutive_failures.to_string();
         let owner = owner_of(owners, r).unwrap_or_else(|| "-".to_string());
         line(
             &mut out,
             [
                 &r.provider,
                 &r.session,
-                &r.state,
+                &r.machine.state,
                 &since,
                 &last_ok,
                 &fails,
@@ -169,15 +170,14 @@ mod tests {
 
     fn row(provider: &str, session: &str, state: &str) -> SessionRecord {
         let t = Timestamp::from_millis(1_800_000_000_000);
-        SessionRecord {
-            state_reason: "because".into(),
-            consecutive_failures: 2,
-            last_success_at: Some(t),
-            last_outcome: Some("delivered".into()),
-            last_probe_at: Some(t),
-            next_probe_at: Some(t.plus(std::time::Duration::from_secs(240))),
-            ..SessionRecord::new(provider, session, state, t)
-        }
+        let mut rec = SessionRecord::new(provider, session, state, t);
+        rec.machine.reason = "because".into();
+        rec.machine.consecutive_failures = 2;
+        rec.machine.last_success_at = Some(t);
+        rec.machine.last_outcome = Some("delivered".into());
+        rec.machine.last_probe_at = Some(t);
+        rec.next_probe_at = Some(t.plus(std::time::Duration::from_secs(240)));
+        rec
     }
 
     #[test]

@@ -44,11 +44,11 @@ impl From<&SessionRecord> for SessionJson {
         SessionJson {
             provider: r.provider.clone(),
             session: r.session.clone(),
-            state: r.state.clone(),
-            since: rfc3339(r.since),
-            consecutive_failures: r.consecutive_failures,
-            last_success: r.last_success_at.map(rfc3339),
-            last_outcome: r.last_outcome.clone(),
+            state: r.machine.state.clone(),
+            since: rfc3339(r.machine.since),
+            consecutive_failures: r.machine.consecutive_failures,
+            last_success: r.machine.last_success_at.map(rfc3339),
+            last_outcome: r.machine.last_outcome.clone(),
             next_probe: r.next_probe_at.map(rfc3339),
             owner: None,
         }
@@ -435,7 +435,7 @@ pub(super) async fn one_session(
             ..SessionJson::from(&rec)
         },
         answered_by: s.replica.clone(),
-        reason: rec.state_reason,
+        reason: rec.machine.reason,
         transitions: transitions.into_iter().map(Into::into).collect(),
         probes: probes.into_iter().map(Into::into).collect(),
         probe_rollups: rollups.into_iter().map(Into::into).collect(),

@@ -17,7 +17,10 @@ use crate::outcome::Outcome;
 pub use crate::outcome::{CallFailed, StatusRead};
 use crate::policy::PolicyConfig;
 
+mod persisted;
 mod step;
+
+pub use persisted::Persisted;
 
 /// The session states, with their contract names (metrics, API, database).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -335,54 +338,34 @@ pub struct Ctx<'a> {
     pub restart_on_yellow_card: bool,
 }
 
-/// The persisted state of one session's machine.
+/// One session's machine: its persisted part and what is not stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Machine {
-    pub state: State,
-    pub since: Timestamp,
-    /// Why the session is in this state (or what it waits for), for humans.
-    pub reason: String,
-    pub consecutive_failures: u32,
-    pub streak_has_desync: bool,
+    /// Everything the store keeps (`crate::scheduler` converts it to and
+    /// from a store record).
+    pub persisted: Persisted,
     /// The streak holds an `inbound_missing`: a delivered canary (the send
     /// path) does not end it, only a received ring canary does. Not
     /// persisted: after a daemon restart the streak ends at the next
     /// delivered canary (later, never earlier, than with the flag).
     pub streak_has_inbound: bool,
-    pub first_failure_at: Option<Timestamp>,
-    pub last_success_at: Option<Timestamp>,
-    pub last_outcome: Option<Outcome>,
-    pub last_probe_at: Option<Timestamp>,
-    pub not_ready_since: Option<Timestamp>,
-    pub backoff_step: u32,
-    pub next_restart_at: Option<Timestamp>,
-    /// Start times of restarts that still count toward escalation.
-    pub restart_history: Vec<Timestamp>,
-    pub restart_started_at: Option<Timestamp>,
-    pub healthy_since: Option<Timestamp>,
-    pub paused_until: Option<Timestamp>,
 }
 
 impl Machine {
     pub fn new(now: Timestamp) -> Self {
+        Machine::restored(Persisted::fresh(
+            State::Unknown,
+            now,
+            "not probed yet".to_string(),
+        ))
+    }
+
+    /// The machine whose stored part is `persisted` (what is not stored
+    /// starts afresh).
+    pub fn restored(persisted: Persisted) -> Self {
         Machine {
-            state: State::Unknown,
-            since: now,
-            reason: "not probed yet".to_string(),
-            consecutive_failures: 0,
-            streak_has_desync: false,
+            persisted,
             streak_has_inbound: false,
-            first_failure_at: None,
-            last_success_at: None,
-            last_outcome: None,
-            last_probe_at: None,
-            not_ready_since: None,
-            backoff_step: 0,
-            next_restart_at: None,
-            restart_history: Vec::new(),
-            restart_started_at: None,
-            healthy_since: None,
-            paused_until: None,
         }
     }
 
@@ -390,10 +373,10 @@ impl Machine {
     /// A restart that was in flight is followed up, never repeated: its status
     /// is polled and `restart_timeout` still counts from its original start.
     pub fn resume_step(&self, now: Timestamp) -> Option<Step> {
-        let (at, action) = match self.state {
+        let (at, action) = match self.persisted.state {
             State::Restarting => (now, Action::PollStatus),
             State::Recovering => (now, Action::Verify),
-            State::Paused => (self.paused_until?.max(now), Action::Resume),
+            State::Paused => (self.persisted.paused_until?.max(now), Action::Resume),
             _ => (now, Action::Probe),
         };
         Some(Step { at, action })

@@ -22,7 +22,7 @@ impl Machine {
             Input::Status(read) => self.on_status(read, guard, ctx, &mut fx),
             Input::Pause { until, reason } => {
                 self.interrupt_restart(&mut fx, "paused");
-                self.paused_until = until;
+                self.persisted.paused_until = until;
                 self.enter(State::Paused, reason, guard, ctx, &mut fx);
                 fx.next = until.map(|at| Step {
                     at,
@@ -30,15 +30,15 @@ impl Machine {
                 });
             }
             Input::Resume => {
-                if self.state == State::Paused {
-                    self.paused_until = None;
+                if self.persisted.state == State::Paused {
+                    self.persisted.paused_until = None;
                     self.enter(State::Unknown, "resumed".to_string(), guard, ctx, &mut fx);
                     fx.next = Some(Step {
                         at: ctx.now,
                         action: Action::Probe,
                     });
                 } else {
-                    fx.rejected = Some(format!("not paused (state {})", self.state));
+                    fx.rejected = Some(format!("not paused (state {})", self.persisted.state));
                     fx.ignored = true;
                 }
             }
@@ -58,7 +58,7 @@ impl Machine {
         ctx: &Ctx<'_>,
         fx: &mut Effects,
     ) {
-        if matches!(self.state, State::Paused | State::NeedsPairing) {
+        if matches!(self.persisted.state, State::Paused | State::NeedsPairing) {
             fx.ignored = true;
             return;
         }
@@ -76,7 +76,7 @@ impl Machine {
     ) {
         // Results that arrive while no probe is expected are stale (the shell
         // drops most of them; this is the second line of defence).
-        if matches!(self.state, State::Paused | State::Restarting) {
+        if matches!(self.persisted.state, State::Paused | State::Restarting) {
             fx.ignored = true;
             return;
         }
@@ -90,9 +90,9 @@ impl Machine {
         ctx: &Ctx<'_>,
         fx: &mut Effects,
     ) {
-        let previous = self.last_outcome.replace(outcome);
-        self.last_probe_at = Some(ctx.now);
-        let verifying = self.state == State::Recovering;
+        let previous = self.persisted.last_outcome.replace(outcome);
+        self.persisted.last_probe_at = Some(ctx.now);
+        let verifying = self.persisted.state == State::Recovering;
 
         match outcome {
             Outcome::Delivered if self.streak_has_inbound => {
@@ -116,11 +116,13 @@ impl Machine {
                         fx,
                     );
                     fx.next = Some(self.poll_step(ctx));
-                } else if self.state == State::Escalated {
+                } else if self.persisted.state == State::Escalated {
                     fx.next = Some(self.periodic(ctx));
                 } else {
                     let previous_kind = match previous {
-                        Some(Outcome::NotReady(k)) if self.state == State::NotReady => Some(k),
+                        Some(Outcome::NotReady(k)) if self.persisted.state == State::NotReady => {
+                            Some(k)
+                        }
                         _ => None,
                     };
                     self.on_not_ready(kind, previous_kind, guard, ctx, fx);
@@ -146,7 +148,7 @@ impl Machine {
                     }
                 };
                 let reboot = kind == BlockKind::YellowCard && ctx.restart_on_yellow_card;
-                if reboot && self.state == State::Escalated {
+                if reboot && self.persisted.state == State::Escalated {
                     // Reboots already failed to lift it: no more of them.
                     fx.next = Some(self.periodic(ctx));
                 } else if reboot {
@@ -210,7 +212,7 @@ impl Machine {
                         ctx,
                         fx,
                     );
-                } else if self.state == State::Unknown {
+                } else if self.persisted.state == State::Unknown {
                     // Probed, and the answer says why it is not known: not
                     // "not probed yet" after the first rejected key.
                     self.enter(
@@ -230,19 +232,21 @@ impl Machine {
     /// canary ends a send streak; otherwise nothing changes (the schedule
     /// stays: it arrives between this session's own steps).
     fn on_received(&mut self, guard: &mut ProviderGuard, ctx: &Ctx<'_>, fx: &mut Effects) {
-        if matches!(self.state, State::Paused | State::Restarting) || !self.streak_has_inbound {
+        if matches!(self.persisted.state, State::Paused | State::Restarting)
+            || !self.streak_has_inbound
+        {
             fx.ignored = true;
             return;
         }
-        if self.consecutive_failures > 0 && self.streak_has_desync {
+        if self.persisted.consecutive_failures > 0 && self.persisted.streak_has_desync {
             // A send streak too: receiving proves nothing about it.
             fx.ignored = true;
             return;
         }
-        self.last_outcome = Some(Outcome::Delivered);
+        self.persisted.last_outcome = Some(Outcome::Delivered);
         self.streak_has_inbound = false;
         self.on_delivered(guard, ctx, fx);
-        if self.state == State::Healthy && fx.transitions.is_empty() {
+        if self.persisted.state == State::Healthy && fx.transitions.is_empty() {
             // Healthy all along (the streak was below the threshold):
             // keep the session's own schedule.
             fx.next = None;
@@ -260,7 +264,7 @@ impl Machine {
         ctx: &Ctx<'_>,
         fx: &mut Effects,
     ) {
-        match self.state {
+        match self.persisted.state {
             State::Recovering if previous == Some(Outcome::Delivered) => {
                 // A second verification without any ring canary reaching it:
                 // nobody can tell; give the slot back and keep the streak.
@@ -279,7 +283,7 @@ impl Machine {
                 fx.next = Some(self.periodic(ctx));
             }
             State::Recovering => {
-                self.reason =
+                self.persisted.reason =
                     "sends work after the restart; waiting for the next ring canary to prove it                      receives"
                         .into();
                 fx.next = Some(Step {
@@ -300,10 +304,11 @@ impl Machine {
 
     fn on_delivered(&mut self, guard: &mut ProviderGuard, ctx: &Ctx<'_>, fx: &mut Effects) {
         let now = ctx.now;
-        if self.state == State::Recovering {
+        if self.persisted.state == State::Recovering {
             let first = self
+                .persisted
                 .first_failure_at
-                .or(self.restart_started_at)
+                .or(self.persisted.restart_started_at)
                 .unwrap_or(now);
             fx.recovered_after = Some(now.since(first));
             self.finish_restart(
@@ -318,21 +323,21 @@ impl Machine {
                 ctx,
                 fx,
             );
-        } else if self.state != State::Healthy {
+        } else if self.persisted.state != State::Healthy {
             self.enter(State::Healthy, "canary delivered".into(), guard, ctx, fx);
         }
-        self.consecutive_failures = 0;
-        self.streak_has_desync = false;
+        self.persisted.consecutive_failures = 0;
+        self.persisted.streak_has_desync = false;
         self.streak_has_inbound = false;
-        self.first_failure_at = None;
-        self.not_ready_since = None;
-        self.last_success_at = Some(now);
-        let healthy_since = *self.healthy_since.get_or_insert(now);
+        self.persisted.first_failure_at = None;
+        self.persisted.not_ready_since = None;
+        self.persisted.last_success_at = Some(now);
+        let healthy_since = *self.persisted.healthy_since.get_or_insert(now);
         if now.since(healthy_since) >= ctx.policy.healthy_reset {
             // Healthy long enough: earlier restarts no longer say anything.
-            self.backoff_step = 0;
-            self.next_restart_at = None;
-            self.restart_history.clear();
+            self.persisted.backoff_step = 0;
+            self.persisted.next_restart_at = None;
+            self.persisted.restart_history.clear();
         }
         fx.next = Some(self.periodic(ctx));
     }
@@ -344,11 +349,11 @@ impl Machine {
         ctx: &Ctx<'_>,
         fx: &mut Effects,
     ) {
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        self.streak_has_desync |= outcome == Outcome::Desync;
+        self.persisted.consecutive_failures = self.persisted.consecutive_failures.saturating_add(1);
+        self.persisted.streak_has_desync |= outcome == Outcome::Desync;
         self.streak_has_inbound |= outcome == Outcome::InboundMissing;
-        self.first_failure_at.get_or_insert(ctx.now);
-        let threshold = if self.streak_has_desync {
+        self.persisted.first_failure_at.get_or_insert(ctx.now);
+        let threshold = if self.persisted.streak_has_desync {
             ctx.policy.desync_confirmations
         } else {
             ctx.policy.send_failure_confirmations
@@ -356,10 +361,10 @@ impl Machine {
         let streak = format!(
             "{} {}/{}",
             outcome.as_str(),
-            self.consecutive_failures.min(threshold),
+            self.persisted.consecutive_failures.min(threshold),
             threshold
         );
-        match self.state {
+        match self.persisted.state {
             State::Escalated => {
                 fx.next = Some(self.periodic(ctx));
             }
@@ -389,9 +394,9 @@ impl Machine {
                     fx,
                 );
             }
-            _ if self.consecutive_failures >= threshold => {
+            _ if self.persisted.consecutive_failures >= threshold => {
                 fx.desync_confirmed = true;
-                let what = if self.streak_has_desync {
+                let what = if self.persisted.streak_has_desync {
                     "desync confirmed"
                 } else {
                     "send failures confirmed"
@@ -441,10 +446,10 @@ impl Machine {
         ctx: &Ctx<'_>,
         fx: &mut Effects,
     ) {
-        if previous_kind != Some(kind) || self.not_ready_since.is_none() {
-            self.not_ready_since = Some(ctx.now);
+        if previous_kind != Some(kind) || self.persisted.not_ready_since.is_none() {
+            self.persisted.not_ready_since = Some(ctx.now);
         }
-        let since = self.not_ready_since.unwrap_or(ctx.now);
+        let since = self.persisted.not_ready_since.unwrap_or(ctx.now);
         let status = kind.as_str().to_uppercase();
         match kind {
             NotReadyKind::Starting => {
@@ -516,7 +521,7 @@ impl Machine {
         ctx: &Ctx<'_>,
         fx: &mut Effects,
     ) {
-        if self.state != State::Restarting {
+        if self.persisted.state != State::Restarting {
             fx.ignored = true;
             return;
         }
@@ -531,7 +536,7 @@ impl Machine {
                     result: RemediationResult::Failed,
                     detail: detail.clone(),
                 });
-                self.restart_started_at = None;
+                self.persisted.restart_started_at = None;
                 self.consider_restart(
                     format!("restart call failed: {detail}"),
                     State::Desynced,
@@ -550,7 +555,7 @@ impl Machine {
         ctx: &Ctx<'_>,
         fx: &mut Effects,
     ) {
-        if self.state != State::Restarting {
+        if self.persisted.state != State::Restarting {
             fx.ignored = true;
             return;
         }
@@ -576,14 +581,14 @@ impl Machine {
                 self.apply_outcome(outcome, guard, ctx, fx);
             }
             StatusRead::Not(outcome) => {
-                let started = self.restart_started_at.unwrap_or(ctx.now);
+                let started = self.persisted.restart_started_at.unwrap_or(ctx.now);
                 if ctx.now.since(started) >= ctx.policy.restart_timeout {
-                    self.last_outcome = Some(outcome);
+                    self.persisted.last_outcome = Some(outcome);
                     fx.remediations.push(Remediation::Finished {
                         result: RemediationResult::Timeout,
                         detail: format!("still {} after restart_timeout", outcome),
                     });
-                    self.restart_started_at = None;
+                    self.persisted.restart_started_at = None;
                     if outcome == Outcome::NotReady(NotReadyKind::Starting) {
                         // Still starting long after a restart: another restart
                         // will not help (Green-API's own ladder is reboot, then
@@ -619,10 +624,13 @@ impl Machine {
     }
 
     fn on_operator_restart(&mut self, guard: &mut ProviderGuard, ctx: &Ctx<'_>, fx: &mut Effects) {
-        let refusal = if self.state == State::Paused {
+        let refusal = if self.persisted.state == State::Paused {
             Some("session is paused; resume it first".to_string())
-        } else if self.state.holds_restart_slot() {
-            Some(format!("a restart is already in progress ({})", self.state))
+        } else if self.persisted.state.holds_restart_slot() {
+            Some(format!(
+                "a restart is already in progress ({})",
+                self.persisted.state
+            ))
         } else if !guard.slot_free(ctx.policy) {
             Some(format!(
                 "max_concurrent_restarts ({}) restarts of this provider are in flight",
@@ -652,18 +660,24 @@ impl Machine {
     ) {
         let cfg = ctx.policy;
         let now = ctx.now;
-        match policy::decide(&self.restart_history, self.next_restart_at, guard, cfg, now) {
+        match policy::decide(
+            &self.persisted.restart_history,
+            self.persisted.next_restart_at,
+            guard,
+            cfg,
+            now,
+        ) {
             Decision::Allow => {
                 self.book_restart(cfg, now);
                 // Pass through the waiting state so the record shows why
                 // (desync confirmed) apart from what was done (restart); this
                 // also gives back the slot of a failed attempt before the next
                 // one takes one, so the slot count stays exact.
-                if self.state != waiting {
+                if self.persisted.state != waiting {
                     self.enter(waiting, why.clone(), guard, ctx, fx);
                 }
                 guard.acquire(cfg, now);
-                let attempt = policy::restarts_in_window(&self.restart_history, cfg, now);
+                let attempt = policy::restarts_in_window(&self.persisted.restart_history, cfg, now);
                 let transition = format!(
                     "restart {attempt} of at most {} within restart_window",
                     cfg.max_restarts
@@ -700,7 +714,7 @@ impl Machine {
                 });
             }
             Decision::Escalate => {
-                let n = policy::restarts_in_window(&self.restart_history, cfg, now);
+                let n = policy::restarts_in_window(&self.persisted.restart_history, cfg, now);
                 self.enter(
                     State::Escalated,
                     format!(
@@ -721,32 +735,33 @@ impl Machine {
     /// before saving the session): counted like one made, so backoff and
     /// `max_restarts` hold across the crash. Already counted: no change.
     pub fn recall_restart(&mut self, cfg: &PolicyConfig, at: Timestamp) {
-        if self.restart_history.contains(&at) {
+        if self.persisted.restart_history.contains(&at) {
             return;
         }
-        let before = self.next_restart_at;
+        let before = self.persisted.next_restart_at;
         self.book_restart(cfg, at);
-        self.next_restart_at = self.next_restart_at.max(before);
+        self.persisted.next_restart_at = self.persisted.next_restart_at.max(before);
     }
 
     /// Records a restart attempt in the session's history and backoff.
     fn book_restart(&mut self, cfg: &PolicyConfig, now: Timestamp) {
         let horizon = now.minus(cfg.restart_window);
-        self.restart_history.retain(|t| *t > horizon);
-        self.restart_history.push(now);
-        self.next_restart_at = Some(now.plus(policy::backoff(cfg, self.backoff_step)));
-        self.backoff_step = self.backoff_step.saturating_add(1);
+        self.persisted.restart_history.retain(|t| *t > horizon);
+        self.persisted.restart_history.push(now);
+        self.persisted.next_restart_at =
+            Some(now.plus(policy::backoff(cfg, self.persisted.backoff_step)));
+        self.persisted.backoff_step = self.persisted.backoff_step.saturating_add(1);
     }
 
     /// Enters `restarting`; the caller has already taken the slot (so this
     /// bypasses `enter`, which would account for it a second time).
     fn start_restart(&mut self, transition: String, why: String, ctx: &Ctx<'_>, fx: &mut Effects) {
-        self.restart_started_at = Some(ctx.now);
-        self.healthy_since = None;
-        self.not_ready_since = None;
+        self.persisted.restart_started_at = Some(ctx.now);
+        self.persisted.healthy_since = None;
+        self.persisted.not_ready_since = None;
         fx.remediations.push(Remediation::Begin { reason: why });
-        let from = self.state;
-        self.state = State::Restarting;
+        let from = self.persisted.state;
+        self.persisted.state = State::Restarting;
         self.record(from, State::Restarting, transition, ctx, fx);
         fx.next = Some(Step {
             at: ctx.now,
@@ -756,12 +771,12 @@ impl Machine {
 
     /// Ends a restart attempt in progress, if any, with `result`.
     fn finish_restart(&mut self, fx: &mut Effects, result: RemediationResult, detail: &str) {
-        if self.state.holds_restart_slot() {
+        if self.persisted.state.holds_restart_slot() {
             fx.remediations.push(Remediation::Finished {
                 result,
                 detail: detail.to_string(),
             });
-            self.restart_started_at = None;
+            self.persisted.restart_started_at = None;
         }
     }
 
@@ -779,7 +794,7 @@ impl Machine {
         ctx: &Ctx<'_>,
         fx: &mut Effects,
     ) {
-        let from = self.state;
+        let from = self.persisted.state;
         if from.holds_restart_slot() && !to.holds_restart_slot() {
             guard.release();
         }
@@ -788,22 +803,22 @@ impl Machine {
             "entering {to} must go through start_restart"
         );
         if to != State::Healthy {
-            self.healthy_since = None;
+            self.persisted.healthy_since = None;
         }
         if to != State::NotReady {
-            self.not_ready_since = None;
+            self.persisted.not_ready_since = None;
         }
         if from == to {
-            self.reason = reason;
+            self.persisted.reason = reason;
             return;
         }
-        self.state = to;
+        self.persisted.state = to;
         self.record(from, to, reason, ctx, fx);
     }
 
     fn record(&mut self, from: State, to: State, reason: String, ctx: &Ctx<'_>, fx: &mut Effects) {
-        self.since = ctx.now;
-        self.reason = reason.clone();
+        self.persisted.since = ctx.now;
+        self.persisted.reason = reason.clone();
         fx.transitions.push(Transition { from, to, reason });
     }
 

@@ -28,46 +28,47 @@ fn ctx(now: Timestamp, cfg: &PolicyConfig) -> Ctx<'_> {
 fn machine_in(state: State, now: Timestamp) -> (Machine, ProviderGuard) {
     let mut m = Machine::new(now.minus(Duration::from_secs(3600)));
     let mut g = ProviderGuard::default();
-    m.state = state;
-    m.since = now.minus(Duration::from_secs(30));
+    m.persisted.state = state;
+    m.persisted.since = now.minus(Duration::from_secs(30));
     match state {
         State::Healthy => {
-            m.healthy_since = Some(now.minus(MIN));
-            m.last_success_at = Some(now.minus(MIN));
+            m.persisted.healthy_since = Some(now.minus(MIN));
+            m.persisted.last_success_at = Some(now.minus(MIN));
         }
         State::Suspect => {
-            m.consecutive_failures = 1;
-            m.streak_has_desync = true;
-            m.first_failure_at = Some(now.minus(Duration::from_secs(15)));
+            m.persisted.consecutive_failures = 1;
+            m.persisted.streak_has_desync = true;
+            m.persisted.first_failure_at = Some(now.minus(Duration::from_secs(15)));
         }
         State::Desynced => {
-            m.consecutive_failures = 3;
-            m.streak_has_desync = true;
-            m.first_failure_at = Some(now.minus(MIN));
+            m.persisted.consecutive_failures = 3;
+            m.persisted.streak_has_desync = true;
+            m.persisted.first_failure_at = Some(now.minus(MIN));
         }
         State::Restarting | State::Recovering => {
-            m.consecutive_failures = 3;
-            m.streak_has_desync = true;
-            m.first_failure_at = Some(now.minus(MIN));
-            m.restart_started_at = Some(now.minus(Duration::from_secs(10)));
-            m.restart_history = vec![now.minus(Duration::from_secs(10))];
-            m.next_restart_at = Some(now.plus(Duration::from_secs(20)));
-            m.backoff_step = 1;
+            m.persisted.consecutive_failures = 3;
+            m.persisted.streak_has_desync = true;
+            m.persisted.first_failure_at = Some(now.minus(MIN));
+            m.persisted.restart_started_at = Some(now.minus(Duration::from_secs(10)));
+            m.persisted.restart_history = vec![now.minus(Duration::from_secs(10))];
+            m.persisted.next_restart_at = Some(now.plus(Duration::from_secs(20)));
+            m.persisted.backoff_step = 1;
             g.in_flight = 1;
             g.recent_restarts
                 .push_back(now.minus(Duration::from_secs(10)));
         }
         State::NotReady => {
-            m.last_outcome = Some(Outcome::NotReady(NotReadyKind::Starting));
-            m.not_ready_since = Some(now.minus(Duration::from_secs(10)));
+            m.persisted.last_outcome = Some(Outcome::NotReady(NotReadyKind::Starting));
+            m.persisted.not_ready_since = Some(now.minus(Duration::from_secs(10)));
         }
         State::Escalated => {
-            m.consecutive_failures = 9;
-            m.streak_has_desync = true;
-            m.restart_history = vec![now.minus(10 * MIN), now.minus(8 * MIN), now.minus(5 * MIN)];
+            m.persisted.consecutive_failures = 9;
+            m.persisted.streak_has_desync = true;
+            m.persisted.restart_history =
+                vec![now.minus(10 * MIN), now.minus(8 * MIN), now.minus(5 * MIN)];
         }
         State::Paused => {
-            m.paused_until = Some(now.plus(Duration::from_secs(3600)));
+            m.persisted.paused_until = Some(now.plus(Duration::from_secs(3600)));
         }
         State::Unknown | State::NeedsPairing | State::Blocked | State::Unreachable => {}
     }
@@ -162,12 +163,16 @@ fn every_state_and_outcome_pair_goes_where_the_table_says() {
             let before = m.clone();
             let fx = m.step(Input::Probe(outcome), &mut g, &ctx(now, &cfg));
             let case = format!("{state} + {name}");
-            assert_eq!(m.state, expected, "{case}: reason {:?}", m.reason);
+            assert_eq!(
+                m.persisted.state, expected,
+                "{case}: reason {:?}",
+                m.persisted.reason
+            );
 
             // Slot invariant: held exactly while restarting or recovering.
             assert_eq!(
                 g.in_flight,
-                u32::from(m.state.holds_restart_slot()),
+                u32::from(m.persisted.state.holds_restart_slot()),
                 "{case}: slot count"
             );
             // Ignored inputs change nothing at all.
@@ -180,15 +185,18 @@ fn every_state_and_outcome_pair_goes_where_the_table_says() {
             } else {
                 let next = fx.next.unwrap_or_else(|| panic!("{case}: no next step"));
                 assert!(next.at >= now, "{case}: next step in the past");
-                assert_eq!(m.last_outcome, Some(outcome), "{case}");
+                assert_eq!(m.persisted.last_outcome, Some(outcome), "{case}");
             }
             // The recorded transitions end where the machine is.
             if let Some(last) = fx.transitions.last() {
-                assert_eq!(last.to, m.state, "{case}");
+                assert_eq!(last.to, m.persisted.state, "{case}");
                 assert_eq!(fx.transitions[0].from, state, "{case}");
                 assert!(!last.reason.is_empty(), "{case}");
             } else {
-                assert_eq!(m.state, state, "{case}: state changed without a transition");
+                assert_eq!(
+                    m.persisted.state, state,
+                    "{case}: state changed without a transition"
+                );
             }
             // A restart is begun if and only if the session enters restarting
             // from a state that did not already hold a slot.
@@ -196,7 +204,8 @@ fn every_state_and_outcome_pair_goes_where_the_table_says() {
                 .remediations
                 .iter()
                 .any(|r| matches!(r, Remediation::Begin { .. }));
-            let entered_restart = m.state == State::Restarting && !state.holds_restart_slot();
+            let entered_restart =
+                m.persisted.state == State::Restarting && !state.holds_restart_slot();
             assert_eq!(begun, entered_restart, "{case}: {:?}", fx.remediations);
             if begun {
                 assert_eq!(fx.next.map(|s| s.action), Some(Action::Restart), "{case}");
@@ -274,11 +283,11 @@ fn restarting_follows_the_call_and_the_status_polls() {
         &mut g,
         &ctx(now, &cfg),
     );
-    assert_eq!(m.state, State::Restarting);
+    assert_eq!(m.persisted.state, State::Restarting);
     assert_eq!(fx.next.map(|s| s.action), Some(Action::PollStatus));
 
     let fx = m.step(Input::Status(StatusRead::Working), &mut g, &ctx(now, &cfg));
-    assert_eq!(m.state, State::Recovering);
+    assert_eq!(m.persisted.state, State::Recovering);
     assert_eq!(
         fx.next,
         Some(Step {
@@ -299,14 +308,18 @@ fn restarting_follows_the_call_and_the_status_polls() {
         &mut g,
         &ctx(now, &cfg),
     );
-    assert_eq!(m.state, State::Desynced);
+    assert_eq!(m.persisted.state, State::Desynced);
     assert_eq!(g.in_flight, 0);
     assert!(
-        m.reason.contains("restart call failed: HTTP 500"),
+        m.persisted.reason.contains("restart call failed: HTTP 500"),
         "{}",
-        m.reason
+        m.persisted.reason
     );
-    assert!(m.reason.contains("backoff"), "{}", m.reason);
+    assert!(
+        m.persisted.reason.contains("backoff"),
+        "{}",
+        m.persisted.reason
+    );
     assert!(matches!(
         fx.remediations.as_slice(),
         [Remediation::Finished {
@@ -322,7 +335,7 @@ fn restarting_follows_the_call_and_the_status_polls() {
         &mut g,
         &ctx(now, &cfg),
     );
-    assert_eq!(m.state, State::NeedsPairing);
+    assert_eq!(m.persisted.state, State::NeedsPairing);
     assert_eq!(g.in_flight, 0);
 
     // Timeout while the provider cannot be read: back to desynced, backoff.
@@ -333,7 +346,7 @@ fn restarting_follows_the_call_and_the_status_polls() {
         &mut g,
         &ctx(late, &cfg),
     );
-    assert_eq!(m.state, State::Desynced);
+    assert_eq!(m.persisted.state, State::Desynced);
     assert_eq!(g.in_flight, 0);
     assert!(matches!(
         fx.remediations.as_slice(),
@@ -351,8 +364,12 @@ fn restarting_follows_the_call_and_the_status_polls() {
         &mut g,
         &ctx(late, &cfg),
     );
-    assert_eq!(m.state, State::Escalated);
-    assert!(m.reason.contains("still STARTING"), "{}", m.reason);
+    assert_eq!(m.persisted.state, State::Escalated);
+    assert!(
+        m.persisted.reason.contains("still STARTING"),
+        "{}",
+        m.persisted.reason
+    );
     assert_eq!(g.in_flight, 0);
     assert!(matches!(
         fx.remediations.as_slice(),
@@ -383,7 +400,7 @@ impl Run {
             log: Vec::new(),
         };
         run.feed(Input::Probe(Outcome::Delivered));
-        assert_eq!(run.m.state, State::Healthy);
+        assert_eq!(run.m.persisted.state, State::Healthy);
         run
     }
 
@@ -411,10 +428,10 @@ impl Run {
 
     /// Restart call ok, status WORKING, verification with `verify`.
     fn restart_cycle(&mut self, verify: Outcome) -> Effects {
-        assert_eq!(self.m.state, State::Restarting);
+        assert_eq!(self.m.persisted.state, State::Restarting);
         self.feed(Input::RestartCalled(Ok(())));
         self.feed(Input::Status(StatusRead::Working));
-        assert_eq!(self.m.state, State::Recovering);
+        assert_eq!(self.m.persisted.state, State::Recovering);
         self.probe(verify)
     }
 }
@@ -423,21 +440,21 @@ impl Run {
 fn a_confirmed_desync_is_restarted_verified_and_healed() {
     let mut r = Run::new(PolicyConfig::default());
     r.at(10).probe(Outcome::Desync);
-    assert_eq!(r.m.state, State::Suspect);
+    assert_eq!(r.m.persisted.state, State::Suspect);
     let fx = r.at(25).probe(Outcome::Desync);
     assert_eq!(
         fx.next.map(|s| s.at),
         Some(t(40)),
         "re-probe after confirm_interval"
     );
-    assert_eq!(r.m.state, State::Suspect);
+    assert_eq!(r.m.persisted.state, State::Suspect);
     let fx = r.at(40).probe(Outcome::Desync);
     assert!(fx.desync_confirmed);
-    assert_eq!(r.m.state, State::Restarting);
+    assert_eq!(r.m.persisted.state, State::Restarting);
     assert!(
-        r.m.reason.contains("restart 1 of at most 3"),
+        r.m.persisted.reason.contains("restart 1 of at most 3"),
         "{}",
-        r.m.reason
+        r.m.persisted.reason
     );
     assert!(matches!(
         fx.remediations.as_slice(),
@@ -461,7 +478,7 @@ fn a_confirmed_desync_is_restarted_verified_and_healed() {
 
     r.at(45);
     let fx = r.restart_cycle(Outcome::Delivered);
-    assert_eq!(r.m.state, State::Healthy);
+    assert_eq!(r.m.persisted.state, State::Healthy);
     assert_eq!(fx.recovered_after, Some(Duration::from_secs(35)));
     assert!(matches!(
         fx.remediations.as_slice(),
@@ -471,8 +488,8 @@ fn a_confirmed_desync_is_restarted_verified_and_healed() {
         }]
     ));
     assert_eq!(r.g.in_flight, 0);
-    assert_eq!(r.m.consecutive_failures, 0);
-    assert_eq!(r.m.restart_history, [t(40)]);
+    assert_eq!(r.m.persisted.consecutive_failures, 0);
+    assert_eq!(r.m.persisted.restart_history, [t(40)]);
 }
 
 #[test]
@@ -480,17 +497,17 @@ fn send_failures_without_a_signature_need_five_confirmations() {
     let mut r = Run::new(PolicyConfig::default());
     for i in 1..=4 {
         r.at(i).probe(Outcome::SendFailed);
-        assert_eq!(r.m.state, State::Suspect, "after {i}");
+        assert_eq!(r.m.persisted.state, State::Suspect, "after {i}");
     }
     r.at(5).probe(Outcome::SendFailed);
-    assert_eq!(r.m.state, State::Restarting);
+    assert_eq!(r.m.persisted.state, State::Restarting);
 
     // A desync anywhere in the streak lowers the bar to three.
     let mut r = Run::new(PolicyConfig::default());
     r.at(1).probe(Outcome::SendFailed);
     r.at(2).probe(Outcome::SendFailed);
     r.at(3).probe(Outcome::Desync);
-    assert_eq!(r.m.state, State::Restarting);
+    assert_eq!(r.m.persisted.state, State::Restarting);
 }
 
 #[test]
@@ -505,8 +522,8 @@ fn single_blips_never_restart() {
         let mut r = Run::new(PolicyConfig::default());
         r.at(1).probe(blip);
         r.at(2).probe(Outcome::Delivered);
-        assert_eq!(r.m.state, State::Healthy, "{blip:?}");
-        assert!(r.m.restart_history.is_empty(), "{blip:?}");
+        assert_eq!(r.m.persisted.state, State::Healthy, "{blip:?}");
+        assert!(r.m.persisted.restart_history.is_empty(), "{blip:?}");
         assert!(
             r.log.iter().all(|fx| fx.remediations.is_empty()),
             "{blip:?}"
@@ -523,32 +540,41 @@ fn failing_restarts_back_off_then_escalate_and_success_clears_it() {
     for _ in 0..200 {
         now += 5;
         r.at(now);
-        if r.m.state == State::Restarting {
+        if r.m.persisted.state == State::Restarting {
             restarts.push(now);
             r.restart_cycle(Outcome::Desync);
         } else {
             r.probe(Outcome::Desync);
         }
-        if r.m.state == State::Escalated {
+        if r.m.persisted.state == State::Escalated {
             break;
         }
     }
-    assert_eq!(r.m.state, State::Escalated, "reason: {}", r.m.reason);
+    assert_eq!(
+        r.m.persisted.state,
+        State::Escalated,
+        "reason: {}",
+        r.m.persisted.reason
+    );
     assert_eq!(restarts.len(), 3, "max_restarts attempts before escalation");
     // Backoff between attempts: 30 s, then 60 s (probe granularity 5 s).
     assert!(restarts[1] - restarts[0] >= 30, "{restarts:?}");
     assert!(restarts[2] - restarts[1] >= 60, "{restarts:?}");
-    assert!(r.m.reason.contains("needs a human"), "{}", r.m.reason);
+    assert!(
+        r.m.persisted.reason.contains("needs a human"),
+        "{}",
+        r.m.persisted.reason
+    );
     assert_eq!(r.g.in_flight, 0);
 
     // Escalated keeps probing without restarting.
     let fx = r.at(now + 5).probe(Outcome::Desync);
-    assert_eq!(r.m.state, State::Escalated);
+    assert_eq!(r.m.persisted.state, State::Escalated);
     assert!(fx.remediations.is_empty());
     assert!(fx.next.is_some());
 
     r.at(now + 10).probe(Outcome::Delivered);
-    assert_eq!(r.m.state, State::Healthy);
+    assert_eq!(r.m.persisted.state, State::Healthy);
 }
 
 #[test]
@@ -558,14 +584,18 @@ fn the_restart_history_is_forgotten_after_staying_healthy() {
         r.at(i).probe(Outcome::Desync);
     }
     r.restart_cycle(Outcome::Delivered);
-    assert_eq!(r.m.restart_history.len(), 1);
-    assert_eq!(r.m.backoff_step, 1);
+    assert_eq!(r.m.persisted.restart_history.len(), 1);
+    assert_eq!(r.m.persisted.backoff_step, 1);
     r.at(10 * 60).probe(Outcome::Delivered);
-    assert_eq!(r.m.restart_history.len(), 1, "not yet healthy_reset");
+    assert_eq!(
+        r.m.persisted.restart_history.len(),
+        1,
+        "not yet healthy_reset"
+    );
     r.at(31 * 60).probe(Outcome::Delivered);
-    assert!(r.m.restart_history.is_empty());
-    assert_eq!(r.m.backoff_step, 0);
-    assert_eq!(r.m.next_restart_at, None);
+    assert!(r.m.persisted.restart_history.is_empty());
+    assert_eq!(r.m.persisted.backoff_step, 0);
+    assert_eq!(r.m.persisted.next_restart_at, None);
 }
 
 #[test]
@@ -577,8 +607,12 @@ fn provider_guards_make_a_desynced_session_wait_and_say_why() {
     for i in 1..=3 {
         r.at(i).probe(Outcome::Desync);
     }
-    assert_eq!(r.m.state, State::Desynced);
-    assert!(r.m.reason.contains("restart slot busy"), "{}", r.m.reason);
+    assert_eq!(r.m.persisted.state, State::Desynced);
+    assert!(
+        r.m.persisted.reason.contains("restart slot busy"),
+        "{}",
+        r.m.persisted.reason
+    );
     let next = r.log.last().and_then(|fx| fx.next).expect("recheck");
     assert_eq!(
         next.at,
@@ -588,7 +622,7 @@ fn provider_guards_make_a_desynced_session_wait_and_say_why() {
     // The slot frees up: the next failing probe restarts.
     r.g.in_flight = 0;
     r.at(20).probe(Outcome::Desync);
-    assert_eq!(r.m.state, State::Restarting);
+    assert_eq!(r.m.persisted.state, State::Restarting);
 
     // Outage.
     let mut r = Run::new(cfg.clone());
@@ -596,8 +630,12 @@ fn provider_guards_make_a_desynced_session_wait_and_say_why() {
     for i in 1..=3 {
         r.at(i).probe(Outcome::Desync);
     }
-    assert_eq!(r.m.state, State::Desynced);
-    assert!(r.m.reason.contains("provider outage"), "{}", r.m.reason);
+    assert_eq!(r.m.persisted.state, State::Desynced);
+    assert!(
+        r.m.persisted.reason.contains("provider outage"),
+        "{}",
+        r.m.persisted.reason
+    );
 
     // Budget spent.
     let mut r = Run::new(PolicyConfig {
@@ -608,11 +646,11 @@ fn provider_guards_make_a_desynced_session_wait_and_say_why() {
     for i in 1..=3 {
         r.at(i).probe(Outcome::Desync);
     }
-    assert_eq!(r.m.state, State::Desynced);
+    assert_eq!(r.m.persisted.state, State::Desynced);
     assert!(
-        r.m.reason.contains("restart budget spent"),
+        r.m.persisted.reason.contains("restart budget spent"),
         "{}",
-        r.m.reason
+        r.m.persisted.reason
     );
 }
 
@@ -630,14 +668,14 @@ fn dry_run_records_what_it_would_do_and_still_escalates() {
             .iter()
             .filter(|x| matches!(x, Remediation::DryRun { .. }))
             .count();
-        assert_ne!(r.m.state, State::Restarting);
+        assert_ne!(r.m.persisted.state, State::Restarting);
         assert_eq!(r.g.in_flight, 0);
-        if r.m.state == State::Escalated {
+        if r.m.persisted.state == State::Escalated {
             break;
         }
     }
     assert_eq!(dry_runs, 3);
-    assert_eq!(r.m.state, State::Escalated);
+    assert_eq!(r.m.persisted.state, State::Escalated);
 }
 
 #[test]
@@ -646,13 +684,13 @@ fn starting_is_restarted_only_after_the_grace_and_stopped_only_when_allowed() {
     let starting = Outcome::NotReady(NotReadyKind::Starting);
     let mut r = Run::new(cfg.clone());
     let fx = r.at(10).probe(starting);
-    assert_eq!(r.m.state, State::NotReady);
+    assert_eq!(r.m.persisted.state, State::NotReady);
     // The next probe is no later than the end of the grace.
     assert!(fx.next.expect("next").at <= t(10).plus(cfg.starting_grace));
     r.at(10 + 179).probe(starting);
-    assert_eq!(r.m.state, State::NotReady);
+    assert_eq!(r.m.persisted.state, State::NotReady);
     let fx = r.at(10 + 180).probe(starting);
-    assert_eq!(r.m.state, State::Restarting);
+    assert_eq!(r.m.persisted.state, State::Restarting);
     assert!(
         matches!(fx.remediations.as_slice(), [Remediation::Begin { reason }] if reason.contains("beyond starting_grace")),
         "{:?}",
@@ -663,14 +701,14 @@ fn starting_is_restarted_only_after_the_grace_and_stopped_only_when_allowed() {
     let mut r = Run::new(cfg.clone());
     for i in 1..100 {
         r.at(i * 60).probe(stopped);
-        assert_eq!(r.m.state, State::NotReady);
+        assert_eq!(r.m.persisted.state, State::NotReady);
     }
     let mut r = Run::new(PolicyConfig {
         restart_stopped: true,
         ..cfg
     });
     r.at(1).probe(stopped);
-    assert_eq!(r.m.state, State::Restarting);
+    assert_eq!(r.m.persisted.state, State::Restarting);
 }
 
 #[test]
@@ -703,7 +741,7 @@ fn a_yellow_card_is_rebooted_only_when_configured() {
         &mut g,
         &c,
     );
-    assert_eq!(m.state, State::Restarting);
+    assert_eq!(m.persisted.state, State::Restarting);
 }
 
 #[test]
@@ -720,7 +758,7 @@ fn pause_interrupts_a_restart_and_resume_probes_at_once() {
         &mut g,
         &ctx(now, &cfg),
     );
-    assert_eq!(m.state, State::Paused);
+    assert_eq!(m.persisted.state, State::Paused);
     assert_eq!(g.in_flight, 0);
     assert_eq!(
         fx.next,
@@ -745,7 +783,7 @@ fn pause_interrupts_a_restart_and_resume_probes_at_once() {
     );
 
     let fx = m.step(Input::Resume, &mut g, &ctx(until, &cfg));
-    assert_eq!(m.state, State::Unknown);
+    assert_eq!(m.persisted.state, State::Unknown);
     assert_eq!(
         fx.next,
         Some(Step {
@@ -777,10 +815,10 @@ fn operator_restart_respects_only_the_concurrency_limit() {
     let now = t(0);
     // Even escalated, in backoff and with the budget spent, an operator may restart.
     let (mut m, mut g) = machine_in(State::Escalated, now);
-    m.next_restart_at = Some(now.plus(MIN));
+    m.persisted.next_restart_at = Some(now.plus(MIN));
     let fx = m.step(Input::OperatorRestart, &mut g, &ctx(now, &cfg));
-    assert_eq!(m.state, State::Restarting);
-    assert_eq!(m.reason, "operator");
+    assert_eq!(m.persisted.state, State::Restarting);
+    assert_eq!(m.persisted.reason, "operator");
     assert_eq!(g.in_flight, 1);
     assert_eq!(fx.next.map(|s| s.action), Some(Action::Restart));
 
@@ -794,13 +832,13 @@ fn operator_restart_respects_only_the_concurrency_limit() {
             .unwrap_or("")
             .contains("max_concurrent_restarts")
     );
-    assert_eq!(other.state, State::Healthy);
+    assert_eq!(other.persisted.state, State::Healthy);
 
     for state in [State::Paused, State::Restarting, State::Recovering] {
         let (mut m, mut g) = machine_in(state, now);
         let fx = m.step(Input::OperatorRestart, &mut g, &ctx(now, &cfg));
         assert!(fx.rejected.is_some(), "{state}");
-        assert_eq!(m.state, state);
+        assert_eq!(m.persisted.state, state);
     }
 }
 
@@ -847,8 +885,8 @@ fn rate_limits_push_the_next_probe_out() {
         &mut g,
         &ctx(t(0), &cfg),
     );
-    assert_eq!(m.state, State::Suspect);
-    assert_eq!(m.consecutive_failures, 1, "not a failure");
+    assert_eq!(m.persisted.state, State::Suspect);
+    assert_eq!(m.persisted.consecutive_failures, 1, "not a failure");
     assert_eq!(fx.next.map(|s| s.at), Some(t(900)));
 }
 
@@ -894,7 +932,7 @@ fn a_pushed_pairing_signal_moves_every_active_state_to_needs_pairing_without_res
     let now = t(0);
     for state in State::ALL {
         let (mut m, mut g) = machine_in(state, now);
-        let restarts_before = m.restart_history.len();
+        let restarts_before = m.persisted.restart_history.len();
         let fx = m.step(
             Input::NeedsPairing {
                 reason: "webhook says SWE003".into(),
@@ -902,7 +940,11 @@ fn a_pushed_pairing_signal_moves_every_active_state_to_needs_pairing_without_res
             &mut g,
             &ctx(now, &cfg),
         );
-        assert_eq!(m.restart_history.len(), restarts_before, "{state}");
+        assert_eq!(
+            m.persisted.restart_history.len(),
+            restarts_before,
+            "{state}"
+        );
         assert!(
             !fx.remediations
                 .iter()
@@ -912,11 +954,11 @@ fn a_pushed_pairing_signal_moves_every_active_state_to_needs_pairing_without_res
         match state {
             State::Paused | State::NeedsPairing => {
                 assert!(fx.ignored, "{state}");
-                assert_eq!(m.state, state);
+                assert_eq!(m.persisted.state, state);
                 assert!(fx.transitions.is_empty());
             }
             _ => {
-                assert_eq!(m.state, State::NeedsPairing, "{state}");
+                assert_eq!(m.persisted.state, State::NeedsPairing, "{state}");
                 assert_eq!(fx.transitions.len(), 1, "{state}");
                 assert_eq!(fx.transitions[0].reason, "webhook says SWE003");
                 assert_eq!(g.in_flight, 0, "{state}: restart slot given back");
@@ -947,12 +989,13 @@ fn only_a_missing_discovered_session_is_retired() {
 fn an_inbound_streak_survives_delivered_canaries_and_is_healed_only_by_a_received_one() {
     let mut r = Run::new(PolicyConfig::default());
     let fx = r.at(10).probe(Outcome::InboundMissing);
-    assert_eq!(r.m.state, State::Suspect);
+    assert_eq!(r.m.persisted.state, State::Suspect);
     assert!(
-        r.m.reason
+        r.m.persisted
+            .reason
             .contains("ring canary not received (inbound_missing 1/5)"),
         "{}",
-        r.m.reason
+        r.m.persisted.reason
     );
     // Its own canaries cannot confirm an inbound failure: no quick re-probe.
     assert_eq!(
@@ -964,35 +1007,37 @@ fn an_inbound_streak_survives_delivered_canaries_and_is_healed_only_by_a_receive
     );
     // Its own canary is delivered: the send path works, the streak stays.
     let fx = r.at(12).probe(Outcome::Delivered);
-    assert_eq!(r.m.state, State::Suspect);
+    assert_eq!(r.m.persisted.state, State::Suspect);
     assert!(fx.transitions.is_empty());
-    assert_eq!(r.m.consecutive_failures, 1);
+    assert_eq!(r.m.persisted.consecutive_failures, 1);
     for i in 2..=4 {
         r.at(10 + i).probe(Outcome::InboundMissing);
         r.at(10 + i).probe(Outcome::Delivered);
-        assert_eq!(r.m.state, State::Suspect, "after {i}");
+        assert_eq!(r.m.persisted.state, State::Suspect, "after {i}");
     }
     let fx = r.at(20).probe(Outcome::InboundMissing);
     assert!(fx.desync_confirmed);
-    assert_eq!(r.m.state, State::Restarting);
+    assert_eq!(r.m.persisted.state, State::Restarting);
     assert!(matches!(
         fx.remediations.as_slice(),
         [Remediation::Begin { reason }] if reason.starts_with("send failures confirmed (inbound_missing 5/5)")
     ));
     // The verification canary is delivered: not yet healed.
     let fx = r.at(25).restart_cycle(Outcome::Delivered);
-    assert_eq!(r.m.state, State::Recovering);
+    assert_eq!(r.m.persisted.state, State::Recovering);
     assert!(fx.remediations.is_empty());
     assert_eq!(fx.next.map(|s| s.action), Some(Action::Verify));
     assert!(
-        r.m.reason.contains("waiting for the next ring canary"),
+        r.m.persisted
+            .reason
+            .contains("waiting for the next ring canary"),
         "{}",
-        r.m.reason
+        r.m.persisted.reason
     );
     assert_eq!(r.g.in_flight, 1);
     // The next ring canary reaches it: healed.
     let fx = r.at(30).feed(Input::Received);
-    assert_eq!(r.m.state, State::Healthy);
+    assert_eq!(r.m.persisted.state, State::Healthy);
     assert_eq!(fx.recovered_after, Some(Duration::from_secs(20)));
     assert!(matches!(
         fx.remediations.as_slice(),
@@ -1003,7 +1048,7 @@ fn an_inbound_streak_survives_delivered_canaries_and_is_healed_only_by_a_receive
     ));
     assert_eq!(r.g.in_flight, 0);
     assert_eq!(
-        (r.m.consecutive_failures, r.m.streak_has_inbound),
+        (r.m.persisted.consecutive_failures, r.m.streak_has_inbound),
         (0, false)
     );
 }
@@ -1016,11 +1061,11 @@ fn an_inbound_restart_not_verified_by_any_ring_canary_gives_its_slot_back() {
     };
     let mut r = Run::new(cfg);
     r.at(10).probe(Outcome::InboundMissing);
-    assert_eq!(r.m.state, State::Restarting);
+    assert_eq!(r.m.persisted.state, State::Restarting);
     r.at(15).restart_cycle(Outcome::Delivered);
-    assert_eq!(r.m.state, State::Recovering);
+    assert_eq!(r.m.persisted.state, State::Recovering);
     let fx = r.at(30).probe(Outcome::Delivered);
-    assert_eq!(r.m.state, State::Unknown);
+    assert_eq!(r.m.persisted.state, State::Unknown);
     assert!(matches!(
         fx.remediations.as_slice(),
         [Remediation::Finished {
@@ -1032,11 +1077,16 @@ fn an_inbound_restart_not_verified_by_any_ring_canary_gives_its_slot_back() {
     // The streak is kept: the next miss asks for a restart again.
     assert!(r.m.streak_has_inbound);
     r.at(35).probe(Outcome::InboundMissing);
-    assert_eq!(r.m.state, State::Desynced, "{}", r.m.reason);
-    assert!(
-        r.m.reason.contains("restart waits: backoff"),
+    assert_eq!(
+        r.m.persisted.state,
+        State::Desynced,
         "{}",
-        r.m.reason
+        r.m.persisted.reason
+    );
+    assert!(
+        r.m.persisted.reason.contains("restart waits: backoff"),
+        "{}",
+        r.m.persisted.reason
     );
     // A verification that misses the ring canary is a failed verification.
     let mut r = Run::new(PolicyConfig {
@@ -1053,7 +1103,7 @@ fn an_inbound_restart_not_verified_by_any_ring_canary_gives_its_slot_back() {
             ..
         })
     ));
-    assert_eq!(r.m.state, State::Desynced);
+    assert_eq!(r.m.persisted.state, State::Desynced);
 }
 
 #[test]
@@ -1074,9 +1124,9 @@ fn a_received_ring_canary_changes_nothing_unless_it_ends_an_inbound_streak() {
     r.at(10).probe(Outcome::InboundMissing);
     let fx = r.at(11).feed(Input::Received);
     assert!(!fx.ignored);
-    assert_eq!(r.m.state, State::Healthy);
+    assert_eq!(r.m.persisted.state, State::Healthy);
     assert_eq!(fx.transitions.len(), 1);
-    assert_eq!(r.m.consecutive_failures, 0);
+    assert_eq!(r.m.persisted.consecutive_failures, 0);
     // Paused or restarting: ignored.
     for state in [State::Paused, State::Restarting] {
         let (mut m, mut g) = machine_in(state, t(0));
@@ -1091,11 +1141,16 @@ fn a_received_ring_canary_changes_nothing_unless_it_ends_an_inbound_streak() {
     }
     // Desynced by inbound misses, restart waiting: its delivered canary asks again.
     let (mut m, mut g) = machine_in(State::Desynced, t(0));
-    m.streak_has_desync = false;
+    m.persisted.streak_has_desync = false;
     m.streak_has_inbound = true;
     let cfg = PolicyConfig::default();
     let fx = m.step(Input::Probe(Outcome::Delivered), &mut g, &ctx(t(0), &cfg));
-    assert_eq!(m.state, State::Restarting, "{}", m.reason);
+    assert_eq!(
+        m.persisted.state,
+        State::Restarting,
+        "{}",
+        m.persisted.reason
+    );
     assert!(
         matches!(fx.remediations.as_slice(), [Remediation::Begin { reason }] if reason.contains("still not receiving"))
     );
@@ -1110,10 +1165,14 @@ fn a_rejected_key_replaces_not_probed_yet_with_the_outcome() {
         Outcome::InstanceExpired,
     ] {
         let (mut m, mut g) = (Machine::new(t(0)), ProviderGuard::default());
-        assert_eq!(m.reason, "not probed yet");
+        assert_eq!(m.persisted.reason, "not probed yet");
         let fx = m.step(Input::Probe(o), &mut g, &ctx(t(5), &cfg));
-        assert_eq!(m.state, State::Unknown, "{o:?}");
-        assert_eq!(m.reason, format!("probe answered {}", o.as_str()), "{o:?}");
+        assert_eq!(m.persisted.state, State::Unknown, "{o:?}");
+        assert_eq!(
+            m.persisted.reason,
+            format!("probe answered {}", o.as_str()),
+            "{o:?}"
+        );
         assert!(
             fx.remediations.is_empty() && fx.transitions.is_empty(),
             "{o:?}"
@@ -1126,22 +1185,25 @@ fn a_restart_known_only_from_its_intent_row_counts_toward_backoff_and_escalation
     let cfg = PolicyConfig::default();
     let mut m = Machine::new(t(0));
     m.recall_restart(&cfg, t(100));
-    assert_eq!(m.restart_history, vec![t(100)]);
-    assert_eq!(m.next_restart_at, Some(t(100).plus(cfg.backoff_initial)));
-    assert_eq!(m.backoff_step, 1);
+    assert_eq!(m.persisted.restart_history, vec![t(100)]);
+    assert_eq!(
+        m.persisted.next_restart_at,
+        Some(t(100).plus(cfg.backoff_initial))
+    );
+    assert_eq!(m.persisted.backoff_step, 1);
     // The same row again (the saved record already had it): no change.
     let before = m.clone();
     m.recall_restart(&cfg, t(100));
     assert_eq!(m, before);
     m.recall_restart(&cfg, t(200));
-    assert_eq!(m.restart_history, vec![t(100), t(200)]);
+    assert_eq!(m.persisted.restart_history, vec![t(100), t(200)]);
     assert_eq!(
-        m.next_restart_at,
+        m.persisted.next_restart_at,
         Some(t(200).plus(2 * cfg.backoff_initial))
     );
     // A later deadline already saved is never shortened.
     let mut m = Machine::new(t(0));
-    m.next_restart_at = Some(t(10_000));
+    m.persisted.next_restart_at = Some(t(10_000));
     m.recall_restart(&cfg, t(100));
-    assert_eq!(m.next_restart_at, Some(t(10_000)));
+    assert_eq!(m.persisted.next_restart_at, Some(t(10_000)));
 }

@@ -285,9 +285,9 @@ impl Scheduler {
             policy: &pr.cfg.policy,
             restart_on_yellow_card: pr.cfg.reboot_on_yellow_card,
         };
-        let before = s.machine.state;
+        let before = s.machine.persisted.state;
         let fx = s.machine.step(input, &mut pr.guard, &ctx);
-        let after = s.machine.state;
+        let after = s.machine.persisted.state;
         if !fx.ignored {
             // Whatever was awaited belongs to the schedule this input replaces.
             s.pending_ack = None;
@@ -556,9 +556,9 @@ impl Scheduler {
         self.metrics.set_session(
             &pr.cfg.name,
             name,
-            s.machine.state,
-            s.machine.consecutive_failures,
-            s.machine.last_success_at,
+            s.machine.persisted.state,
+            s.machine.persisted.consecutive_failures,
+            s.machine.persisted.last_success_at,
         );
         if let Err(e) = self.writer.submit(Write::Session(Box::new(rec))) {
             tracing::error!(provider = %pr.cfg.name, session = name, error = %e, "cannot save session");

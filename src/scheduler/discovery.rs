@@ -155,9 +155,9 @@ impl Scheduler {
             self.metrics.set_session(
                 &provider,
                 name,
-                s.machine.state,
-                s.machine.consecutive_failures,
-                s.machine.last_success_at,
+                s.machine.persisted.state,
+                s.machine.persisted.consecutive_failures,
+                s.machine.persisted.last_success_at,
             );
             records.push(super::persist::record(&provider, name, s, now));
         }
@@ -218,7 +218,7 @@ impl Scheduler {
         let Some(s) = pr.sessions.remove(name) else {
             return;
         };
-        if s.machine.state.holds_restart_slot() {
+        if s.machine.persisted.state.holds_restart_slot() {
             pr.guard.release();
         }
         if s.in_flight && s.probe_slot {
@@ -271,17 +271,17 @@ fn returning_machine(
     let Ok(old) = super::persist::machine(rec) else {
         return m;
     };
-    m.restart_history = old.restart_history;
-    m.backoff_step = old.backoff_step;
-    m.next_restart_at = old.next_restart_at;
-    if old.state == State::Escalated {
-        m.state = State::Escalated;
-        m.since = old.since;
-        m.reason = old.reason;
+    m.persisted.restart_history = old.persisted.restart_history;
+    m.persisted.backoff_step = old.persisted.backoff_step;
+    m.persisted.next_restart_at = old.persisted.next_restart_at;
+    if old.persisted.state == State::Escalated {
+        m.persisted.state = State::Escalated;
+        m.persisted.since = old.persisted.since;
+        m.persisted.reason = old.persisted.reason;
     }
     tracing::info!(
-        %provider, session = name, restarts = m.restart_history.len(),
-        escalated = m.state == State::Escalated,
+        %provider, session = name, restarts = m.persisted.restart_history.len(),
+        escalated = m.persisted.state == State::Escalated,
         "session is back; its restart history is kept"
     );
     m

@@ -29,15 +29,15 @@ pub(super) struct Sessions {
 
 impl Sessions {
     pub(super) fn insert(&mut self, name: impl Into<Arc<str>>, session: SessionRt) {
-        self.counts.add(session.machine.state);
+        self.counts.add(session.machine.persisted.state);
         if let Some(old) = self.map.insert(name.into(), session) {
-            self.counts.remove(old.machine.state);
+            self.counts.remove(old.machine.persisted.state);
         }
     }
 
     pub(super) fn remove(&mut self, name: &str) -> Option<SessionRt> {
         let s = self.map.remove(name)?;
-        self.counts.remove(s.machine.state);
+        self.counts.remove(s.machine.persisted.state);
         Some(s)
     }
 
@@ -56,7 +56,7 @@ impl Sessions {
     pub(super) fn debug_check(&self) {
         #[cfg(debug_assertions)]
         if self.map.len() <= 10_000 {
-            let recount = StateCounts::of(self.map.values().map(|s| s.machine.state));
+            let recount = StateCounts::of(self.map.values().map(|s| s.machine.persisted.state));
             assert_eq!(
                 self.counts, recount,
                 "incremental state counts drifted from a full recount"

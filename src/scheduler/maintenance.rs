@@ -98,8 +98,8 @@ impl Scheduler {
             for (name, s) in &pr.sessions {
                 let active = maintenance::active(&m.windows, &pr.cfg.name, name, now);
                 let machine = &s.machine;
-                let by_window = (machine.state == State::Paused)
-                    .then(|| maintenance::window_of_reason(&machine.reason))
+                let by_window = (machine.persisted.state == State::Paused)
+                    .then(|| maintenance::window_of_reason(&machine.persisted.reason))
                     .flatten();
                 let Some(last) = maintenance::last_ending(&active) else {
                     if by_window.is_some() {
@@ -126,12 +126,18 @@ impl Scheduler {
                 }
                 let end = last.occurrence.end;
                 let reason = maintenance::pause_reason(last.window);
-                let leave = machine.state == State::Paused
+                let leave = machine.persisted.state == State::Paused
                     && match by_window {
                         // Already paused by this very occurrence.
-                        Some(_) => machine.reason == reason && machine.paused_until == Some(end),
+                        Some(_) => {
+                            machine.persisted.reason == reason
+                                && machine.persisted.paused_until == Some(end)
+                        }
                         // An operator's pause that lasts at least as long.
-                        None => machine.paused_until.is_none_or(|until| until >= end),
+                        None => machine
+                            .persisted
+                            .paused_until
+                            .is_none_or(|until| until >= end),
                     };
                 if !leave {
                     inputs.push((

@@ -401,7 +401,7 @@ impl Scheduler {
             .flat_map(|p| {
                 p.sessions
                     .iter()
-                    .map(|(name, s)| (p.cfg.name.clone(), name.to_string(), s.machine.state))
+                    .map(|(name, s)| (p.cfg.name.clone(), name.to_string(), s.machine.persisted.state))
             })
             .collect()
     }

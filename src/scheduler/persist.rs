@@ -37,27 +37,15 @@ pub(super) fn record(
     s: &SessionRt,
     now: Timestamp,
 ) -> SessionRecord {
-    let m = &s.machine;
     SessionRecord {
         provider: provider.to_string(),
         session: session.to_string(),
-        state: m.state.as_str().to_string(),
-        since: m.since,
-        state_reason: m.reason.clone(),
-        consecutive_failures: m.consecutive_failures,
-        streak_has_desync: m.streak_has_desync,
-        first_failure_at: m.first_failure_at,
-        last_success_at: m.last_success_at,
-        last_outcome: m.last_outcome.map(|o| o.to_stored()),
-        last_probe_at: m.last_probe_at,
+        machine: s
+            .machine
+            .persisted
+            .clone()
+            .map(|st| st.as_str().to_string(), |o| o.to_stored()),
         next_probe_at: s.next.map(|st| st.at),
-        not_ready_since: m.not_ready_since,
-        backoff_step: m.backoff_step,
-        next_restart_at: m.next_restart_at,
-        restart_history: m.restart_history.clone(),
-        restart_started_at: m.restart_started_at,
-        healthy_since: m.healthy_since,
-        paused_until: m.paused_until,
         chat_id: None,
         retired_at: None,
         updated_at: now,
@@ -76,37 +64,17 @@ pub(super) enum UnreadableRecord {
 /// The machine a store record describes. A record this version cannot read
 /// (a state or outcome name it does not know) is an error naming the field.
 pub(super) fn machine(rec: &SessionRecord) -> Result<Machine, UnreadableRecord> {
-    let state = rec
-        .state
-        .parse::<State>()
-        .map_err(|e| UnreadableRecord::State(e.to_string()))?;
-    let last_outcome = match &rec.last_outcome {
-        Some(o) => Some(
+    let persisted = rec.machine.clone().try_map(
+        |st| {
+            st.parse::<State>()
+                .map_err(|e| UnreadableRecord::State(e.to_string()))
+        },
+        |o| {
             o.parse::<Outcome>()
-                .map_err(|e| UnreadableRecord::LastOutcome(e.to_string()))?,
-        ),
-        None => None,
-    };
-    Ok(Machine {
-        state,
-        since: rec.since,
-        reason: rec.state_reason.clone(),
-        consecutive_failures: rec.consecutive_failures,
-        streak_has_desync: rec.streak_has_desync,
-        // Not stored (see `Machine::streak_has_inbound`).
-        streak_has_inbound: false,
-        first_failure_at: rec.first_failure_at,
-        last_success_at: rec.last_success_at,
-        last_outcome,
-        last_probe_at: rec.last_probe_at,
-        not_ready_since: rec.not_ready_since,
-        backoff_step: rec.backoff_step,
-        next_restart_at: rec.next_restart_at,
-        restart_history: rec.restart_history.clone(),
-        restart_started_at: rec.restart_started_at,
-        healthy_since: rec.healthy_since,
-        paused_until: rec.paused_until,
-    })
+                .map_err(|e| UnreadableRecord::LastOutcome(e.to_string()))
+        },
+    )?;
+    Ok(Machine::restored(persisted))
 }
 
 impl Scheduler {
@@ -301,7 +269,7 @@ impl Scheduler {
         }
         let mut remediation_id = None;
         if let Some(row) = open {
-            if machine.state.holds_restart_slot() {
+            if machine.persisted.state.holds_restart_slot() {
                 remediation_id = Some(row.id);
             } else {
                 let update = RemediationUpdate {
@@ -342,7 +310,7 @@ impl Scheduler {
         };
         let discovered = matches!(self.providers[p].cfg.sessions, SessionSelector::All);
         tracing::debug!(
-            %provider, session = %rec.session, state = machine.state.as_str(),
+            %provider, session = %rec.session, state = machine.persisted.state.as_str(),
             next = ?step.map(|s| s.at), "restored session"
         );
         self.providers[p].sessions.insert(
@@ -356,9 +324,9 @@ impl Scheduler {
         self.metrics.set_session(
             &provider,
             &rec.session,
-            m.state,
-            m.consecutive_failures,
-            m.last_success_at,
+            m.persisted.state,
+            m.persisted.consecutive_failures,
+            m.persisted.last_success_at,
         );
         // Written back only when restoring changed it (a schedule spread, a
         // recalled restart, an afresh start): most rows stay as they are.

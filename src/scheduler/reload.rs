@@ -269,7 +269,7 @@ impl Scheduler {
             if s.in_flight || next.action != Action::Probe {
                 continue;
             }
-            let anchor = s.machine.last_probe_at.unwrap_or(now);
+            let anchor = s.machine.persisted.last_probe_at.unwrap_or(now);
             let interval = self.jittered(interval, jitter);
             let at = anchor.plus(interval).max(now);
             if at < next.at {

@@ -443,7 +443,7 @@ impl Scheduler {
                 let Some(s) = pr.sessions.remove(&name) else {
                     continue;
                 };
-                if s.machine.state.holds_restart_slot() {
+                if s.machine.persisted.state.holds_restart_slot() {
                     pr.guard.release();
                 }
                 if s.in_flight && s.probe_slot {

@@ -172,7 +172,7 @@ impl Scheduler {
         let unavailable = self
             .slot_of(&receiver.provider)
             .and_then(|q| self.providers[q].sessions.get(&receiver.session))
-            .is_none_or(|s| matches!(s.machine.state, State::Paused | State::Restarting));
+            .is_none_or(|s| matches!(s.machine.persisted.state, State::Paused | State::Restarting));
         if unavailable {
             return;
         }
@@ -404,7 +404,7 @@ impl Scheduler {
         let paused = self.providers[p]
             .sessions
             .get(name)
-            .is_none_or(|s| s.machine.state == State::Paused);
+            .is_none_or(|s| s.machine.persisted.state == State::Paused);
         if paused && judgement == Judgement::Missing {
             // Paused meanwhile (an operator, a maintenance window): nobody
             // can tell.
@@ -568,7 +568,7 @@ impl Scheduler {
         }
         let now = self.clock.now();
         let policy = &self.providers[p].cfg.policy;
-        let at = match s.machine.state {
+        let at = match s.machine.persisted.state {
             State::Suspect => now.plus(policy.confirm_interval),
             State::Recovering => now.plus(policy.restart_poll_interval),
             _ => return,

@@ -140,8 +140,8 @@ pub fn urgency(state: &str) -> Urgency {
 /// Most urgent first, then by provider and session name.
 pub fn sort_sessions(sessions: &mut [SessionRecord]) {
     sessions.sort_by(|a, b| {
-        (urgency(&a.state), &a.provider, &a.session).cmp(&(
-            urgency(&b.state),
+        (urgency(&a.machine.state), &a.provider, &a.session).cmp(&(
+            urgency(&b.machine.state),
             &b.provider,
             &b.session,
         ))
@@ -153,7 +153,7 @@ pub fn sort_sessions(sessions: &mut [SessionRecord]) {
 pub fn state_counts(sessions: &[SessionRecord]) -> Vec<(String, usize)> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for s in sessions {
-        *counts.entry(s.state.as_str()).or_default() += 1;
+        *counts.entry(s.machine.state.as_str()).or_default() += 1;
     }
     let mut out: Vec<(String, usize)> = State::ALL
         .iter()

@@ -113,15 +113,15 @@ fn page(title: &str, now: Timestamp, body: Markup) -> String {
 
 /// What a paused session waits for, or nothing.
 fn paused(now: Timestamp, s: &SessionRecord) -> Markup {
-    if s.state != "paused" {
+    if s.machine.state != "paused" {
         return html! {};
     }
-    let by = match maintenance::window_of_reason(&s.state_reason) {
+    let by = match maintenance::window_of_reason(&s.machine.reason) {
         Some(window) => format!("maintenance window {window}"),
         None => "operator".to_string(),
     };
     html! {
-        (by) @if let Some(t) = s.paused_until { ", resumes " (until(now, Some(t))) }
+        (by) @if let Some(t) = s.machine.paused_until { ", resumes " (until(now, Some(t))) }
     }
 }
 
@@ -151,7 +151,7 @@ pub fn fleet_html(f: &Fleet) -> String {
     let needs_person: Vec<&SessionRecord> = f
         .sessions
         .iter()
-        .filter(|s| urgency(&s.state) == Urgency::NeedsPerson)
+        .filter(|s| urgency(&s.machine.state) == Urgency::NeedsPerson)
         .collect();
     let window_h = RESTART_WINDOW.as_secs() / 3600;
     let body = html! {
@@ -200,8 +200,8 @@ pub fn fleet_html(f: &Fleet) -> String {
                     @for s in &needs_person {
                         li {
                             a href=(session_path(&s.provider, &s.session)) { (s.provider) " / " (s.session) }
-                            " " (badge(&s.state)) " since " (ago(now, Some(s.since), "")) ": "
-                            span.reason { (s.state_reason) }
+                            " " (badge(&s.machine.state)) " since " (ago(now, Some(s.machine.since), "")) ": "
+                            span.reason { (s.machine.reason) }
                         }
                     }
                 }
@@ -217,15 +217,15 @@ pub fn fleet_html(f: &Fleet) -> String {
                 } }
                 tbody {
                     @for s in &f.sessions {
-                        tr.session data-provider=(s.provider) data-session=(s.session) data-state=(s.state) {
+                        tr.session data-provider=(s.provider) data-session=(s.session) data-state=(s.machine.state) {
                             td { (s.provider) }
                             td { a href=(session_path(&s.provider, &s.session)) { (s.session) } }
-                            td { (badge(&s.state)) }
-                            td { (ago(now, Some(s.since), "")) }
-                            td { (ago(now, s.last_success_at, "never")) }
-                            td { @match &s.last_outcome { Some(o) => (o), None => span.muted { "—" } } }
+                            td { (badge(&s.machine.state)) }
+                            td { (ago(now, Some(s.machine.since), "")) }
+                            td { (ago(now, s.machine.last_success_at, "never")) }
+                            td { @match &s.machine.last_outcome { Some(o) => (o), None => span.muted { "—" } } }
                             td { (until(now, s.next_probe_at)) }
-                            td.num { (s.consecutive_failures) }
+                            td.num { (s.machine.consecutive_failures) }
                             td.num { (restarts_by_session.get(&(s.provider.as_str(), s.session.as_str())).copied().unwrap_or(0)) }
                             td { (paused(now, s)) }
                         }
@@ -312,19 +312,19 @@ pub fn session_html(h: &SessionHistory) -> String {
     let title = format!("{} / {} — wa-watchdog", s.provider, s.session);
     let body = html! {
         p { a href="/" { "← all sessions" } }
-        h1 #session data-provider=(s.provider) data-session=(s.session) data-state=(s.state) {
-            (s.provider) " / " (s.session) " " (badge(&s.state))
+        h1 #session data-provider=(s.provider) data-session=(s.session) data-state=(s.machine.state) {
+            (s.provider) " / " (s.session) " " (badge(&s.machine.state))
         }
-        p.reason { "Since " (ago(now, Some(s.since), "")) ": " (s.state_reason) }
+        p.reason { "Since " (ago(now, Some(s.machine.since), "")) ": " (s.machine.reason) }
         table #facts { tbody {
-            tr { th { "last delivered canary" } td { (ago(now, s.last_success_at, "never")) } }
-            tr { th { "last outcome" } td { (s.last_outcome.as_deref().unwrap_or("—")) } }
-            tr { th { "last probe" } td { (ago(now, s.last_probe_at, "never")) } }
+            tr { th { "last delivered canary" } td { (ago(now, s.machine.last_success_at, "never")) } }
+            tr { th { "last outcome" } td { (s.machine.last_outcome.as_deref().unwrap_or("—")) } }
+            tr { th { "last probe" } td { (ago(now, s.machine.last_probe_at, "never")) } }
             tr { th { "next probe" } td { (until(now, s.next_probe_at)) } }
-            tr { th { "consecutive failures" } td { (s.consecutive_failures) } }
-            @if s.state == "paused" { tr { th { "paused" } td { (paused(now, s)) } } }
-            @if let Some(t) = s.next_restart_at.filter(|t| *t > now) { tr { th { "next restart allowed" } td { (until(now, Some(t))) } } }
-            @if let Some(t) = s.healthy_since { tr { th { "healthy since" } td { (ago(now, Some(t), "")) } } }
+            tr { th { "consecutive failures" } td { (s.machine.consecutive_failures) } }
+            @if s.machine.state == "paused" { tr { th { "paused" } td { (paused(now, s)) } } }
+            @if let Some(t) = s.machine.next_restart_at.filter(|t| *t > now) { tr { th { "next restart allowed" } td { (until(now, Some(t))) } } }
+            @if let Some(t) = s.machine.healthy_since { tr { th { "healthy since" } td { (ago(now, Some(t), "")) } } }
         } }
         h2 { "Last " (beats.len()) " canaries" }
         div #heartbeat role="img" aria-label=(format!(

@@ -4,15 +4,14 @@ use crate::store::RemediationCount;
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
 fn session(provider: &str, name: &str, state: &str) -> SessionRecord {
-    SessionRecord {
-        state_reason: format!("reason of {name}"),
-        last_success_at: Some(NOW.minus(Duration::from_secs(20))),
-        last_outcome: Some("delivered".into()),
-        last_probe_at: Some(NOW.minus(Duration::from_secs(20))),
-        next_probe_at: Some(NOW.plus(Duration::from_secs(40))),
-        updated_at: NOW,
-        ..SessionRecord::new(provider, name, state, NOW.minus(Duration::from_secs(300)))
-    }
+    let mut rec = SessionRecord::new(provider, name, state, NOW.minus(Duration::from_secs(300)));
+    rec.machine.reason = format!("reason of {name}");
+    rec.machine.last_success_at = Some(NOW.minus(Duration::from_secs(20)));
+    rec.machine.last_outcome = Some("delivered".into());
+    rec.machine.last_probe_at = Some(NOW.minus(Duration::from_secs(20)));
+    rec.next_probe_at = Some(NOW.plus(Duration::from_secs(40)));
+    rec.updated_at = NOW;
+    rec
 }
 
 fn probe(kind: &str, outcome: &str, secs_ago: u64) -> ProbeRecord {
@@ -128,9 +127,9 @@ fn fleet() -> Fleet {
         session("waha", XSS, "needs_pairing"),
         session("green\"&", "gamma", "paused"),
     ];
-    sessions[3].paused_until = Some(NOW.plus(Duration::from_secs(600)));
-    sessions[3].state_reason = crate::maintenance::pause_reason("nightly");
-    sessions[2].state_reason = "scan the QR code <b>now</b>".into();
+    sessions[3].machine.paused_until = Some(NOW.plus(Duration::from_secs(600)));
+    sessions[3].machine.reason = crate::maintenance::pause_reason("nightly");
+    sessions[2].machine.reason = "scan the QR code <b>now</b>".into();
     sort_sessions(&mut sessions);
     Fleet {
         now: NOW,
@@ -227,7 +226,7 @@ fn fleet_page_shows_every_session_and_escapes_names() {
 #[test]
 fn session_page_has_the_strip_the_restarts_and_the_timeline() {
     let mut rec = session("waha", XSS, "healthy");
-    rec.state_reason = "<img src=x onerror=alert(2)>".into();
+    rec.machine.reason = "<img src=x onerror=alert(2)>".into();
     let h = SessionHistory {
         now: NOW,
         session: rec,

@@ -114,7 +114,7 @@ pub use leases::{Fence, Held, LeaseSnapshot};
 pub use overview::RemediationCount;
 pub use records::{
     MAX_TEXT_CHARS, NewRemediation, ProbeRecord, ProbeRollup, RemediationRecord, RemediationUpdate,
-    SessionRecord, TransitionRecord,
+    SessionRecord, StoredMachine, TransitionRecord,
 };
 pub use rollup::{HOURLY_FOR, KEEP_LAST_PROBES, ROLL_SESSIONS, RollupStats};
 pub use shared::Limits;

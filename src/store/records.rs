@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 
 use crate::clock::Timestamp;
+use crate::machine::Persisted;
 
 use super::StoreError;
 
@@ -51,6 +52,11 @@ fn cap_owned(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A session's machine as stored ([`Persisted`]): its state and last
+/// outcome by their stored names (`State::as_str`, `Outcome::to_stored`),
+/// as the row says, so a record holds a name this version does not know.
+pub type StoredMachine = Persisted<String, String>;
+
 /// The persisted state of one watched session: everything the daemon needs to
 /// resume exactly where it stopped, so a daemon restart never restarts a
 /// session early nor forgets a failure streak.
@@ -60,40 +66,12 @@ pub struct SessionRecord {
     pub provider: String,
     /// Session name at that provider (WAHA session, Green-API instance).
     pub session: String,
-    /// Current state, snake_case (`healthy`, `desynced`, ...).
-    pub state: String,
-    /// When the session entered `state`.
-    pub since: Timestamp,
-    /// Why it is in `state` (capped to [`MAX_TEXT_CHARS`] on save).
-    pub state_reason: String,
-    /// Counting failures in the current streak.
-    pub consecutive_failures: u32,
-    /// Whether the streak holds a desync (the lower confirmation threshold applies).
-    pub streak_has_desync: bool,
-    /// First failure of the current streak: the start of the recovery time.
-    pub first_failure_at: Option<Timestamp>,
-    /// Last delivered canary.
-    pub last_success_at: Option<Timestamp>,
-    /// Stored form of the last outcome (`delivered`, `not_ready:starting`, ...).
-    pub last_outcome: Option<String>,
-    /// When the last probe finished.
-    pub last_probe_at: Option<Timestamp>,
+    /// The machine's persisted part: state (snake_case: `healthy`,
+    /// `desynced`, ...), its reason (column `state_reason`, capped to
+    /// [`MAX_TEXT_CHARS`] on save), streak, backoff, restart history, ...
+    pub machine: StoredMachine,
     /// When the next probe is due; keeps the schedule across daemon restarts.
     pub next_probe_at: Option<Timestamp>,
-    /// Since when the provider reports the session not ready (for `starting_grace`).
-    pub not_ready_since: Option<Timestamp>,
-    /// Position in the restart backoff sequence (0 = next restart uses the initial delay).
-    pub backoff_step: u32,
-    /// No restart before this instant (backoff).
-    pub next_restart_at: Option<Timestamp>,
-    /// Start times of recent restarts, for `max_restarts` within `restart_window`.
-    pub restart_history: Vec<Timestamp>,
-    /// Start of the restart in flight, if any (for `restart_timeout`).
-    pub restart_started_at: Option<Timestamp>,
-    /// Healthy since this instant (for the backoff reset after `healthy_reset`).
-    pub healthy_since: Option<Timestamp>,
-    /// Operator pause or maintenance window end.
-    pub paused_until: Option<Timestamp>,
     /// Resolved canary target (`self` resolved to the session's own id).
     pub chat_id: Option<String>,
     /// When the session stopped being tracked. Ignored by
@@ -112,23 +90,8 @@ impl SessionRecord {
         SessionRecord {
             provider: provider.to_string(),
             session: session.to_string(),
-            state: state.to_string(),
-            since,
-            state_reason: String::new(),
-            consecutive_failures: 0,
-            streak_has_desync: false,
-            first_failure_at: None,
-            last_success_at: None,
-            last_outcome: None,
-            last_probe_at: None,
+            machine: StoredMachine::fresh(state.to_string(), since, String::new()),
             next_probe_at: None,
-            not_ready_since: None,
-            backoff_step: 0,
-            next_restart_at: None,
-            restart_history: Vec::new(),
-            restart_started_at: None,
-            healthy_since: None,
-            paused_until: None,
             chat_id: None,
             retired_at: None,
             updated_at: since,
@@ -325,23 +288,25 @@ impl SessionRow {
         Ok(SessionRecord {
             provider: self.provider,
             session: self.session,
-            state: self.state,
-            since: Timestamp(self.since),
-            state_reason: self.state_reason,
-            consecutive_failures,
-            streak_has_desync,
-            first_failure_at: self.first_failure_at.map(Timestamp),
-            last_success_at: self.last_success_at.map(Timestamp),
-            last_outcome: self.last_outcome,
-            last_probe_at: self.last_probe_at.map(Timestamp),
+            machine: StoredMachine {
+                state: self.state,
+                since: Timestamp(self.since),
+                reason: self.state_reason,
+                consecutive_failures,
+                streak_has_desync,
+                first_failure_at: self.first_failure_at.map(Timestamp),
+                last_success_at: self.last_success_at.map(Timestamp),
+                last_outcome: self.last_outcome,
+                last_probe_at: self.last_probe_at.map(Timestamp),
+                not_ready_since: self.not_ready_since.map(Timestamp),
+                backoff_step,
+                next_restart_at: self.next_restart_at.map(Timestamp),
+                restart_history,
+                restart_started_at: self.restart_started_at.map(Timestamp),
+                healthy_since: self.healthy_since.map(Timestamp),
+                paused_until: self.paused_until.map(Timestamp),
+            },
             next_probe_at: self.next_probe_at.map(Timestamp),
-            not_ready_since: self.not_ready_since.map(Timestamp),
-            backoff_step,
-            next_restart_at: self.next_restart_at.map(Timestamp),
-            restart_history,
-            restart_started_at: self.restart_started_at.map(Timestamp),
-            healthy_since: self.healthy_since.map(Timestamp),
-            paused_until: self.paused_until.map(Timestamp),
             chat_id: self.chat_id,
             retired_at: self.retired_at.map(Timestamp),
             updated_at: Timestamp(self.updated_at),

@@ -24,7 +24,7 @@ pub const SAVE_BATCH: usize = 500;
 
 /// `rec`'s restart history as stored (a JSON array of unix ms).
 pub(super) fn history_json(rec: &SessionRecord) -> Result<String, StoreError> {
-    serde_json::to_string(&rec.restart_history).map_err(|e| {
+    serde_json::to_string(&rec.machine.restart_history).map_err(|e| {
         // Serialising a Vec of integers cannot fail; keep the path total anyway.
         StoreError::Corrupt {
             row: format!("sessions ({}, {})", rec.provider, rec.session),
@@ -67,24 +67,24 @@ macro_rules! upsert {
         ))
         .bind(rec.provider.clone())
         .bind(rec.session.clone())
-        .bind(rec.state.clone())
-        .bind(rec.since.as_millis())
-        .bind(cap_text(&rec.state_reason).to_string())
-        .bind(i64::from(rec.consecutive_failures))
+        .bind(rec.machine.state.clone())
+        .bind(rec.machine.since.as_millis())
+        .bind(cap_text(&rec.machine.reason).to_string())
+        .bind(i64::from(rec.machine.consecutive_failures))
         // 0/1 on both backends (the column is an integer on both).
-        .bind(i64::from(rec.streak_has_desync))
-        .bind(rec.first_failure_at.map(Timestamp::as_millis))
-        .bind(rec.last_success_at.map(Timestamp::as_millis))
-        .bind(rec.last_outcome.clone())
-        .bind(rec.last_probe_at.map(Timestamp::as_millis))
+        .bind(i64::from(rec.machine.streak_has_desync))
+        .bind(rec.machine.first_failure_at.map(Timestamp::as_millis))
+        .bind(rec.machine.last_success_at.map(Timestamp::as_millis))
+        .bind(rec.machine.last_outcome.clone())
+        .bind(rec.machine.last_probe_at.map(Timestamp::as_millis))
         .bind(rec.next_probe_at.map(Timestamp::as_millis))
-        .bind(rec.not_ready_since.map(Timestamp::as_millis))
-        .bind(i64::from(rec.backoff_step))
-        .bind(rec.next_restart_at.map(Timestamp::as_millis))
+        .bind(rec.machine.not_ready_since.map(Timestamp::as_millis))
+        .bind(i64::from(rec.machine.backoff_step))
+        .bind(rec.machine.next_restart_at.map(Timestamp::as_millis))
         .bind($history)
-        .bind(rec.restart_started_at.map(Timestamp::as_millis))
-        .bind(rec.healthy_since.map(Timestamp::as_millis))
-        .bind(rec.paused_until.map(Timestamp::as_millis))
+        .bind(rec.machine.restart_started_at.map(Timestamp::as_millis))
+        .bind(rec.machine.healthy_since.map(Timestamp::as_millis))
+        .bind(rec.machine.paused_until.map(Timestamp::as_millis))
         .bind(rec.chat_id.clone())
         .bind(rec.updated_at.as_millis())
     }};

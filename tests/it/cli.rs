@@ -136,14 +136,17 @@ async fn run_daemon_until_signal(sig: &str) {
     let child = spawn_run(&config, ("CLI_TEST_WAHA_KEY", KEY));
 
     wait_for_db(&db, "both sessions healthy", |rows| {
-        rows.len() == 2 && rows.iter().all(|r| r.state == "healthy")
+        rows.len() == 2 && rows.iter().all(|r| r.machine.state == "healthy")
     })
     .await;
     // A desync is caught and healed by the real binary too.
     sim.control().inject("s2", Fault::Desync).expect("desync");
     wait_for_db(&db, "s2 restarted and healthy again", |rows| {
-        rows.iter()
-            .any(|r| r.session == "s2" && r.state == "healthy" && !r.restart_history.is_empty())
+        rows.iter().any(|r| {
+            r.session == "s2"
+                && r.machine.state == "healthy"
+                && !r.machine.restart_history.is_empty()
+        })
     })
     .await;
 
@@ -267,7 +270,7 @@ async fn run_against_green_api_never_logs_the_token() {
     .expect("config");
     let child = spawn_run(&config, ("CLI_TEST_GREEN_TOKEN", TOKEN));
     wait_for_db(&db, "the instance healthy", |rows| {
-        rows.iter().any(|r| r.state == "healthy")
+        rows.iter().any(|r| r.machine.state == "healthy")
     })
     .await;
     // Failures whose messages could carry the URL (and so the token).
@@ -287,11 +290,11 @@ async fn run_against_green_api_never_logs_the_token() {
     )
     .expect("inject");
     wait_for_db(&db, "healthy again after the faults", |rows| {
-        rows.iter()
-            .any(|r| r.state == "healthy" && r.last_outcome.as_deref() == Some("delivered"))
-            && ctl
-                .instance("1101000001")
-                .is_ok_and(|i| i.faults_pending == 0)
+        rows.iter().any(|r| {
+            r.machine.state == "healthy" && r.machine.last_outcome.as_deref() == Some("delivered")
+        }) && ctl
+            .instance("1101000001")
+            .is_ok_and(|i| i.faults_pending == 0)
     })
     .await;
     signal(&child, "-TERM");

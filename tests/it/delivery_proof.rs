@@ -435,7 +435,7 @@ async fn an_engine_without_the_read_back_is_unconfirmed_never_restarted_and_visi
             .expect("store")
             .expect("session row");
         assert_eq!(
-            rec.last_outcome.as_deref(),
+            rec.machine.last_outcome.as_deref(),
             Some("unconfirmed"),
             "{read_back:?}"
         );

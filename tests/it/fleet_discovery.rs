@@ -23,7 +23,11 @@ async fn a_large_first_discovery_is_added_at_once_and_starts_at_a_steady_rate() 
     assert_eq!(h.scheduler.sessions().len(), SESSIONS);
     let stored = h.store.load_sessions().await.expect("load sessions");
     assert_eq!(stored.len(), SESSIONS, "every session saved with the batch");
-    assert!(stored.iter().all(|r| r.state == State::Unknown.as_str()));
+    assert!(
+        stored
+            .iter()
+            .all(|r| r.machine.state == State::Unknown.as_str())
+    );
 
     // 2,000 sessions at no more than 50 first probes per second: spread
     // over 40 s, not squeezed into the 30 s a small fleet gets.

@@ -46,9 +46,9 @@ async fn a_window_pauses_every_covered_session_and_resumes_it_at_the_end() {
     run_until_time(&mut h, at("08:01:00")).await;
     for s in ["s1", "s2"] {
         let m = h.scheduler.machine(PROVIDER, s).expect("machine");
-        assert_eq!(m.state, State::Paused, "{s}");
-        assert_eq!(m.reason, "maintenance window upgrade");
-        assert_eq!(m.paused_until, Some(at("08:11:00")));
+        assert_eq!(m.persisted.state, State::Paused, "{s}");
+        assert_eq!(m.persisted.reason, "maintenance window upgrade");
+        assert_eq!(m.persisted.paused_until, Some(at("08:11:00")));
     }
     // No canaries, no status reads during the window.
     let (sends, calls) = (h.ctl.send_count("s1"), h.ctl.calls().len());
@@ -133,7 +133,11 @@ async fn an_operator_pause_is_never_shortened_by_a_window() {
     run_until_time(&mut h, at("08:20:00")).await;
     let m = h.scheduler.machine(PROVIDER, "s1").expect("m");
     assert_eq!(
-        (m.state, m.reason.as_str(), m.paused_until),
+        (
+            m.persisted.state,
+            m.persisted.reason.as_str(),
+            m.persisted.paused_until
+        ),
         (State::Paused, "operator", None)
     );
 
@@ -151,8 +155,8 @@ async fn an_operator_pause_is_never_shortened_by_a_window() {
         .expect("pause");
     run_until_time(&mut h, at("08:05:00")).await;
     let m = h.scheduler.machine(PROVIDER, "s1").expect("m");
-    assert_eq!(m.state, State::Paused);
-    assert_eq!(m.paused_until, Some(at("08:11:00")));
+    assert_eq!(m.persisted.state, State::Paused);
+    assert_eq!(m.persisted.paused_until, Some(at("08:11:00")));
 }
 
 #[tokio::test]

@@ -65,7 +65,7 @@ async fn a_session_in_backoff_keeps_its_deadline_and_counters_across_a_reload() 
     let mut h = healthy_fleet(&["s1"], &settings).await;
     h.fail_first_restart("s1").await;
     let before = h.scheduler.machine(PROVIDER, "s1").cloned().expect("m");
-    let deadline = before.next_restart_at.expect("backoff deadline");
+    let deadline = before.persisted.next_restart_at.expect("backoff deadline");
 
     // New policy and intervals: the machine, its counters and the backoff
     // deadline stay (while it waits the session is probed, and each probe
@@ -141,7 +141,10 @@ async fn sessions_added_to_and_removed_from_the_list_are_watched_and_retired() {
         .expect("db")
         .expect("row");
     assert!(row.retired_at.is_some());
-    assert_eq!(Some(row.state.as_str()), s1.map(|m| m.state.as_str()));
+    assert_eq!(
+        Some(row.machine.state.as_str()),
+        s1.map(|m| m.persisted.state.as_str())
+    );
 
     // Turned off by an override: retired too.
     settings.provider("sessions", "[\"s2\", \"s3\"]");
@@ -168,7 +171,9 @@ async fn a_removed_provider_retires_its_sessions_and_can_come_back() {
     };
     let mut h = healthy_fleet(&["s1", "s2"], &settings).await;
     assert_eq!(
-        h.scheduler.machine("second", "s1").map(|m| m.state),
+        h.scheduler
+            .machine("second", "s1")
+            .map(|m| m.persisted.state),
         Some(State::Healthy)
     );
 
@@ -209,7 +214,9 @@ async fn a_removed_provider_retires_its_sessions_and_can_come_back() {
     assert_eq!(report.sessions_added, ["second/s1"]);
     h.run_for(secs(5)).await;
     assert_eq!(
-        h.scheduler.machine("second", "s1").map(|m| m.state),
+        h.scheduler
+            .machine("second", "s1")
+            .map(|m| m.persisted.state),
         Some(State::Healthy)
     );
 }
@@ -226,7 +233,10 @@ async fn daemon_level_intervals_are_taken_over() {
     // with the old 10 s discovery it would take 10 s or more.
     let found = h
         .run_until(secs(6), |h| {
-            h.scheduler.machine(PROVIDER, "s9").map(|m| m.state) == Some(State::Healthy)
+            h.scheduler
+                .machine(PROVIDER, "s9")
+                .map(|m| m.persisted.state)
+                == Some(State::Healthy)
         })
         .await;
     assert!(found.is_some(), "{:?}", h.transitions("s9"));

@@ -169,7 +169,7 @@ deadline = "8s"
         self.d
             .scheduler
             .machine(provider, session)
-            .map(|m| m.state)
+            .map(|m| m.persisted.state)
             .unwrap_or_else(|| panic!("{provider}/{session} not watched"))
     }
 

@@ -13,7 +13,7 @@ use wa_watchdog::clock::Timestamp;
 use wa_watchdog::config::{Database, Secret, SecretSource};
 use wa_watchdog::store::{
     MAX_TEXT_CHARS, NewRemediation, PRUNE_BATCH, ProbeRecord, RemediationUpdate, SessionRecord,
-    Store, StoreError, TransitionRecord,
+    Store, StoreError, StoredMachine, TransitionRecord,
 };
 
 const T0: i64 = 1_764_000_000_000; // 2025-11-24, unix ms
@@ -122,23 +122,25 @@ fn full_session(provider: &str, session: &str) -> SessionRecord {
     SessionRecord {
         provider: provider.into(),
         session: session.into(),
-        state: "desynced".into(),
-        since: Timestamp(T0),
-        state_reason: "3 desyncs in a row".into(),
-        consecutive_failures: 3,
-        streak_has_desync: true,
-        first_failure_at: Some(Timestamp(T0 - 30_000)),
-        last_success_at: Some(Timestamp(T0 - 300_000)),
-        last_outcome: Some("desync".into()),
-        last_probe_at: Some(Timestamp(T0 - 1)),
+        machine: StoredMachine {
+            state: "desynced".into(),
+            since: Timestamp(T0),
+            reason: "3 desyncs in a row".into(),
+            consecutive_failures: 3,
+            streak_has_desync: true,
+            first_failure_at: Some(Timestamp(T0 - 30_000)),
+            last_success_at: Some(Timestamp(T0 - 300_000)),
+            last_outcome: Some("desync".into()),
+            last_probe_at: Some(Timestamp(T0 - 1)),
+            not_ready_since: Some(Timestamp(T0 - 2)),
+            backoff_step: 2,
+            next_restart_at: Some(Timestamp(T0 + 60_000)),
+            restart_history: vec![Timestamp(T0 - 3_600_000), Timestamp(T0 - 60_000)],
+            restart_started_at: Some(Timestamp(T0 - 3)),
+            healthy_since: Some(Timestamp(T0 - 4)),
+            paused_until: Some(Timestamp(T0 + 86_400_000)),
+        },
         next_probe_at: Some(Timestamp(T0 + 15_000)),
-        not_ready_since: Some(Timestamp(T0 - 2)),
-        backoff_step: 2,
-        next_restart_at: Some(Timestamp(T0 + 60_000)),
-        restart_history: vec![Timestamp(T0 - 3_600_000), Timestamp(T0 - 60_000)],
-        restart_started_at: Some(Timestamp(T0 - 3)),
-        healthy_since: Some(Timestamp(T0 - 4)),
-        paused_until: Some(Timestamp(T0 + 86_400_000)),
         chat_id: Some("5511999990001@c.us".into()),
         retired_at: None,
         updated_at: Timestamp(T0 + 5),
@@ -279,8 +281,8 @@ async fn sessions_round_trip_every_field(backend: Backend) {
 
     // Upsert replaces every field, including clearing options.
     let mut healed = bare_session("waha", "sales");
-    healed.state = "healthy".into();
-    healed.restart_history = vec![Timestamp(T0 + 1)];
+    healed.machine.state = "healthy".into();
+    healed.machine.restart_history = vec![Timestamp(T0 + 1)];
     healed.updated_at = Timestamp(T0 + 100);
     store.save_session(&healed).await.expect("upsert");
     assert_eq!(
@@ -716,14 +718,14 @@ async fn free_text_is_capped_on_a_char_boundary(backend: Backend) {
     };
 
     let mut rec = bare_session("waha", "default");
-    rec.state_reason = huge.clone();
+    rec.machine.reason = huge.clone();
     store.save_session(&rec).await.expect("save");
     let stored = store
         .session("waha", "default")
         .await
         .expect("get")
         .expect("present");
-    expect_capped(&stored.state_reason);
+    expect_capped(&stored.machine.reason);
 
     let mut p = probe("waha", "default", T0, "send_failed");
     p.detail = huge.clone();
@@ -947,7 +949,7 @@ async fn concurrent_writers_all_succeed(backend: Backend) {
                     .await?;
                 if i % 10 == 0 {
                     let mut rec = bare_session("waha", &format!("s{s}"));
-                    rec.last_probe_at = Some(Timestamp(T0 + i));
+                    rec.machine.last_probe_at = Some(Timestamp(T0 + i));
                     store.save_session(&rec).await?;
                 }
             }

@@ -148,7 +148,7 @@ async fn notify_ready_watchdog_reload_and_stopping() {
     }
     wait_for_db(&db, "s1 healthy", |rows| {
         rows.iter()
-            .any(|r| r.session == "s1" && r.state == "healthy")
+            .any(|r| r.session == "s1" && r.machine.state == "healthy")
     })
     .await;
     if !manager
@@ -182,7 +182,7 @@ async fn notify_ready_watchdog_reload_and_stopping() {
     );
     wait_for_db(&db, "s2 watched and healthy after the reload", |rows| {
         rows.iter()
-            .any(|r| r.session == "s2" && r.state == "healthy")
+            .any(|r| r.session == "s2" && r.machine.state == "healthy")
     })
     .await;
 
@@ -202,7 +202,7 @@ async fn notify_ready_watchdog_reload_and_stopping() {
     let probes_of = |rows: &[SessionRecord], s: &str| {
         rows.iter()
             .find(|r| r.session == s)
-            .and_then(|r| r.last_probe_at)
+            .and_then(|r| r.machine.last_probe_at)
     };
     let store = Store::open_read_only(&db).await.expect("db");
     let rows = store.list_sessions(false).await.expect("rows");
@@ -299,7 +299,7 @@ async fn without_notify_socket_nothing_is_sent_and_json_logs_are_structured() {
 async fn wa_watchdog_wait_healthy(db: &Path) {
     wait_for_db(db, "s1 healthy", |rows| {
         rows.iter()
-            .any(|r| r.session == "s1" && r.state == "healthy")
+            .any(|r| r.session == "s1" && r.machine.state == "healthy")
     })
     .await;
 }

@@ -130,9 +130,9 @@ async fn a_desync_is_caught_restarted_and_healed_and_only_that_session_is_touche
         .await
         .expect("row")
         .expect("session row");
-    assert_eq!(rec.state, "healthy");
-    assert_eq!(rec.consecutive_failures, 0);
-    assert_eq!(rec.restart_history.len(), 1);
+    assert_eq!(rec.machine.state, "healthy");
+    assert_eq!(rec.machine.consecutive_failures, 0);
+    assert_eq!(rec.machine.restart_history.len(), 1);
 }
 
 #[tokio::test]
@@ -381,7 +381,7 @@ async fn the_budget_and_the_concurrency_limit_hold_across_sessions() {
     let waiting = names
         .iter()
         .filter_map(|n| h.scheduler.machine(PROVIDER, n))
-        .filter(|m| m.reason.contains("restart budget spent"))
+        .filter(|m| m.persisted.reason.contains("restart budget spent"))
         .count();
     assert!(waiting >= 1, "a session says it waits for the budget");
 }
@@ -406,6 +406,7 @@ async fn the_outage_rule_suspends_restarts_while_most_sessions_are_unreachable()
         h.scheduler
             .machine(PROVIDER, "s4")
             .expect("s4")
+            .persisted
             .reason
             .contains("provider outage"),
         "{:?}",
@@ -489,7 +490,7 @@ async fn a_daemon_restarted_mid_backoff_does_not_restart_early(backend: Backend)
         .machine(PROVIDER, "s1")
         .expect("machine")
         .clone();
-    let deadline = m.next_restart_at.expect("backoff deadline");
+    let deadline = m.persisted.next_restart_at.expect("backoff deadline");
     assert!(deadline > h.now());
 
     // The daemon stops and starts again: state, counters and deadline come back.
@@ -499,10 +500,13 @@ async fn a_daemon_restarted_mid_backoff_does_not_restart_early(backend: Backend)
         .machine(PROVIDER, "s1")
         .expect("restored")
         .clone();
-    assert_eq!(restored.state, State::Desynced);
-    assert_eq!(restored.next_restart_at, Some(deadline));
-    assert_eq!(restored.restart_history, m.restart_history);
-    assert_eq!(restored.backoff_step, m.backoff_step);
+    assert_eq!(restored.persisted.state, State::Desynced);
+    assert_eq!(restored.persisted.next_restart_at, Some(deadline));
+    assert_eq!(
+        restored.persisted.restart_history,
+        m.persisted.restart_history
+    );
+    assert_eq!(restored.persisted.backoff_step, m.persisted.backoff_step);
 
     let second = h.second_restart("s1", deadline).await;
     assert!(

@@ -60,7 +60,7 @@ async fn the_binary_hears_signed_pushes_on_webhook_listen_and_never_shows_the_ke
     let mut child = Reap(Some(child));
 
     wait_for_db(&db, "s1 healthy", |rows| {
-        rows.len() == 1 && rows[0].state == "healthy"
+        rows.len() == 1 && rows[0].machine.state == "healthy"
     })
     .await;
     let url = format!("http://127.0.0.1:{hooks}/webhooks/waha");
@@ -101,7 +101,10 @@ async fn the_binary_hears_signed_pushes_on_webhook_listen_and_never_shows_the_ke
         .expect("open");
     let rows = store.list_sessions(false).await.expect("rows");
     store.close().await;
-    assert_eq!(rows[0].state, "healthy", "a forged push changed nothing");
+    assert_eq!(
+        rows[0].machine.state, "healthy",
+        "a forged push changed nothing"
+    );
 
     let signed = HookSender::new(&url, HookAuth::Hmac(HOOK_KEY.into()), Clock::system());
     assert_eq!(
@@ -113,7 +116,7 @@ async fn the_binary_hears_signed_pushes_on_webhook_listen_and_never_shows_the_ke
     );
     assert_eq!(signed.replay().await.expect("replay"), Some(200));
     wait_for_db(&db, "s1 needs pairing", |rows| {
-        rows[0].state == "needs_pairing"
+        rows[0].machine.state == "needs_pairing"
     })
     .await;
 

@@ -389,7 +389,7 @@ impl Driver {
     pub fn state(&self, session: &str) -> State {
         self.scheduler
             .machine(&self.provider, session)
-            .map(|m| m.state)
+            .map(|m| m.persisted.state)
             .unwrap_or_else(|| panic!("session {session} not watched"))
     }
 

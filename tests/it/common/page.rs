@@ -27,15 +27,13 @@ pub fn row_state(html: &str, session: &str) -> Option<String> {
 
 /// Saves a healthy session named [`XSS`] at `provider`.
 pub async fn save_hostile_session(store: &Store, provider: &str, now: Timestamp) {
-    let rec = SessionRecord {
-        state_reason: "<img src=x onerror=alert(2)>".into(),
-        last_success_at: Some(now),
-        last_outcome: Some("delivered".into()),
-        last_probe_at: Some(now),
-        next_probe_at: Some(now.plus(Duration::from_secs(60))),
-        healthy_since: Some(now),
-        ..SessionRecord::new(provider, XSS, "healthy", now)
-    };
+    let mut rec = SessionRecord::new(provider, XSS, "healthy", now);
+    rec.machine.reason = "<img src=x onerror=alert(2)>".into();
+    rec.machine.last_success_at = Some(now);
+    rec.machine.last_outcome = Some("delivered".into());
+    rec.machine.last_probe_at = Some(now);
+    rec.machine.healthy_since = Some(now);
+    rec.next_probe_at = Some(now.plus(Duration::from_secs(60)));
     store
         .save_session(&rec)
         .await
