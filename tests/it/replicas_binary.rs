@@ -406,7 +406,7 @@ async fn kill_9_of_a_replica_moves_its_sessions_within_ttl_plus_an_interval_and_
         .iter()
         .find(|r| r.session == victim)
         .expect("victim row");
-    assert_eq!(row.state, "healthy", "{row:?}");
+    assert_eq!(row.machine.state, "healthy", "{row:?}");
     assert!(first_call_after(&sim, &victim, restart_at).is_some());
     assert!(!b.log().contains("panicked"), "{}", b.log());
     assert!(!b.log().contains(KEY), "the API key is in the log");
