@@ -183,17 +183,18 @@ fn main() -> anyhow::Result<()> {
             let records: Vec<SessionRecord> = names
                 .iter()
                 .enumerate()
-                .map(|(i, n)| SessionRecord {
-                    state_reason: "canary delivered".into(),
-                    last_outcome: Some("delivered".into()),
-                    last_success_at: Some(start),
-                    last_probe_at: Some(start),
-                    healthy_since: Some(start),
+                .map(|(i, n)| {
+                    let mut rec = SessionRecord::new("waha", n, "healthy", start);
+                    rec.machine.reason = "canary delivered".into();
+                    rec.machine.last_outcome = Some("delivered".into());
+                    rec.machine.last_success_at = Some(start);
+                    rec.machine.last_probe_at = Some(start);
+                    rec.machine.healthy_since = Some(start);
                     // Spread over the next interval, as a running daemon leaves them.
-                    next_probe_at: Some(start.plus(Duration::from_millis(
+                    rec.next_probe_at = Some(start.plus(Duration::from_millis(
                         (i as u64 * 7919) % (INTERVAL_S * 1000),
-                    ))),
-                    ..SessionRecord::new("waha", n, "healthy", start)
+                    )));
+                    rec
                 })
                 .collect();
             store.save_sessions(&records).await?;

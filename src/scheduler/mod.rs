@@ -399,9 +399,13 @@ impl Scheduler {
         self.providers
             .iter()
             .flat_map(|p| {
-                p.sessions
-                    .iter()
-                    .map(|(name, s)| (p.cfg.name.clone(), name.to_string(), s.machine.persisted.state))
+                p.sessions.iter().map(|(name, s)| {
+                    (
+                        p.cfg.name.clone(),
+                        name.to_string(),
+                        s.machine.persisted.state,
+                    )
+                })
             })
             .collect()
     }
