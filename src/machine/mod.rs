@@ -17,7 +17,9 @@ use crate::outcome::Outcome;
 pub use crate::outcome::{CallFailed, StatusRead};
 use crate::policy::PolicyConfig;
 
+mod inbound;
 mod persisted;
+mod restart;
 mod step;
 
 pub use persisted::Persisted;

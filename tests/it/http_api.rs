@@ -817,19 +817,9 @@ async fn a_key_echoed_by_the_provider_is_in_no_api_answer_and_no_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_fails_while_store_writes_fail() {
-    use sqlx::Connection;
     let p = Probe::start(http::HEARTBEAT_MAX_AGE).await;
     assert_eq!(p.get("/readyz").await.0, 200);
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(p._dir.path().join("w.db"))
-        .busy_timeout(Duration::from_millis(100));
-    let mut locker = sqlx::sqlite::SqliteConnection::connect_with(&opts)
-        .await
-        .expect("second connection");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut locker)
-        .await
-        .expect("lock");
+    let lock = crate::common::store::WriteLock::take(&p._dir.path().join("w.db")).await;
     // Any write will do: retiring an unknown session changes nothing.
     let write = || p.store.retire_session(PROVIDER, "nobody", t0());
     assert!(write().await.is_err(), "the write must fail");
@@ -841,11 +831,7 @@ async fn readyz_fails_while_store_writes_fail() {
             .is_some_and(|e| e.contains("last write failed")),
         "{body}"
     );
-    sqlx::query("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .expect("unlock");
-    locker.close().await.expect("close");
+    lock.release().await;
     write().await.expect("the write works again");
     assert_eq!(p.get("/readyz").await.0, 200);
     p.stop().await;

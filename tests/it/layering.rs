@@ -141,6 +141,19 @@ fn the_http_side_and_the_reloader_talk_to_the_scheduler_not_the_app() {
 }
 
 #[test]
+fn the_store_takes_only_the_persisted_data_from_the_machine() {
+    let found: Vec<String> = violations("store", &["crate::machine"])
+        .into_iter()
+        .filter(|hit| !hit.contains("use crate::machine::Persisted;"))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "the store reaches into the machine:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
 fn the_status_page_reads_the_store_and_registry_never_the_scheduler() {
     let found = violations(
         "status_page",

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::common::{self, Driver, PROVIDER, Settings, env};
 use wa_watchdog::clock::{Clock, Timestamp};
 use wa_watchdog::lease::{SHARDS, shard_of};
-use wa_watchdog::store::{Fence, NewRemediation, SessionRecord, Store, StoreError};
+use wa_watchdog::store::{Fence, Store, StoreError};
 
 fn names(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("s{i:03}")).collect()
@@ -112,9 +112,7 @@ async fn a_replica_that_lost_its_shard_cannot_write_a_restart_intent() {
     let a = Store::open_postgres(&url).await.expect("a");
     let b = Store::open_postgres(&url).await.expect("b");
     let at = Timestamp(1_800_000_000_000);
-    a.save_session(&SessionRecord::new(PROVIDER, "s1", "desynced", at))
-        .await
-        .expect("save");
+    common::store::save_session(&a, "s1", "desynced", at).await;
     let shard = shard_of(PROVIDER, "s1");
     // A lease of zero length: expired the moment it is granted, so the
     // test needs no waiting for the takeover.
@@ -136,15 +134,7 @@ async fn a_replica_that_lost_its_shard_cannot_write_a_restart_intent() {
     assert_eq!(held_b.len(), 1);
     assert!(held_b[0].token > held_a[0].token, "tokens only grow");
 
-    let intent = |key: &str| NewRemediation {
-        provider: PROVIDER.into(),
-        session: "s1".into(),
-        started_at: at,
-        action: "restart".into(),
-        reason: "desync confirmed".into(),
-        result: "pending".into(),
-        intent_key: key.into(),
-    };
+    let intent = |key: &str| common::store::intent("s1", at, key);
     let stale = Fence {
         owner: "a".into(),
         shard,

@@ -7,9 +7,8 @@
 
 use std::time::Duration;
 
+use crate::common::store::{WriteLock, intent, save_session};
 use crate::common::{PROVIDER, Settings, healthy_fleet};
-use sqlx::Connection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use wa_watchdog::events::Event;
 use wa_watchdog::sim::waha::Fault;
 
@@ -20,17 +19,7 @@ fn secs(n: u64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_restart_is_made_while_its_intent_cannot_be_written() {
     let mut h = healthy_fleet(&["s1", "s2"], &Settings::default()).await;
-    let db = h.dir.path().join("watchdog.db");
-    let opts = SqliteConnectOptions::new()
-        .filename(&db)
-        .busy_timeout(Duration::from_millis(100));
-    let mut locker = SqliteConnection::connect_with(&opts)
-        .await
-        .expect("second connection");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut locker)
-        .await
-        .expect("take the write lock");
+    let lock = WriteLock::take(&h.dir.path().join("watchdog.db")).await;
     h.ctl.inject("s1", Fault::Desync).expect("desync");
     let probes_before = h
         .log
@@ -76,11 +65,7 @@ async fn no_restart_is_made_while_its_intent_cannot_be_written() {
         "{text}"
     );
     // The lock goes away: the intent is written, then the restart is made.
-    sqlx::query("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .expect("release");
-    locker.close().await.expect("close");
+    lock.release().await;
     h.run_until(secs(60), |h| h.ctl.restart_count("s1") >= 1)
         .await
         .expect("restarted once the intent was recorded");
@@ -101,46 +86,22 @@ async fn no_restart_is_made_while_its_intent_cannot_be_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_intent_whose_timed_out_write_committed_late_is_one_row() {
     use wa_watchdog::clock::Timestamp;
-    use wa_watchdog::store::{NewRemediation, SessionRecord, Store, StoreError};
+    use wa_watchdog::store::{NewRemediation, Store, StoreError};
 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("watchdog.db");
     let store = Store::open(&db).await.expect("open");
     let at = Timestamp(1_780_000_000_000);
-    store
-        .save_session(&SessionRecord::new(PROVIDER, "s1", "healthy", at))
-        .await
-        .expect("save session");
-    let rec = NewRemediation {
-        provider: PROVIDER.into(),
-        session: "s1".into(),
-        started_at: at,
-        action: "restart".into(),
-        reason: "desync confirmed".into(),
-        result: "pending".into(),
-        intent_key: NewRemediation::new_key(PROVIDER, "s1", at),
-    };
+    save_session(&store, "s1", "healthy", at).await;
+    let rec = intent("s1", at, &NewRemediation::new_key(PROVIDER, "s1", at));
 
-    let opts = SqliteConnectOptions::new()
-        .filename(&db)
-        .busy_timeout(Duration::from_millis(100));
-    let mut locker = SqliteConnection::connect_with(&opts)
-        .await
-        .expect("second connection");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut locker)
-        .await
-        .expect("take the write lock");
+    let lock = WriteLock::take(&db).await;
     let first = store.begin_remediation(&rec).await;
     assert!(
         matches!(first, Err(StoreError::WriteTimeout { .. })),
         "{first:?}"
     );
-    sqlx::query("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .expect("release");
-    locker.close().await.expect("close");
+    lock.release().await;
 
     // The retry queues behind the late commit on the one writer connection.
     let id = store.begin_remediation(&rec).await.expect("retry");

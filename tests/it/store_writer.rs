@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::store::WriteLock;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use wa_watchdog::clock::Timestamp;
@@ -194,17 +195,7 @@ async fn a_full_queue_drops_writes_instead_of_blocking_and_says_so() {
         .save_session(&SessionRecord::new("waha", "s1", "healthy", Timestamp(T0)))
         .await
         .expect("save");
-    let mut locker = SqliteConnection::connect_with(
-        &SqliteConnectOptions::new()
-            .filename(&path)
-            .busy_timeout(Duration::from_millis(100)),
-    )
-    .await
-    .expect("locker");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut locker)
-        .await
-        .expect("lock");
+    let lock = WriteLock::take(&path).await;
     let writer = Writer::start(store.clone());
     let mut queued = 0u64;
     let dropped = loop {
@@ -225,11 +216,7 @@ async fn a_full_queue_drops_writes_instead_of_blocking_and_says_so() {
     );
     let status = store.write_status();
     assert!(status.failing.is_some(), "{status:?}");
-    sqlx::query("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .expect("unlock");
-    locker.close().await.expect("close");
+    lock.release().await;
     // Once the lock is gone the writer catches up and later writes land.
     writer.flush().await;
     writer

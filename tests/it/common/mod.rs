@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod grafana;
 pub mod page;
 pub mod postgres;
+pub mod store;
 pub mod tools;
 
 use std::collections::BTreeMap;

@@ -11,21 +11,23 @@
 //! port printed in the banner (the status page `/`, `/metrics`, `/healthz`,
 //! `/api/v1/sessions`).
 
+mod config;
+mod events;
+mod faults;
+mod ring;
+mod webhooks;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::broadcast;
 
 use crate::app::App;
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
-use crate::events::Event;
-use crate::machine::State;
-use crate::sim::green_api::{self, GreenSimOptions, QueueMode, SimInstance};
-use crate::sim::waha::{self, Fault, WahaSimOptions};
-use crate::sim::webhooks::{HookAuth, HookSender, HookTarget};
+use crate::sim::green_api::{self, GreenSimOptions, SimInstance};
+use crate::sim::waha::{self, WahaSimOptions};
 
 const DEMO_KEY: &str = "demo-api-key";
 const DEMO_GREEN_TOKEN: &str = "demo-green-token";
@@ -146,63 +148,11 @@ fn human(d: Duration) -> String {
     .to_string()
 }
 
-fn config_text(db: &std::path::Path, waha_url: &str, green_url: &str, o: &DemoOptions) -> String {
-    format!(
-        r#"
-[daemon]
-database = {db:?}
-listen = "127.0.0.1:0"
-discovery_interval = "10s"
-
-[canary]
-interval = "{interval}"
-jitter = 0.1
-timeout = "10s"
-ack_timeout = "{ack}"
-
-[policy]
-# Stuck canaries show after three probes here, to keep the demo short.
-send_failure_confirmations = 3
-confirm_interval = "{confirm}"
-restart_poll_interval = "2s"
-restart_timeout = "1m"
-backoff_initial = "10s"
-
-[[provider]]
-name = "waha-demo"
-kind = "waha"
-url = "{waha_url}"
-api_key_env = "DEMO_WAHA_API_KEY"
-sessions = ["*"]
-webhook_hmac_key_env = "DEMO_WAHA_HOOK_KEY"
-
-[[provider]]
-name = "green-demo"
-kind = "green-api"
-url = "{green_url}"
-id_instance = "{DEMO_GREEN_ID}"
-api_token_env = "DEMO_GREEN_API_TOKEN"
-webhook_token_env = "DEMO_GREEN_HOOK_TOKEN"
-
-[provider.policy]
-# A stuck queue shows after three canaries here, to keep the demo short.
-send_failure_confirmations = 3
-{ring}"#,
-        interval = human(o.canary_interval),
-        confirm = human(o.confirm_interval),
-        ack = human(o.ack_timeout),
-        ring = match &o.ring {
-            None => String::new(),
-            Some(r) => format!(
-                "\n[[ring]]\nname = \"demo-ring\"\nmembers = [\"waha-demo/{}\", \"waha-demo/{}\", \
-                 \"green-demo/{DEMO_GREEN_ID}\"]\ninterval = \"{}\"\ndeadline = \"{}\"\n",
-                session_name(r.members.0),
-                session_name(r.members.1),
-                human(r.interval),
-                human(r.deadline),
-            ),
-        },
-    )
+/// What the demo's tasks share: where its lines go, its report and its clock.
+struct Shared<O> {
+    out: Arc<O>,
+    report: Arc<Mutex<DemoReport>>,
+    clock: Clock,
 }
 
 /// Runs the demo, writing its lines to `out`, until Ctrl-C (`shutdown`) or
@@ -250,7 +200,7 @@ pub async fn run(
 
     let dir = private_temp_dir()?;
     let db = dir.join("wa-watchdog-demo.db");
-    let text = config_text(&db, &waha_sim.url(), &green_sim.url(), &opts);
+    let text = config::config_text(&db, &waha_sim.url(), &green_sim.url(), &opts);
     let env = |name: &str| match name {
         "DEMO_WAHA_API_KEY" => Some(DEMO_KEY.to_string()),
         "DEMO_GREEN_API_TOKEN" => Some(DEMO_GREEN_TOKEN.to_string()),
@@ -343,178 +293,35 @@ pub async fn run(
     let out = Arc::new(out);
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(print_events(events, out.clone(), report.clone()));
-    {
-        let ctl = waha_sim.control();
-        let (out, report, clock, victim) =
-            (out.clone(), report.clone(), clock.clone(), victim.clone());
-        let after = opts.desync_after;
-        tasks.spawn(async move {
-            tokio::time::sleep(after).await;
-            match ctl.inject(&victim, Fault::Desync) {
-                Ok(()) => {
-                    record_fault(&report, &victim, "desync", clock.now());
-                    out(format!(
-                        "{}  ── injected: {victim} now answers every send with HTTP 500 \"server returned \
-                         error 400\"; its status stays WORKING",
-                        clock_text(clock.now())
-                    ));
-                }
-                Err(e) => out(format!("cannot inject the desync: {e}")),
-            }
-        });
-    }
-    if let Some((n, after)) = opts.never_acked {
-        let ctl = waha_sim.control();
-        let (out, report, clock) = (out.clone(), report.clone(), clock.clone());
-        let session = session_name(n.clamp(1, opts.sessions.max(1)));
-        tasks.spawn(async move {
-            tokio::time::sleep(after).await;
-            match ctl.inject(&session, Fault::AcceptedNeverAcked) {
-                Ok(()) => {
-                    record_fault(&report, &session, "accepted, never acked", clock.now());
-                    out(format!(
-                        "{}  ── injected: {session} answers every send with 201 and a message id, \
-                         but the message's ack stays PENDING; its status stays WORKING",
-                        clock_text(clock.now())
-                    ));
-                }
-                Err(e) => out(format!("cannot inject the never-acked fault: {e}")),
-            }
-        });
-    }
-    if let Some(after) = opts.green_stuck_after {
-        let ctl = green_sim.control();
-        let (out, report, clock) = (out.clone(), report.clone(), clock.clone());
-        tasks.spawn(async move {
-            tokio::time::sleep(after).await;
-            match ctl.set_queue_mode(DEMO_GREEN_ID, QueueMode::StuckUntilReboot) {
-                Ok(()) => {
-                    record_fault(&report, DEMO_GREEN_ID, "stuck queue", clock.now());
-                    out(format!(
-                        "{}  ── injected: {DEMO_GREEN_ID} accepts messages (200 + idMessage) but its \
-                         queue no longer drains; its state stays `authorized`",
-                        clock_text(clock.now())
-                    ));
-                }
-                Err(e) => out(format!("cannot stop the Green-API queue: {e}")),
-            }
-        });
-    }
-
-    if let Some(r) = opts.ring.clone() {
-        let ctl = waha_sim.control();
-        let (a, b) = (session_name(r.members.0), session_name(r.members.1));
-        if let Some(after) = r.inbound_dead_after {
-            let (out, report, clock, ctl, b) = (
-                out.clone(),
-                report.clone(),
-                clock.clone(),
-                ctl.clone(),
-                b.clone(),
-            );
-            tasks.spawn(async move {
-                tokio::time::sleep(after).await;
-                match ctl.set_inbound(&b, Some(crate::sim::network::InboundFault::Dead)) {
-                    Ok(()) => {
-                        record_fault(&report, &b, "inbound dead", clock.now());
-                        out(format!(
-                            "{}  ── injected: messages to {b} no longer arrive; it still sends \
-                             and its status stays WORKING",
-                            clock_text(clock.now())
-                        ));
-                    }
-                    Err(e) => out(format!("cannot stop {b}'s inbound: {e}")),
-                }
-            });
-        }
-        if opts.webhooks {
-            // The providers push what their numbers receive: WAHA `message`,
-            // Green-API `incomingMessageReceived`.
-            let waha_push = HookSender::new(
-                format!("http://{}/webhooks/waha-demo", app.http_addr()),
-                HookAuth::Hmac(DEMO_HOOK_KEY.to_string()),
-                clock.clone(),
-            );
-            let green_push = HookSender::new(
-                format!("http://{}/webhooks/green-demo", app.http_addr()),
-                HookAuth::Token(DEMO_HOOK_TOKEN.to_string()),
-                clock.clone(),
-            );
-            let (network, clock) = (network.clone(), clock.clone());
-            tasks.spawn(async move {
-                let mut members: Vec<(String, String)> = Vec::new();
-                for s in [a, b] {
-                    if let Ok(n) = ctl.me_id(&s) {
-                        members.push((s, n));
-                    }
-                }
-                members.push((DEMO_GREEN_ID.to_string(), DEMO_GREEN_WID.to_string()));
-                loop {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    for (session, number) in &members {
-                        for m in network.take_pushes(number, clock.now()) {
-                            let _ = if session == DEMO_GREEN_ID {
-                                green_push
-                                    .green_incoming_from(DEMO_GREEN_ID, &m.id, &m.from, &m.text)
-                                    .await
-                            } else {
-                                waha_push
-                                    .waha_message(session, &m.id, &m.from, &m.text)
-                                    .await
-                            };
-                        }
-                    }
-                }
-            });
-        }
-    }
-
-    if opts.webhooks {
-        waha_sim.control().set_webhook(Some(HookTarget {
-            events: vec!["message.ack".to_string()],
-            ..HookTarget::new(
-                format!("http://{}/webhooks/waha-demo", app.http_addr()),
-                HookAuth::Hmac(DEMO_HOOK_KEY.to_string()),
-            )
-        }));
-        let push = HookSender::new(
-            format!("http://{}/webhooks/green-demo", app.http_addr()),
-            HookAuth::Token(DEMO_HOOK_TOKEN.to_string()),
-            clock.clone(),
+    tasks.spawn(events::print(events, out.clone(), report.clone()));
+    let shared = Shared {
+        out: out.clone(),
+        report: report.clone(),
+        clock: clock.clone(),
+    };
+    faults::spawn(&mut tasks, &opts, &waha_sim, &green_sim, &shared, &victim);
+    if let Some(r) = &opts.ring {
+        let http = app.http_addr();
+        ring::spawn(
+            &mut tasks,
+            r,
+            opts.webhooks,
+            &waha_sim,
+            http,
+            &network,
+            &shared,
         );
-        let ctl = green_sim.control();
-        let (out, clock) = (out.clone(), clock.clone());
-        let swe003_after = opts.swe003_after;
-        tasks.spawn(async move {
-            let started = tokio::time::Instant::now();
-            // The first canary: pushed as `sent` a moment after the simulator
-            // queued it, before the watchdog's first look at the queue.
-            let first = loop {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if let Some(m) = ctl.messages(DEMO_GREEN_ID).ok().and_then(|m| m.into_iter().next()) {
-                    break m.id_message;
-                }
-            };
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let status = push.green_outgoing_status(DEMO_GREEN_ID, &first, "sent").await;
-            out(format!(
-                "{}  ── pushed: Green-API outgoingMessageStatus `sent` for canary {first} → {}",
-                clock_text(clock.now()),
-                answer(status)
-            ));
-            if let Some(after) = swe003_after {
-                tokio::time::sleep(after.saturating_sub(started.elapsed())).await;
-                let status = push
-                    .green_incoming_text(DEMO_GREEN_ID, "DEMO-SWE003", "{{SWE003}}")
-                    .await;
-                out(format!(
-                    "{}  ── pushed: Green-API incomingMessageReceived {{{{SWE003}}}} (stale keys) → {}",
-                    clock_text(clock.now()),
-                    answer(status)
-                ));
-            }
-        });
+    }
+    if opts.webhooks {
+        let http = app.http_addr();
+        webhooks::spawn(
+            &mut tasks,
+            opts.swe003_after,
+            &waha_sim,
+            &green_sim,
+            http,
+            &shared,
+        );
     }
 
     let exit_after = opts.exit_after;
@@ -621,111 +428,4 @@ fn clock_text(t: Timestamp) -> String {
                 .to_string()
         })
         .unwrap_or_default()
-}
-
-async fn print_events(
-    mut events: broadcast::Receiver<Event>,
-    out: Arc<impl Fn(String) + Send + Sync + 'static>,
-    report: Arc<Mutex<DemoReport>>,
-) {
-    // Confirmations by push are printed once per session (every WAHA canary
-    // is confirmed that way while webhooks are on).
-    let mut pushed_shown = std::collections::HashSet::new();
-    let mut ring_shown = std::collections::HashSet::<String>::new();
-    loop {
-        let e = match events.recv().await {
-            Ok(e) => e,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                out(format!("(demo output skipped {n} events)"));
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        match e {
-            Event::Transition {
-                at,
-                session,
-                from,
-                to,
-                reason,
-                ..
-            } => {
-                {
-                    let mut r = lock(&report);
-                    if let Some(f) = r.faults.iter_mut().find(|f| f.session == session) {
-                        if to == State::Restarting && f.remedied_at.is_none() {
-                            f.remedied_at = Some(at);
-                        }
-                        if from == State::Recovering
-                            && to == State::Healthy
-                            && f.healed_at.is_none()
-                        {
-                            f.healed_at = Some(at);
-                        }
-                    }
-                }
-                if to == State::Recovering {
-                    ring_shown.remove(&session);
-                }
-                let arrow = format!("{from} → {to}");
-                out(format!(
-                    "{}  {session:<10} {arrow:<26} {reason}",
-                    clock_text(at)
-                ));
-            }
-            Event::Remediation {
-                at,
-                provider,
-                session,
-                stage,
-                detail,
-            } => {
-                let green = provider == "green-demo";
-                let what = match (stage.as_str(), green) {
-                    ("begin", false) => {
-                        format!("restart requested (POST /api/sessions/{session}/restart)")
-                    }
-                    ("begin", true) => "reboot requested (GET .../reboot/<token>)".to_string(),
-                    ("called", false) => {
-                        "restart accepted by WAHA; waiting for WORKING".to_string()
-                    }
-                    ("called", true) => "reboot accepted; waiting for `authorized`".to_string(),
-                    (other, _) => format!("remediation result: {other} {detail}"),
-                };
-                out(format!("{}  {session:<10} {what}", clock_text(at)));
-            }
-            Event::Probe {
-                at,
-                session,
-                detail,
-                ..
-            } if detail.contains("by webhook") && pushed_shown.insert(session.clone()) => {
-                out(format!(
-                    "{}  {session:<10} canary confirmed by a push: {detail}",
-                    clock_text(at)
-                ));
-            }
-            // Ring canaries: every miss, and the first receipt per session
-            // (and the one that verifies a restart).
-            Event::Probe {
-                at,
-                session,
-                action: crate::machine::Action::Ring,
-                outcome,
-                detail,
-                ..
-            } if outcome != crate::outcome::Outcome::Delivered
-                || ring_shown.insert(session.clone()) =>
-            {
-                out(format!("{}  {session:<10} {detail}", clock_text(at)));
-            }
-            Event::SessionAdded { at, session, .. } => {
-                out(format!(
-                    "{}  {session:<10} watching; canaries start",
-                    clock_text(at)
-                ));
-            }
-            _ => {}
-        }
-    }
 }
