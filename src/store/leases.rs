@@ -258,16 +258,7 @@ impl Store {
         let pool = self.postgres(OP)?;
         let result = super::timed(&self.health, OP, async {
             let mut tx = pool.begin().await?;
-            let holds: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT token FROM leases WHERE shard = $1 AND owner = $2 AND token = $3 \
-                 AND expires_at > {DB_NOW} FOR UPDATE"
-            )))
-            .bind(i64::from(fence.shard))
-            .bind(&fence.owner)
-            .bind(fence.token)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if holds.is_none() {
+            if !lock_fence(&mut tx, fence).await? {
                 tx.rollback().await?;
                 return Ok(None);
             }
@@ -278,4 +269,24 @@ impl Store {
         .await?;
         result.ok_or(StoreError::Fenced { shard: fence.shard })
     }
+}
+
+/// Locks the fence's lease row until the end of `tx` and tells whether the
+/// writer still holds it (owner, token, not expired by the database's
+/// clock): a write guarded by it commits only while that is still true, and
+/// a takeover (which updates the row) waits for the commit.
+pub(super) async fn lock_fence(
+    tx: &mut sqlx::PgConnection,
+    fence: &Fence,
+) -> Result<bool, sqlx::Error> {
+    let holds: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT token FROM leases WHERE shard = $1 AND owner = $2 AND token = $3 \
+         AND expires_at > {DB_NOW} FOR UPDATE"
+    )))
+    .bind(i64::from(fence.shard))
+    .bind(&fence.owner)
+    .bind(fence.token)
+    .fetch_optional(tx)
+    .await?;
+    Ok(holds.is_some())
 }

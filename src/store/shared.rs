@@ -121,16 +121,7 @@ impl Store {
         }
         let verdict = super::timed(&self.health, OP, async {
             let mut tx = pool.begin().await?;
-            let holds: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT token FROM leases WHERE shard = $1 AND owner = $2 AND token = $3 \
-                 AND expires_at > {DB_NOW} FOR UPDATE"
-            )))
-            .bind(i64::from(fence.shard))
-            .bind(&fence.owner)
-            .bind(fence.token)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if holds.is_none() {
+            if !super::leases::lock_fence(&mut tx, fence).await? {
                 tx.rollback().await?;
                 return Ok(Verdict::Fenced);
             }
