@@ -64,7 +64,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How often old probes are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How often a queued canary's queue is re-read (Green-API allows 1/s).
-/// First probes of many sessions are spread over at most this long.
+/// First probes of a batch are spread over about one second per session, up
+/// to this long (a single new session is probed within a second, not at a
+/// random point of the next half minute), and longer only as far as
+/// [`FIRST_PROBES_PER_SEC`] needs.
 const INITIAL_SPREAD_MAX: Duration = Duration::from_secs(30);
 /// The highest rate of first probes when many sessions start together (up
 /// to their interval): 100k sessions at 5 m start at ~333/s, their steady
@@ -483,13 +486,36 @@ impl Scheduler {
 
     /// When a newly watched session gets its first probe: spread over the
     /// first part of its interval so many sessions do not all start at once.
-    /// `batch` sessions start together (a discovery, a restore): the spread
-    /// is at least long enough to keep their first probes at no more than
-    /// [`FIRST_PROBES_PER_SEC`], and never longer than the interval, so a
-    /// large fleet starts at its steady rate instead of a burst.
+    /// `batch` sessions start together (a discovery, a restore): about a
+    /// second per session up to [`INITIAL_SPREAD_MAX`], at least long enough
+    /// to keep their first probes at no more than [`FIRST_PROBES_PER_SEC`],
+    /// and never longer than the interval, so a large fleet starts at its
+    /// steady rate instead of a burst and a single session starts at once.
     fn first_probe_at(&mut self, now: Timestamp, interval: Duration, batch: usize) -> Timestamp {
-        let paced = Duration::from_secs_f64(batch as f64 / FIRST_PROBES_PER_SEC);
-        let spread = interval.min(INITIAL_SPREAD_MAX.max(paced));
+        let spread = interval.min(first_probe_spread(batch));
         now.plus(spread.mul_f64(self.rng.random_range(0.0..1.0)))
+    }
+}
+
+/// The window a batch of `batch` first probes is spread over before the
+/// interval caps it (see [`Scheduler::first_probe_at`]).
+fn first_probe_spread(batch: usize) -> Duration {
+    let one_per_sec = Duration::from_secs(batch.max(1) as u64).min(INITIAL_SPREAD_MAX);
+    let paced = Duration::from_secs_f64(batch as f64 / FIRST_PROBES_PER_SEC);
+    one_per_sec.max(paced)
+}
+
+#[cfg(test)]
+mod first_probe_tests {
+    use super::*;
+
+    #[test]
+    fn a_single_session_starts_within_a_second_and_a_fleet_at_its_paced_rate() {
+        assert_eq!(first_probe_spread(0), Duration::from_secs(1));
+        assert_eq!(first_probe_spread(1), Duration::from_secs(1));
+        assert_eq!(first_probe_spread(10), Duration::from_secs(10));
+        assert_eq!(first_probe_spread(600), INITIAL_SPREAD_MAX);
+        assert_eq!(first_probe_spread(2_000), Duration::from_secs(40));
+        assert_eq!(first_probe_spread(100_000), Duration::from_secs(2_000));
     }
 }
