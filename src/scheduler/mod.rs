@@ -63,7 +63,6 @@ pub use reload::ReloadReport;
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How often old probes are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// How often a queued canary's queue is re-read (Green-API allows 1/s).
 /// First probes of a batch are spread over about one second per session, up
 /// to this long (a single new session is probed within a second, not at a
 /// random point of the next half minute), and longer only as far as
