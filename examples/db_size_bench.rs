@@ -60,6 +60,50 @@ async fn rows(store_path: &Path, count_sql: &'static str) -> anyhow::Result<i64>
     Ok(n)
 }
 
+/// Where the bytes are at the end: pages per table and index (SQLite's
+/// `dbstat`), so a change to the schema or the retention shows what it
+/// saved; free pages are what deletes left for reuse.
+async fn breakdown(store_path: &Path) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::sqlite::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(store_path)
+            .read_only(true),
+    )
+    .await?;
+    let parts: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT name, SUM(pgsize), SUM(pgsize - unused) FROM dbstat GROUP BY name ORDER BY 2 DESC",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let free: i64 = sqlx::query_scalar(
+        "SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    println!("table or index                  MiB   used %");
+    for (name, bytes, used) in parts {
+        println!(
+            "{name:<28} {:>6.1}   {:>5.1}",
+            bytes as f64 / (1024.0 * 1024.0),
+            used as f64 * 100.0 / bytes.max(1) as f64
+        );
+    }
+    println!(
+        "{:<28} {:>6.1}",
+        "(free pages)",
+        free as f64 / (1024.0 * 1024.0)
+    );
+    let wal = std::fs::metadata(store_path.with_extension("db-wal")).map_or(0, |m| m.len());
+    println!(
+        "{:<28} {:>6.1}",
+        "(WAL file)",
+        wal as f64 / (1024.0 * 1024.0)
+    );
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -94,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
          {failures_per_mille}‰ not delivered, retention {} days, {days} simulated days",
         RETENTION.as_secs() / 86_400
     );
-    println!("day  probes      rollups     file_MiB   bytes/session  real_s");
+    println!("day  probes      rollups     file_MiB   bytes/session  without_WAL  real_s");
     let real = Instant::now();
     let mut seq: u64 = 0;
     let per_hour = 3600 / interval_s;
@@ -142,16 +186,18 @@ async fn main() -> anyhow::Result<()> {
         if (hour + 1) % 24 == 0 {
             let bytes = file_bytes(&path);
             println!(
-                "{:>3}  {:>10}  {:>10}  {:>9.1}  {:>13}  {:>6.0}",
+                "{:>3}  {:>10}  {:>10}  {:>9.1}  {:>13}  {:>11}  {:>6.0}",
                 (hour + 1) / 24,
                 rows(&path, "SELECT COUNT(*) FROM probes").await?,
                 rows(&path, "SELECT COUNT(*) FROM probe_rollups").await?,
                 bytes as f64 / (1024.0 * 1024.0),
                 bytes / sessions as u64,
+                std::fs::metadata(&path).map_or(0, |m| m.len()) / sessions as u64,
                 real.elapsed().as_secs_f64()
             );
         }
     }
+    breakdown(&path).await?;
     let status = store.write_status();
     anyhow::ensure!(
         status.failures.is_empty(),

@@ -108,7 +108,7 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Demo { exit_after } => {
             telemetry::init(config::LogFormat::Text, "error");
-            runtime_main(async move {
+            runtime_main(cli::Threads::PerCore, async move {
                 let opts = demo::DemoOptions {
                     exit_after,
                     ..demo::DemoOptions::default()
@@ -172,14 +172,10 @@ fn main() -> ExitCode {
                     }
                 },
             };
-            runtime_main(simulate(
-                listen,
-                sessions,
-                api_key,
-                green,
-                green_instances,
-                hooks,
-            ))
+            runtime_main(
+                cli::Threads::PerCore,
+                simulate(listen, sessions, api_key, green, green_instances, hooks),
+            )
         }
         Cmd::Run { config } => {
             let cfg = match Config::load(&config) {
@@ -193,7 +189,8 @@ fn main() -> ExitCode {
             for w in &cfg.warnings {
                 tracing::warn!("{w}");
             }
-            runtime_main(async move {
+            let threads = cli::Threads::for_daemon(cfg.daemon.worker_threads);
+            runtime_main(threads, async move {
                 let app = app::App::build(cfg, Clock::system(), None).await?;
                 app.run_until_stopped(app::shutdown_signal()).await
             })
@@ -305,9 +302,12 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Runs `fut` on a multi-threaded runtime; a runtime error exits 1.
-fn runtime_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match wa_watchdog::cli::runtime(true) {
+/// Runs `fut` on a runtime with `threads`; a runtime error exits 1.
+fn runtime_main(
+    threads: cli::Threads,
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let rt = match wa_watchdog::cli::runtime(threads) {
         Ok(rt) => rt,
         Err(code) => return code,
     };

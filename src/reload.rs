@@ -144,7 +144,8 @@ impl Reloader {
 /// cannot take over: the database and the listening socket are opened once;
 /// the log format is fixed when logging starts; the shutdown grace is handed
 /// to the loop at start; the metrics registry is built with or without
-/// per-session series (`daemon.session_metrics`). `daemon.admin_token` and `[alertmanager]` belong to
+/// per-session series (`daemon.session_metrics`); the runtime's threads
+/// (`daemon.worker_threads`) are started before anything else. `daemon.admin_token` and `[alertmanager]` belong to
 /// the HTTP API and the Alertmanager push, which read them at start; the
 /// webhook receiver is built at start as well, and so are the `[[ring]]`
 /// rings.
@@ -177,6 +178,9 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if o.session_metrics != n.session_metrics {
         keys.push("daemon.session_metrics");
+    }
+    if o.worker_threads != n.worker_threads {
+        keys.push("daemon.worker_threads");
     }
     // The webhook receiver is built at start from every provider's
     // `webhook_*` keys (and the set of providers it answers for).

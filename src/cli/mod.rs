@@ -165,14 +165,42 @@ impl CliError {
     }
 }
 
-/// The tokio runtime a command runs on (multi-threaded for the daemon,
-/// one thread for an operator command); if it cannot start, the error is on
-/// stderr and the command exits 1.
-pub fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
-    let mut builder = if multi_thread {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
+/// How many threads a runtime runs its tasks on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// Everything on the calling thread (tokio's current-thread runtime;
+    /// blocking work still goes to the blocking pool).
+    One,
+    /// A multi-threaded runtime with this many workers.
+    Workers(usize),
+    /// A multi-threaded runtime with a worker per core (the demo and the
+    /// simulators, which run a simulated fleet beside the daemon).
+    PerCore,
+}
+
+impl Threads {
+    /// `daemon.worker_threads` as a runtime.
+    pub fn for_daemon(worker_threads: usize) -> Threads {
+        if worker_threads <= 1 {
+            Threads::One
+        } else {
+            Threads::Workers(worker_threads)
+        }
+    }
+}
+
+/// The tokio runtime a command runs on: [`Threads::One`] for an operator
+/// command and, by default, the daemon (`daemon.worker_threads`);
+/// if it cannot start, the error is on stderr and the command exits 1.
+pub fn runtime(threads: Threads) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::Workers(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        Threads::PerCore => tokio::runtime::Builder::new_multi_thread(),
     };
     builder.enable_all().build().map_err(|e| {
         eprintln!("wa-watchdog: cannot start the async runtime: {e}");
@@ -183,7 +211,7 @@ pub fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> 
 /// Runs one operator command to completion and maps the result to an exit
 /// code, printing errors on stderr.
 pub fn run(op: Op) -> ExitCode {
-    let rt = match runtime(false) {
+    let rt = match runtime(Threads::One) {
         Ok(rt) => rt,
         Err(code) => return code,
     };

@@ -175,7 +175,20 @@ pub struct DaemonConfig {
     /// `session_consecutive_failures`); off on very large fleets, where the
     /// fleet-level families (per provider) remain.
     pub session_metrics: bool,
+    /// Threads the daemon's async work runs on. 1 (the default): one thread
+    /// for the scheduler, the probes, the HTTP server and the writer, with
+    /// heavy pure work (encoding `/metrics`, reading a config) on tokio's
+    /// blocking pool. Each probe hands work between tasks a dozen times;
+    /// on one thread those are function calls, across threads they are
+    /// wake-ups (futex calls, context switches), which cost more CPU per
+    /// probe than a second core saves at the rates a watchdog runs (see the
+    /// README's benchmarks). More than one: a multi-threaded runtime with
+    /// that many workers, for a host where one core is not enough.
+    pub worker_threads: usize,
 }
+
+/// `daemon.worker_threads`' bounds.
+pub const MAX_WORKER_THREADS: usize = 64;
 
 impl Default for DaemonConfig {
     fn default() -> Self {
@@ -193,6 +206,7 @@ impl Default for DaemonConfig {
             shutdown_grace: Duration::from_secs(10),
             webhook_listen: None,
             session_metrics: true,
+            worker_threads: 1,
         }
     }
 }

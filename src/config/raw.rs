@@ -55,6 +55,7 @@ pub(super) struct RawDaemon {
     pub shutdown_grace: Option<Duration>,
     pub webhook_listen: Option<SocketAddr>,
     pub session_metrics: Option<bool>,
+    pub worker_threads: Option<usize>,
 }
 
 /// `[canary]` and `[provider.canary]` share this shape.

@@ -51,6 +51,7 @@ pub fn render_redacted(cfg: &Config) -> String {
         None => out.line("# webhook_listen: none, POST /webhooks/... is served on listen"),
     }
     out.kv("session_metrics", d.session_metrics);
+    out.kv("worker_threads", d.worker_threads);
 
     for p in &cfg.providers {
         provider(&mut out, p);

@@ -177,6 +177,13 @@ impl Resolver<'_> {
                 MIN_LEASE_TTL.as_secs()
             ));
         }
+        let worker_threads = raw.worker_threads.unwrap_or(d.worker_threads);
+        if !(1..=super::MAX_WORKER_THREADS).contains(&worker_threads) {
+            return Err(format!(
+                "daemon.worker_threads must be 1 to {} (got {worker_threads})",
+                super::MAX_WORKER_THREADS
+            ));
+        }
         Ok(DaemonConfig {
             database,
             replica,
@@ -191,6 +198,7 @@ impl Resolver<'_> {
             shutdown_grace,
             webhook_listen: raw.webhook_listen,
             session_metrics: raw.session_metrics.unwrap_or(d.session_metrics),
+            worker_threads,
         })
     }
 

@@ -199,6 +199,7 @@ fn example_file_documents_every_key() {
         "admin_token",
         "shutdown_grace",
         "session_metrics",
+        "worker_threads",
         "interval",
         "jitter",
         "timeout",
@@ -1093,6 +1094,7 @@ fn render_redacted_shows_every_resolved_key() {
         "retention = \"30days\"",
         "shutdown_grace = \"10s\"",
         "session_metrics = true",
+        "worker_threads = 1",
         "[[provider]]",
         "name = \"waha-main\"",
         "sessions = [\"*\"]",
@@ -1438,4 +1440,20 @@ fn session_metrics_can_be_turned_off_and_must_be_a_boolean() {
     assert!(!cfg.daemon.session_metrics);
     let err = parse_err(&format!("[daemon]\nsession_metrics = \"no\"\n{WAHA}"));
     assert!(err.contains("session_metrics"), "{err}");
+}
+
+#[test]
+fn worker_threads_default_to_one_and_are_bounded() {
+    assert_eq!(parse_ok(WAHA).daemon.worker_threads, 1);
+    let cfg = parse_ok(&format!("[daemon]\nworker_threads = 4\n{WAHA}"));
+    assert_eq!(cfg.daemon.worker_threads, 4);
+    for bad in ["0", "65"] {
+        let err = parse_err(&format!("[daemon]\nworker_threads = {bad}\n{WAHA}"));
+        assert!(
+            err.contains("daemon.worker_threads must be 1 to 64"),
+            "{bad}: {err}"
+        );
+    }
+    let err = parse_err(&format!("[daemon]\nworker_threads = -1\n{WAHA}"));
+    assert!(err.contains("worker_threads"), "{err}");
 }

@@ -342,7 +342,7 @@ pub fn session_html(h: &SessionHistory) -> String {
         }
         @if !h.rollups.is_empty() {
             h2 { "Earlier probes" }
-            p.muted { "Delivered probes older than the strip, counted per hour (last two days) or day; failed ones stay in the timeline one by one." }
+            p.muted { "Delivered probes older than the strip, counted per hour (last day) or day; failed ones stay in the timeline one by one." }
             table #rollups { thead { tr {
                 th { "from" } th { "for" } th { "outcome" } th { "probes" } th { "mean" } th { "slowest" }
             } } tbody {

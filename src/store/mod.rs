@@ -134,6 +134,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a query waits for a pooled connection. Bounded so that a stuck
 /// database surfaces as errors (and a failing `/readyz`) instead of hung tasks.
+/// Bytes the WAL file is truncated back to after a checkpoint resets it
+/// (SQLite's `journal_size_limit`): what is left of the WAL at rest. 4 MiB
+/// is about one checkpoint's worth (`wal_autocheckpoint`, 1000 pages).
+pub const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest the daemon waits for one write (a locked database, a stalled
@@ -434,7 +439,7 @@ impl Store {
     /// Settings: WAL journal (readers never block the writer),
     /// `synchronous=NORMAL` (durable across process crashes; a power cut can
     /// lose the last commits, never corrupt the file), `busy_timeout` 5 s,
-    /// foreign keys on.
+    /// foreign keys on, the WAL file truncated back to [`WAL_SIZE_LIMIT`].
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Directories it creates are 0700 (the database holds chat ids);
@@ -460,7 +465,12 @@ impl Store {
         let write_options = connect_options(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Normal)
+            // The WAL file keeps its high-water size after a checkpoint
+            // resets it; this truncates what is left past the limit, so a
+            // burst (a roll-up pass, a backlog of batches) does not leave a
+            // file of that size behind for good.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -12,12 +12,14 @@
 //!   [`HOURLY_FOR`], a day before that, for `daemon.retention`;
 //! - transitions and remediations in full (small, and the audit trail).
 //!
-//! Why hourly only for two days: at 100k sessions hourly rows for 30 days
+//! Why hourly only for a day: at 100k sessions hourly rows for 30 days
 //! are 100k × 24 × 30 = 72M rows, over 4 GB even at 60 bytes a row. Hourly
-//! for 48 h then daily is 100k × (48 + 28) = 7.6M rows (about 0.5 GB), and
-//! the full rows (100k × 60 probes, about 0.9 GB) dominate. The total stays
-//! flat once the oldest bucket passes the retention (see the README's
-//! measured sizes).
+//! for 24 h then daily is 100k × (24 + 29) = 5.3M rows (about 0.35 GB), and
+//! the full rows (100k × 60 probes, about 1.3 GB with their index) dominate.
+//! 48 hourly buckets measured 2.0 GiB at 100k, at the 2 GiB the daemon is
+//! meant to stay under; a day of hours (what a "last 24 h" view needs)
+//! leaves room. The total stays flat once the oldest bucket passes the
+//! retention (see the README's measured sizes).
 //!
 //! How: [`Store::roll_up_probes`] walks the sessions in key order,
 //! [`ROLL_SESSIONS`] at a time, one short transaction each (count into the
@@ -41,7 +43,7 @@ use super::{PRUNE_PAUSE, Store, StoreError, query_error};
 pub const KEEP_LAST_PROBES: u32 = 60;
 
 /// Rollup buckets are an hour long for this long, then a day.
-pub const HOURLY_FOR: Duration = Duration::from_secs(48 * 3600);
+pub const HOURLY_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// Sessions per rollup transaction. At 100k sessions × ~70 probe rows each,
 /// one batch touches ~14k rows: a few milliseconds of write lock.

@@ -16,9 +16,10 @@
 //!   before it).
 //! - **Queued** ([`Writer::submit`]): probes, transitions, session saves,
 //!   remediation results. The caller never waits; the write commits within
-//!   a few milliseconds. The crash window: a process killed (SIGKILL, OOM,
-//!   panic) loses what is queued and not yet committed, at most the last
-//!   `BATCH_LINGER` plus one commit of writes. Restore copes: intent rows
+//!   [`BATCH_LINGER`] (100 ms). The crash window: a process killed
+//!   (SIGKILL, OOM, panic) loses what is queued and not yet committed, at
+//!   most the last `BATCH_LINGER` plus one commit of writes (about the
+//!   last tenth of a second of history), never a restart intent. Restore copes: intent rows
 //!   newer than their session's last save are counted (see `persist.rs`).
 //!   SIGTERM loses nothing: [`Writer::close`] commits the queue first.
 //!   Power loss can additionally lose the last commits (WAL with
@@ -49,8 +50,17 @@ pub const WRITE_QUEUE: usize = 16_384;
 pub const BATCH_MAX: usize = 1024;
 
 /// How long the writer waits for more writes after the first of a batch.
-/// An awaited write or a flush ends the wait at once.
-pub const BATCH_LINGER: Duration = Duration::from_millis(5);
+/// An awaited write or a flush ends the wait at once, so this delays only
+/// writes nobody waits for (probes, transitions, session saves).
+///
+/// Why 100 ms and not a few: every commit is a transaction of several
+/// statements, each a hand-off to sqlx's SQLite thread and back. At 100
+/// probes a second a 5 ms linger committed about one probe per batch;
+/// 100 ms commits about ten, and the daemon's CPU per probe fell by about
+/// a fifth (README "Benchmarks", `scripts/bench-blackbox 2000 20s`:
+/// 1,009 → 708-785 µs per probe on one thread). The price is the crash
+/// window below.
+pub const BATCH_LINGER: Duration = Duration::from_millis(100);
 
 /// How long [`Writer::write`] waits for its commit: its turn in the queue
 /// (a batch ahead of it may take up to [`WRITE_TIMEOUT`]) and its own batch.

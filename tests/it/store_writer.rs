@@ -298,7 +298,7 @@ async fn retention_keeps_the_last_probes_and_failures_and_counts_the_rest() {
     let kept_delivered = kept.len() as u64 - kept_failures;
     assert_eq!(counted + kept_delivered, n as u64 - failures);
     assert_eq!(stats.rolled, counted);
-    // Hours for the last 48 h, days before; buckets aligned and never
+    // Hours for the last HOURLY_FOR, days before; buckets aligned and never
     // overlapping the kept window.
     let horizon = now - HOURLY_FOR.as_millis() as i64;
     for b in &buckets {
