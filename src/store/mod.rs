@@ -132,13 +132,13 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// query fails with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a query waits for a pooled connection. Bounded so that a stuck
-/// database surfaces as errors (and a failing `/readyz`) instead of hung tasks.
 /// Bytes the WAL file is truncated back to after a checkpoint resets it
 /// (SQLite's `journal_size_limit`): what is left of the WAL at rest. 4 MiB
 /// is about one checkpoint's worth (`wal_autocheckpoint`, 1000 pages).
 pub const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 
+/// How long a query waits for a pooled connection. Bounded so that a stuck
+/// database surfaces as errors (and a failing `/readyz`) instead of hung tasks.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest the daemon waits for one write (a locked database, a stalled
