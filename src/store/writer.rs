@@ -208,8 +208,14 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Msg>) {
     }
 }
 
-/// Adds `msg` to the batch being collected; true when someone waits for it
-/// (an awaited write, a flush), which ends the linger.
+/// Adds `msg` to the batch being collected; true when it ends the linger:
+/// someone waits for it (an awaited write, a flush), or it is a state
+/// change. State changes are rare (a few per session a day) and what an
+/// operator looks at next: the status page, the API and `status` read the
+/// database, and must show the change the log line just printed, not a
+/// tenth of a second later. The scheduler queues a step's writes (the
+/// transition, the session save, its probe) before it yields, so on the
+/// default single thread they all make the same prompt batch.
 fn take(
     msg: Msg,
     batch: &mut Vec<Write>,
@@ -218,7 +224,7 @@ fn take(
 ) -> bool {
     match msg {
         Msg::Write { write, reply } => {
-            let waited = reply.is_some();
+            let waited = reply.is_some() || matches!(write, Write::Transition(_));
             if let Some(reply) = reply {
                 replies.push((batch.len(), reply));
             }
@@ -306,5 +312,73 @@ fn again(e: &StoreError, op: &'static str) -> StoreError {
             op,
             detail: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::store::{ProbeRecord, SessionRecord, TransitionRecord};
+
+    fn urgent(write: Write) -> bool {
+        let (mut batch, mut replies, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
+        let urgent = take(
+            Msg::Write { write, reply: None },
+            &mut batch,
+            &mut replies,
+            &mut flushes,
+        );
+        assert_eq!(batch.len(), 1);
+        urgent
+    }
+
+    #[test]
+    fn state_changes_and_waited_writes_end_the_linger_probes_and_saves_do_not() {
+        let at = Timestamp(1_800_000_000_000);
+        assert!(urgent(Write::Transition(TransitionRecord {
+            provider: "waha".into(),
+            session: "s1".into(),
+            at,
+            from_state: "recovering".into(),
+            to_state: "healthy".into(),
+            reason: "verification canary delivered".into(),
+        })));
+        assert!(!urgent(Write::Probe(ProbeRecord {
+            provider: "waha".into(),
+            session: "s1".into(),
+            at,
+            kind: "probe".into(),
+            outcome: "delivered".into(),
+            http_status: Some(201),
+            latency_ms: 5,
+            detail: String::new(),
+        })));
+        assert!(!urgent(Write::Session(Box::new(SessionRecord::new(
+            "waha", "s1", "healthy", at,
+        )))));
+        let (mut batch, mut replies, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
+        let (reply, _wait) = oneshot::channel();
+        assert!(take(
+            Msg::Write {
+                write: Write::Retire {
+                    provider: "waha".into(),
+                    session: "s1".into(),
+                    at,
+                },
+                reply: Some(reply),
+            },
+            &mut batch,
+            &mut replies,
+            &mut flushes,
+        ));
+        assert_eq!(replies.len(), 1);
+        let (done, _wait) = oneshot::channel();
+        assert!(take(
+            Msg::Flush(done),
+            &mut batch,
+            &mut replies,
+            &mut flushes
+        ));
     }
 }
