@@ -168,7 +168,7 @@ impl App {
         } = self;
         tracing::info!(
             providers = config.providers.len(),
-            sessions = scheduler.sessions().len(),
+            sessions = scheduler.summary().values().sum::<usize>(),
             %http_addr,
             "wa-watchdog running"
         );

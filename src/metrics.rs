@@ -23,8 +23,9 @@
 //! Code map: this file (the families, their registration and the counters),
 //! `families` (the contract list [`FAMILIES`]), `sessions` (the
 //! per-session bookkeeping: setting and retiring sessions and providers),
-//! `session_series` (the three per-session families, rendered from that
-//! bookkeeping at scrape time: no per-series objects kept per session),
+//! `session_series` (the three per-session families, written as text from
+//! that bookkeeping at scrape time, after the registry's families: no
+//! per-series objects, kept or built),
 //! `tests`.
 
 pub mod exposition;
@@ -34,7 +35,7 @@ mod sessions;
 
 pub use families::FAMILIES;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
@@ -173,7 +174,11 @@ pub struct Metrics {
     /// leave a session with two state series or a `sessions` count off by one.
     /// Also the per-session families' values (`session_series.rs` renders
     /// them at scrape time; exported or not by `daemon.session_metrics`).
-    tracked: Arc<Mutex<Tracked>>,
+    tracked: Mutex<Tracked>,
+    /// `daemon.session_metrics`: whether [`Metrics::encode`] writes the
+    /// per-session families (they are not in the registry: see
+    /// `session_series.rs`).
+    session_series: bool,
 }
 
 impl Default for Metrics {
@@ -238,12 +243,7 @@ impl Metrics {
     /// such series, most of a scrape; the per-provider families stay.
     pub fn with_session_series(session_series: bool) -> Metrics {
         let r = Registry::new();
-        let tracked = Arc::new(Mutex::new(Tracked::default()));
-        r.register(Box::new(session_series::SessionFamilies::new(
-            tracked.clone(),
-            session_series,
-        )))
-        .expect("metric families are unique on a fresh registry");
+        let tracked = Mutex::new(Tracked::default());
         let m = Metrics {
             canary_total: counter_vec(
                 &r,
@@ -422,7 +422,8 @@ impl Metrics {
                 )
                 .expect("valid gauge definition"),
             ),
-            tracked: tracked.clone(),
+            tracked,
+            session_series,
             registry: r,
         };
         let build_info = gauge_vec(
@@ -636,7 +637,11 @@ impl Metrics {
     /// ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> Result<String, EncodeError> {
         let families = self.registry.gather();
-        Ok(TextEncoder::new().encode_to_string(&families)?)
+        let mut text = TextEncoder::new().encode_to_string(&families)?;
+        if self.session_series {
+            session_series::render(&self.tracked, &mut text);
+        }
+        Ok(text)
     }
 }
 

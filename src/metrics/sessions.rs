@@ -12,7 +12,7 @@
 //! (the cardinality invariant in the parent's docs).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 
 use super::session_series::SessionSeries;
 use super::{Metrics, OTHER_EVENT, RestartResult};
@@ -27,7 +27,10 @@ use crate::provider::Outcome;
 pub(super) struct Tracked {
     /// provider → session → its current state, streak and last success
     /// (the per-session families are rendered from these).
-    pub(super) sessions: HashMap<String, HashMap<String, SessionSeries>>,
+    ///
+    /// Names are `Arc<str>` so that a scrape's copy of the fleet shares
+    /// them instead of copying 100,000 strings.
+    pub(super) sessions: HashMap<Arc<str>, HashMap<Arc<str>, SessionSeries>>,
     /// provider → webhook event label values in use.
     pub(super) events: HashMap<String, HashSet<String>>,
 }
@@ -46,7 +49,7 @@ impl Metrics {
         if t.sessions.contains_key(provider) {
             return;
         }
-        t.sessions.insert(provider.to_owned(), HashMap::new());
+        t.sessions.insert(Arc::from(provider), HashMap::new());
         for outcome in Outcome::NAMES {
             self.canary_total.with_label_values(&[provider, outcome]);
         }
@@ -88,7 +91,10 @@ impl Metrics {
     ) {
         let mut t = self.lock();
         self.ensure_provider(&mut t, provider);
-        let known = t.sessions.entry(provider.to_owned()).or_default();
+        // The provider's map exists: `ensure_provider` made it.
+        let Some(known) = t.sessions.get_mut(provider) else {
+            return;
+        };
         let now = SessionSeries {
             state,
             consecutive_failures,
@@ -101,7 +107,7 @@ impl Metrics {
         let previous = match known.get_mut(session) {
             Some(current) => Some(std::mem::replace(current, now).state),
             None => {
-                known.insert(session.to_owned(), now);
+                known.insert(Arc::from(session), now);
                 None
             }
         };
@@ -147,7 +153,7 @@ impl Metrics {
     /// every per-provider series. A no-op for an unknown provider.
     pub fn retire_provider(&self, provider: &str) {
         let mut t = self.lock();
-        let sessions: Vec<String> = match t.sessions.get(provider) {
+        let sessions: Vec<Arc<str>> = match t.sessions.get(provider) {
             Some(known) => known.keys().cloned().collect(),
             None => return,
         };

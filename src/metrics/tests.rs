@@ -408,3 +408,92 @@ fn without_session_series_only_the_fleet_counts_move() {
     assert_eq!(count("desynced"), "1");
     assert_eq!(count("unknown"), "0");
 }
+
+/// The per-session families are written as text without the registry; the
+/// text must be what the registry's own encoder writes for three gauge vecs
+/// with the same values: same help, type, label order, escaping (names from
+/// a provider may hold `"`, `\` or a newline), value format and series order.
+#[test]
+fn session_series_text_is_what_the_registry_would_encode() {
+    let m = Metrics::new();
+    let reference = Registry::new();
+    let vec = |(name, help): (&str, &str), labels: &[&str]| {
+        let g = prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("valid");
+        reference.register(Box::new(g.clone())).expect("unique");
+        g
+    };
+    let state = vec(session_series::STATE, &["provider", "session", "state"]);
+    let success = vec(session_series::LAST_SUCCESS, &["provider", "session"]);
+    let failures = vec(session_series::FAILURES, &["provider", "session"]);
+    let sessions = [
+        ("waha-b", "zeta", State::Healthy, 0, Some(1_764_000_000_123)),
+        (
+            "waha-a",
+            "quote\"d",
+            State::Desynced,
+            4,
+            Some(1_764_000_000_000),
+        ),
+        ("waha-a", "back\\slash", State::Unknown, 0, None),
+        (
+            "waha-a",
+            "new\nline",
+            State::Escalated,
+            17,
+            Some(1_700_000_000_500),
+        ),
+        ("waha-a", "alpha", State::Restarting, 2, None),
+    ];
+    for (provider, session, st, streak, ok) in sessions {
+        m.set_session(provider, session, st, streak, ok.map(Timestamp));
+        state
+            .with_label_values(&[provider, session, st.as_str()])
+            .set(1.0);
+        if let Some(ms) = ok {
+            success
+                .with_label_values(&[provider, session])
+                .set(Timestamp(ms).as_secs_f64());
+        }
+        failures
+            .with_label_values(&[provider, session])
+            .set(f64::from(streak));
+    }
+    let want = TextEncoder::new()
+        .encode_to_string(&reference.gather())
+        .expect("encode");
+    let ours = encode(&m);
+    for family in [
+        session_series::STATE.0,
+        session_series::LAST_SUCCESS.0,
+        session_series::FAILURES.0,
+    ] {
+        let lines = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with(&format!("{family}{{"))
+                        || *l == format!("# TYPE {family} gauge")
+                        || l.starts_with(&format!("# HELP {family} "))
+                })
+                .map(str::to_owned)
+                .collect()
+        };
+        let got = lines(&ours);
+        assert_eq!(got, lines(&want), "{family}");
+        assert!(got.len() >= 4, "{family}: {got:?}");
+    }
+}
+
+/// A family no session has a value for is left out, as the registry leaves
+/// out its own; a fleet without sessions writes none of the three.
+#[test]
+fn session_families_without_samples_are_left_out() {
+    let m = Metrics::new();
+    m.add_provider("waha");
+    let empty = encode(&m);
+    assert!(!empty.contains("wa_watchdog_session_"), "{empty}");
+    m.set_session("waha", "a", State::Unknown, 0, None);
+    let text = encode(&m);
+    assert!(text.contains("# TYPE wa_watchdog_session_state gauge\n"));
+    assert!(text.contains("# TYPE wa_watchdog_session_consecutive_failures gauge\n"));
+    assert!(!text.contains("wa_watchdog_session_last_success"), "{text}");
+}

@@ -372,3 +372,27 @@ fn the_client_rejects_bad_urls_and_hides_its_key() {
         "http://127.0.0.1:3000/api/sessions/a%20b%2Fc"
     );
 }
+
+#[test]
+fn a_session_list_read_item_by_item_keeps_and_skips_what_parse_session_does() {
+    let body = r#"[
+        {"name":"a","status":"WORKING","me":{"id":"1@c.us","reachoutTimelock":{"isActive":true}}},
+        "not an object",
+        {"status":"WORKING"},
+        {"name":"b","status":"SCAN_QR_CODE","me":{"id":7}},
+        null,
+        {"name":"c","status":"STOPPED","me":null,"extra":[1,2,{"deep":true}]}
+    ]"#;
+    let SessionList(read) = serde_json::from_str(body).expect("an array");
+    let values: Vec<Value> = serde_json::from_str(body).expect("json");
+    let want: Vec<SessionInfo> = values.iter().filter_map(parse_session).collect();
+    assert_eq!(read, want);
+    let names: Vec<&str> = read.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(read[0].reachout_timelock);
+    assert_eq!(read[1].me, None, "a non-string me.id is no chat");
+    // Not an array: the reader refuses, and list_sessions falls back to the
+    // classification table (which names the shape).
+    assert!(serde_json::from_str::<SessionList>(r#"{"name":"a"}"#).is_err());
+    assert!(serde_json::from_str::<SessionList>("[1,").is_err());
+}
