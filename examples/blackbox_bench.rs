@@ -32,6 +32,8 @@
 //! `--no-restart` — the daemon restarted on its database: time to READY and
 //! the canaries it sent in the first 60 s against what the schedule sends.
 //!
+//! `--keep` leaves the run's directory (logs, database) in place.
+//!
 //! `--smoke` fails on a crash (any of the three processes gone) or a rate
 //! shortfall (less than 80 % of the intended rate, either side); never on
 //! timing.
@@ -65,6 +67,8 @@ struct Args {
     window: Option<Duration>,
     smoke: bool,
     restart: bool,
+    /// `--keep`: leave the run's directory (daemon logs, database) in place.
+    keep: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -73,6 +77,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut window = None;
     let mut smoke = false;
     let mut restart = true;
+    let mut keep = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -84,6 +89,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--smoke" => smoke = true,
             "--no-restart" => restart = false,
+            "--keep" => keep = true,
             _ if a.starts_with("--") => bail!("unknown option {a}"),
             _ => positional.push(a),
         }
@@ -112,6 +118,7 @@ fn parse_args() -> anyhow::Result<Args> {
         window,
         smoke,
         restart,
+        keep,
     })
 }
 
@@ -545,8 +552,10 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
     }
     let result = bench(args, &dir, n, rate, window, cores).await;
-    if result.is_ok() {
+    if result.is_ok() && !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
+    } else if result.is_ok() {
+        eprintln!("blackbox_bench: --keep: the run is in {}", dir.display());
     } else {
         eprintln!("blackbox_bench: logs kept in {}", dir.display());
     }

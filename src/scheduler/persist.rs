@@ -81,7 +81,13 @@ impl Scheduler {
     /// Loads every session of every configured provider from the store.
     pub(super) async fn restore(&mut self) -> anyhow::Result<()> {
         let now = self.clock.now();
+        let started = std::time::Instant::now();
         let mut records = self.store.load_sessions().await?;
+        tracing::info!(
+            sessions = records.len(),
+            took_ms = started.elapsed().as_millis(),
+            "read the stored sessions"
+        );
         if self.replica.is_some() {
             // One of several replicas: only the sessions of its shards.
             records.retain(|r| {
@@ -114,6 +120,8 @@ impl Scheduler {
         now: Timestamp,
     ) -> anyhow::Result<()> {
         let name = self.providers[p].cfg.name.clone();
+        // Wall time for the summary line only (the schedule reads `now`).
+        let started = std::time::Instant::now();
         // On a reload the writer may still hold writes of this provider's
         // sessions: read and write after them.
         self.writer.flush().await;
@@ -217,6 +225,7 @@ impl Scheduler {
             retired = stats.retired,
             saved = saves.len(),
             states = %states.join(" "),
+            took_ms = started.elapsed().as_millis(),
             "restored sessions"
         );
         self.metrics.set_provider(&name, true, false);

@@ -60,13 +60,32 @@ async fn the_demo_shows_three_faults_caught_and_healed() {
             if heals >= 3 {
                 let client = wa_watchdog::provider::http::build_client(Duration::from_secs(5))
                     .expect("client");
-                for (url, into) in [(url, &scrape), (page_url, &page)] {
+                // The page reads the database, which a state change reaches
+                // within the writer's short linger (20 ms) after the log
+                // line: read again until it shows the heals, for a while.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                let metrics_shows = ["session=\"demo-2\",state=\"healthy\"} 1"];
+                let page_shows = [
+                    "data-session=\"demo-2\" data-state=\"healthy\"",
+                    "data-session=\"1101000001\" data-state=\"healthy\"",
+                ];
+                for (url, into, shows) in [
+                    (url, &scrape, &metrics_shows[..]),
+                    (page_url, &page, &page_shows[..]),
+                ] {
                     let Some(url) = url else { continue };
-                    let got = match client.get(&url).send().await {
-                        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-                        Err(e) => (0, e.to_string()),
-                    };
-                    *into.lock().expect("scrape") = Some(got);
+                    loop {
+                        let got = match client.get(&url).send().await {
+                            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                            Err(e) => (0, e.to_string()),
+                        };
+                        let healed = shows.iter().all(|n| got.1.contains(n));
+                        *into.lock().expect("scrape") = Some(got);
+                        if healed || tokio::time::Instant::now() > deadline {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 return;
