@@ -107,8 +107,9 @@ impl Scheduler {
     /// reload adds a provider.
     ///
     /// A few queries per provider, whatever its size: the restart records
-    /// every session needs are read in bulk, and only the rows that changed
-    /// are written back, in batched transactions. A session keeps its stored
+    /// every session needs are read in bulk, and only the rows whose machine
+    /// changed are written back, in batched transactions (a new schedule
+    /// alone is saved by the session's next probe). A session keeps its stored
     /// next probe when that lies in the future (a daemon restart sends no
     /// canary the schedule would not have sent); only overdue ones are spread
     /// over the start-up window. One INFO line per provider; per-session
@@ -337,13 +338,19 @@ impl Scheduler {
             m.persisted.consecutive_failures,
             m.persisted.last_success_at,
         );
-        // Written back only when restoring changed it (a schedule spread, a
-        // recalled restart, an afresh start): most rows stay as they are.
+        // Written back only when restoring changed the machine (a recalled
+        // restart, an afresh start): most rows stay as they are. A new next
+        // probe alone is not written: an overdue session's spread time is
+        // saved with its first probe, seconds later, and a restart before
+        // that spreads it again. After a stop longer than the interval that
+        // is every session, and writing 100,000 rows back held READY for 3 s.
         let mut fresh = record(&provider, &rec.session, s, rec.updated_at);
         fresh.chat_id.clone_from(&rec.chat_id);
+        let next = std::mem::replace(&mut fresh.next_probe_at, rec.next_probe_at);
         if fresh == *rec {
             return None;
         }
+        fresh.next_probe_at = next;
         fresh.updated_at = now;
         Some(fresh)
     }

@@ -107,9 +107,22 @@ async fn after_a_long_stop_only_overdue_sessions_are_spread() {
     let before = schedule(&h);
     // Down for 25 s: the sessions due in that time are overdue.
     let back = h.now().plus(Duration::from_secs(25));
+    let stored = |rows: Vec<wa_watchdog::store::SessionRecord>| -> BTreeMap<String, Timestamp> {
+        rows.into_iter()
+            .map(|r| (r.session, r.updated_at))
+            .collect()
+    };
+    let saved_before = stored(h.store.load_sessions().await.expect("load"));
     h.clock.set(back);
     let mut h = h.restart_daemon(&settings()).await;
     let after = schedule(&h);
+    // The restore rewrote no row: a new schedule alone is not written back
+    // (after a stop longer than the interval, that would be every row).
+    assert_eq!(
+        stored(h.store.load_sessions().await.expect("load")),
+        saved_before,
+        "rows rewritten by the restore"
+    );
     let (mut kept, mut spread) = (0, 0);
     for (n, at) in &before {
         let now_at = after[n];
@@ -135,5 +148,10 @@ async fn after_a_long_stop_only_overdue_sessions_are_spread() {
             "{n} probed {} ms early",
             at.since(*sent).as_millis()
         );
+    }
+    // Each first probe after the restart saved its session.
+    let saved_after = stored(h.store.load_sessions().await.expect("load"));
+    for (n, at) in &saved_after {
+        assert!(*at > back, "{n} saved at {at:?}, not after its probe");
     }
 }
