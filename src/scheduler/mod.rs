@@ -61,6 +61,21 @@ pub use reload::ReloadReport;
 /// How often the loop wakes even when nothing is due, so that `/healthz`
 /// and systemd's watchdog can tell it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// The resolution of the daemon's loop on the system clock: it wakes on a
+/// grid of this step (unix time in multiples of it) and starts together
+/// everything due by then, so a periodic probe starts up to this long after
+/// its jittered due time (counted in `wa_watchdog_probe_lateness_seconds`).
+///
+/// Why not wake for each due time: at 20 probes a second each probe then
+/// woke the process alone and paid for its own wakeups with cold caches
+/// (the timer, two HTTP replies, the writer's commit), 0.7-1.0 ms of CPU
+/// per probe; waking four times a second starts about five together and
+/// the cost fell to 0.36-0.43 ms (README "Benchmarks"). A quarter second
+/// is invisible next to a canary interval of seconds to minutes, and keeps
+/// the p99 lateness well under the one second that means "not keeping up".
+/// A manual clock (tests, the simulator) wakes at the exact due time: its
+/// time moves only when a test sets it.
+pub const WAKE_RESOLUTION: Duration = Duration::from_millis(250);
 /// How often old probes are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// First probes of a batch are spread over about one second per session, up
@@ -292,6 +307,8 @@ pub struct Scheduler {
     replica: Option<replica::ReplicaRt>,
     /// Shards whose fenced write was refused: handed off at the next turn.
     fenced: Vec<u32>,
+    /// [`WAKE_RESOLUTION`] on the system clock, zero (exact) on a manual one.
+    wake_resolution: Duration,
 }
 
 /// How the scheduler is built: the parts that differ between production,
@@ -332,7 +349,13 @@ impl Scheduler {
         let replica = (store.backend() == crate::store::Backend::Postgres).then(|| {
             replica::ReplicaRt::new(config.daemon.replica.clone(), config.daemon.lease_ttl)
         });
+        let wake_resolution = if clock.is_manual() {
+            Duration::ZERO
+        } else {
+            WAKE_RESOLUTION
+        };
         let mut s = Scheduler {
+            wake_resolution,
             clock,
             writer: Writer::start(store.clone()),
             store,
@@ -457,6 +480,28 @@ impl Scheduler {
             .min()
     }
 
+    /// When the loop wakes for something due at `due`: the next point of the
+    /// [`WAKE_RESOLUTION`] grid at or after it (exactly `due` on a manual
+    /// clock).
+    pub fn wake_at(&self, due: Timestamp) -> Timestamp {
+        round_up(due, self.wake_resolution)
+    }
+
+    /// What the loop starts when it goes round at `now`: the session steps
+    /// due by the last grid point (`now` itself on a manual clock). A
+    /// wake between grid points (a heartbeat, a finished job) leaves the
+    /// rest for the next grid point, so steps start together there and
+    /// not one by one.
+    fn start_by(&self, now: Timestamp) -> Timestamp {
+        round_down(now, self.wake_resolution)
+    }
+
+    /// Sets the loop's resolution (see [`WAKE_RESOLUTION`]); for tests
+    /// that check the grid on a manual clock.
+    pub fn set_wake_resolution(&mut self, resolution: Duration) {
+        self.wake_resolution = resolution;
+    }
+
     /// Replaces a session's schedule.
     fn schedule(&mut self, p: usize, name: &str, step: Option<Step>) {
         let Some((session, s)) = self.providers[p].sessions.get_mut_with_name(name) else {
@@ -504,9 +549,58 @@ fn first_probe_spread(batch: usize) -> Duration {
     one_per_sec.max(paced)
 }
 
+/// `t` rounded down to a multiple of `step` (unix milliseconds); `t`
+/// itself when `step` is under a millisecond or rounding would overflow.
+fn round_down(t: Timestamp, step: Duration) -> Timestamp {
+    let step = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
+    if step <= 1 {
+        return t;
+    }
+    let ms = t.as_millis();
+    ms.checked_sub(ms.rem_euclid(step))
+        .map_or(t, Timestamp::from_millis)
+}
+
+/// `t` rounded up to a multiple of `step` (unix milliseconds); `t` itself
+/// when `step` is under a millisecond or rounding would overflow.
+fn round_up(t: Timestamp, step: Duration) -> Timestamp {
+    let step = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
+    if step <= 1 {
+        return t;
+    }
+    let ms = t.as_millis();
+    let rem = ms.rem_euclid(step);
+    if rem == 0 {
+        return t;
+    }
+    ms.checked_add(step - rem).map_or(t, Timestamp::from_millis)
+}
+
 #[cfg(test)]
 mod first_probe_tests {
     use super::*;
+
+    #[test]
+    fn the_grid_rounds_wakes_up_and_starts_down() {
+        let q = Duration::from_millis(250);
+        let t = |ms| Timestamp::from_millis(ms);
+        assert_eq!(round_up(t(1_000), q), t(1_000));
+        assert_eq!(round_up(t(1_001), q), t(1_250));
+        assert_eq!(round_up(t(1_249), q), t(1_250));
+        assert_eq!(round_up(t(-1), q), t(0));
+        assert_eq!(round_up(t(-251), q), t(-250));
+        assert_eq!(round_up(t(1_001), Duration::ZERO), t(1_001));
+        assert_eq!(round_up(t(1_001), Duration::from_micros(900)), t(1_001));
+        assert_eq!(round_up(t(i64::MAX), q), t(i64::MAX));
+        for ms in -1_000..2_000 {
+            let w = round_up(t(ms), q).as_millis();
+            assert!(w >= ms && w - ms < 250 && w % 250 == 0, "{ms} -> {w}");
+            let b = round_down(t(ms), q).as_millis();
+            assert!(b <= ms && ms - b < 250 && b % 250 == 0, "{ms} -> {b}");
+        }
+        assert_eq!(round_down(t(1_249), Duration::ZERO), t(1_249));
+        assert_eq!(round_down(t(i64::MIN), q), t(i64::MIN));
+    }
 
     #[test]
     fn a_single_session_starts_within_a_second_and_a_fleet_at_its_paced_rate() {

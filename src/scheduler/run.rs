@@ -93,7 +93,7 @@ impl Scheduler {
         let mut commands_open = true;
         loop {
             self.start_due().await;
-            let wake = self.next_due();
+            let wake = self.next_due().map(|due| self.wake_at(due));
             // A lease round is due on the monotonic clock (`replica.rs`).
             let lease_wake = self.lease_wake().map(tokio::time::Instant::from_std);
             let clock = self.clock.clone();
@@ -214,8 +214,9 @@ impl Scheduler {
         if self.maintenance.next_check().is_some_and(|at| at <= now) {
             self.run_maintenance(now).await;
         }
+        let start_by = self.start_by(now);
         while let Some(Reverse(top)) = self.heap.peek() {
-            if top.at > now {
+            if top.at > start_by {
                 break;
             }
             let Some(Reverse(due)) = self.heap.pop() else {

@@ -26,6 +26,7 @@ mod replicas;
 mod replicas_binary;
 mod replicas_shared;
 mod ring;
+mod scheduler_loop;
 mod sim_green_api;
 mod sim_waha;
 mod status_page;
