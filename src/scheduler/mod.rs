@@ -68,9 +68,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 ///
 /// Why not wake for each due time: at 20 probes a second each probe then
 /// woke the process alone and paid for its own wakeups with cold caches
-/// (the timer, two HTTP replies, the writer's commit), 0.7-1.0 ms of CPU
+/// (the timer, two HTTP replies, the writer's commit), 1.2-1.7 ms of CPU
 /// per probe; waking four times a second starts about five together and
-/// the cost fell to 0.36-0.43 ms (README "Benchmarks"). A quarter second
+/// the cost fell to 0.35-0.39 ms (`scripts/bench-blackbox 600 30s`, README
+/// "Benchmarks"). A quarter second
 /// is invisible next to a canary interval of seconds to minutes, and keeps
 /// the p99 lateness well under the one second that means "not keeping up".
 /// A manual clock (tests, the simulator) wakes at the exact due time: its
