@@ -484,7 +484,7 @@ impl Scheduler {
     /// When the loop wakes for something due at `due`: the next point of the
     /// [`WAKE_RESOLUTION`] grid at or after it (exactly `due` on a manual
     /// clock).
-    pub fn wake_at(&self, due: Timestamp) -> Timestamp {
+    fn wake_at(&self, due: Timestamp) -> Timestamp {
         round_up(due, self.wake_resolution)
     }
 
